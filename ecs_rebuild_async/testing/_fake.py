@@ -1,0 +1,300 @@
+"""``FakeCompute``: the public face of the fake ECS / Nova compute service."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Literal
+from urllib.parse import unquote
+
+from ._app import dispatch
+from ._clock import FakeClock
+from ._faults import FaultPlan
+from ._identity import Identity
+from ._replies import Reply, Request
+from ._service import DEFAULT_IMAGES, Service, Settings
+from ._state import ServerTruth, truth_of
+from ._stats import Stats
+from ._tcp import serve
+from ._transport import FakeTransport
+from ._versioning import Version, parse_version_text
+
+__all__ = ["IN_PROCESS_BASE", "FakeCompute"]
+
+IN_PROCESS_BASE = "http://fake-compute.test"
+_PROJECT_ID = "6f70656e737461636b20342065766572"
+_USER_ID = "a7c2a1e6b0d54c0f9d5c4f6e2b1a0d9c"
+
+Headers = Mapping[str, str] | Sequence[tuple[str, str]]
+
+
+def _version(text: str) -> Version:
+    parsed = parse_version_text(text)
+    if parsed is None:
+        raise ValueError(f"not a microversion: {text!r}")
+    return parsed
+
+
+class FakeCompute:
+    """A stateful fake of the ECS / Nova compute API (rebuild, GET, lists, Keystone, AK/SK).
+
+    State moves lazily with the fake clock: ``time_scale=0`` freezes it so that tests step
+    it with ``advance()``; ``time_scale=50`` makes a 2 s rebuild take 40 ms of real time.
+    """
+
+    def __init__(
+        self,
+        *,
+        dialect: Literal["ecs", "nova"] = "ecs",
+        min_version: str = "2.1",
+        max_version: str = "2.60",
+        time_scale: float = 1.0,
+        rebuild_seconds: float = 2.0,
+        jitter: float = 0.0,
+        fail_rate: float = 0.0,
+        read_lag: float = 0.0,
+        accepted_body: Literal["rebuild", "stale"] = "rebuild",
+        token_lifetime: float = 3600.0,
+        retry_after: str = "1",
+        lost_error: Literal["timeout", "disconnect"] = "timeout",
+        deleted_retention: float = 3600.0,
+        max_limit: int = 1000,
+        region: str = "RegionOne",
+        project_id: str = _PROJECT_ID,
+        ak: str | None = None,
+        sk: str | None = None,
+        seed: int | None = 0,
+    ) -> None:
+        if dialect not in ("ecs", "nova"):
+            raise ValueError("dialect must be 'ecs' or 'nova'")
+        if accepted_body not in ("rebuild", "stale"):
+            raise ValueError("accepted_body must be 'rebuild' or 'stale'")
+        self._settings = Settings(
+            dialect=dialect,
+            min_version=_version(min_version),
+            max_version=_version(max_version),
+            rebuild_seconds=rebuild_seconds,
+            jitter=jitter,
+            fail_rate=fail_rate,
+            read_lag=read_lag,
+            accepted_body=accepted_body,
+            token_lifetime=token_lifetime,
+            deleted_retention=deleted_retention,
+            max_limit=max_limit,
+            max_body=114688,
+            metadata_items=128,
+            lost_error=lost_error,
+        )
+        identity = Identity(
+            user_id=_USER_ID,
+            username="demo",
+            password=secrets.token_urlsafe(12),
+            user_domain_id="default",
+            user_domain_name="Default",
+            project_id=project_id,
+            project_name="demo",
+            app_cred_id=secrets.token_hex(16),
+            app_cred_secret=secrets.token_urlsafe(24),
+            access_key=ak or "FAKEAK" + secrets.token_hex(7).upper(),
+            secret_key=sk or secrets.token_urlsafe(30),
+            region=region,
+        )
+        self._service = Service(self._settings, identity, FakeClock(time_scale), seed)
+        self._service.faults.retry_after = retry_after
+        # The pre-issued token never expires on its own; expire_tokens() ends it too.
+        self._token = self._service.tokens.issue(None)
+        self._base = IN_PROCESS_BASE
+
+    def __repr__(self) -> str:
+        return f"<FakeCompute {self._settings.dialect} servers={len(self._service.servers)}>"
+
+    # -- endpoints and credentials -------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """The in-process URL, or the TCP URL while ``serve_tcp`` runs."""
+        return self._base
+
+    @property
+    def compute_url(self) -> str:
+        return f"{self._base}/v2.1/{self.project_id}"
+
+    @property
+    def identity_url(self) -> str:
+        return f"{self._base}/identity/v3"
+
+    @property
+    def token(self) -> str:
+        return self._token
+
+    @property
+    def project_id(self) -> str:
+        return self._service.identity.project_id
+
+    @property
+    def user_id(self) -> str:
+        return self._service.identity.user_id
+
+    @property
+    def username(self) -> str:
+        return self._service.identity.username
+
+    @property
+    def password(self) -> str:
+        return self._service.identity.password
+
+    @property
+    def user_domain_name(self) -> str:
+        return self._service.identity.user_domain_name
+
+    @property
+    def project_name(self) -> str:
+        return self._service.identity.project_name
+
+    @property
+    def app_cred_id(self) -> str:
+        return self._service.identity.app_cred_id
+
+    @property
+    def app_cred_secret(self) -> str:
+        return self._service.identity.app_cred_secret
+
+    @property
+    def ak(self) -> str:
+        return self._service.identity.access_key
+
+    @property
+    def sk(self) -> str:
+        return self._service.identity.secret_key
+
+    @property
+    def region(self) -> str:
+        return self._service.identity.region
+
+    # -- world ---------------------------------------------------------------------------
+
+    @property
+    def images(self) -> dict[str, str]:
+        """Image name -> id (the defaults have fixed ids)."""
+        return {name: image_id for image_id, name in self._service.images.items()}
+
+    @property
+    def default_image(self) -> str:
+        return DEFAULT_IMAGES["ubuntu-22.04"]
+
+    def add_image(self, name: str, image_id: str | None = None) -> str:
+        image_id = image_id or self._service.new_uuid()
+        self._service.images[image_id] = name
+        return image_id
+
+    def add_keypair(self, name: str) -> None:
+        self._service.keypairs.add(name)
+
+    def add_server(
+        self,
+        *,
+        name: str = "server",
+        status: str = "ACTIVE",
+        image_id: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        key_name: str | None = None,
+        locked: bool = False,
+        server_id: str | None = None,
+        fail: bool = False,
+        rebuild_seconds: float | None = None,
+    ) -> str:
+        """Add a server; ``fail=True`` sends its rebuilds to ERROR. Returns its id."""
+        return self._service.add_server(
+            name=name,
+            status=status,
+            image_id=image_id or self.default_image,
+            metadata=dict(metadata or {}),
+            key_name=key_name,
+            locked=locked,
+            server_id=server_id,
+            fail=fail,
+            rebuild_seconds=rebuild_seconds,
+        )
+
+    def add_servers(self, count: int, *, prefix: str = "server", **options: object) -> list[str]:
+        return [self.add_server(name=f"{prefix}-{i}", **options) for i in range(count)]  # type: ignore[arg-type]
+
+    def delete_server(self, server_id: str) -> None:
+        """Delete: 404 on GET, ``DELETED`` in changes-since lists for ``deleted_retention``."""
+        self._service.delete_server(server_id)
+
+    def set_locked(self, server_id: str, locked: bool = True) -> None:
+        self._service.servers[server_id].locked = locked
+
+    def server_ids(self) -> list[str]:
+        return [r.id for r in self._service.order if r.deleted_at is None]
+
+    # -- clock, tokens, faults, counters -------------------------------------------------
+
+    def now(self) -> float:
+        """The fake clock, in epoch seconds."""
+        return self._service.clock.now()
+
+    def advance(self, seconds: float) -> None:
+        self._service.clock.advance(seconds)
+
+    def issue_token(self, lifetime: float | None = None) -> str:
+        """A new valid token (``lifetime`` fake seconds; None never expires)."""
+        expires = None if lifetime is None else self.now() + lifetime
+        return self._service.tokens.issue(expires)
+
+    def expire_tokens(self) -> None:
+        """Every token issued so far, the pre-issued one included, is now expired."""
+        self._service.tokens.expire_all(self.now())
+
+    @property
+    def faults(self) -> FaultPlan:
+        return self._service.faults
+
+    @property
+    def stats(self) -> Stats:
+        return self._service.stats
+
+    def rebuilds_accepted(self, server_id: str) -> int:
+        return self._service.servers[server_id].rebuilds
+
+    def truth(self, server_id: str) -> ServerTruth:
+        """The server's true state now (read lag ignored)."""
+        return truth_of(self._service.servers[server_id], self.now())
+
+    # -- serving -------------------------------------------------------------------------
+
+    def handle(
+        self, method: str, path: str, query: str = "", headers: Headers = (), body: bytes = b""
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        """Answer one request synchronously. ``path`` is the raw (percent-encoded) path."""
+        reply = self.dispatch(method, path, query, headers, body)
+        return reply.status, reply.headers, reply.body
+
+    def dispatch(
+        self, method: str, path: str, query: str = "", headers: Headers = (), body: bytes = b""
+    ) -> Reply:
+        """Like ``handle`` but returns the Reply, with the injected ``delay``/``lost``."""
+        pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
+        host = next((v for k, v in pairs if k.lower() == "host"), None)
+        base = f"http://{host}" if host else self._base
+        request = Request(method.upper(), unquote(path), path, query, pairs, body, base)
+        return self._dispatch(request)
+
+    def _dispatch(self, request: Request) -> Reply:
+        return dispatch(self._service, request)
+
+    def transport(self) -> FakeTransport:
+        """An in-process ``httpx.AsyncBaseTransport``; use with base URL ``base_url``."""
+        return FakeTransport(self._dispatch, lost_error=self._settings.lost_error)
+
+    @asynccontextmanager
+    async def serve_tcp(self, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+        """Serve over loopback TCP; yields the base URL. Stops when the block exits."""
+        async with serve(self._dispatch, host, port) as base:
+            previous, self._base = self._base, base
+            try:
+                yield base
+            finally:
+                self._base = previous

@@ -1,0 +1,184 @@
+"""The fake's settings and in-memory world: servers, images, key pairs, tokens, counters."""
+
+from __future__ import annotations
+
+import random
+import string
+import uuid
+from typing import Literal
+
+import attrs
+
+from ._clock import FakeClock
+from ._faults import FaultPlan
+from ._identity import Identity, TokenStore
+from ._state import (
+    VM_STATE_OF_STATUS,
+    FaultInfo,
+    InstanceAction,
+    RebuildTask,
+    ServerRecord,
+    observe,
+    plan_rebuild,
+)
+from ._stats import Stats
+from ._versioning import Version
+
+__all__ = ["DEFAULT_IMAGES", "Settings", "Service"]
+
+#: Fixed image ids, so tests and demos can name them.
+DEFAULT_IMAGES = {
+    "ubuntu-22.04": "70a5e0a4-0000-4000-8000-00000000000a",
+    "ubuntu-24.04": "70a5e0a4-0000-4000-8000-00000000000b",
+    "centos-9": "70a5e0a4-0000-4000-8000-00000000000c",
+}
+
+
+@attrs.frozen
+class Settings:
+    dialect: Literal["ecs", "nova"]
+    min_version: Version
+    max_version: Version
+    rebuild_seconds: float
+    jitter: float
+    fail_rate: float
+    read_lag: float
+    accepted_body: Literal["rebuild", "stale"]
+    token_lifetime: float
+    deleted_retention: float
+    max_limit: int
+    max_body: int
+    metadata_items: int
+    lost_error: Literal["timeout", "disconnect"]
+
+
+class Service:
+    """Everything the handler reads and writes. Single-threaded: no locks needed."""
+
+    def __init__(
+        self, settings: Settings, identity: Identity, clock: FakeClock, seed: int | None
+    ) -> None:
+        self.settings = settings
+        self.identity = identity
+        self.clock = clock
+        self.rng = random.Random(seed)
+        self.servers: dict[str, ServerRecord] = {}
+        # Newest first is Nova's default order (created_at desc); appending keeps it O(1).
+        self.order: list[ServerRecord] = []
+        self.position: dict[str, int] = {}
+        self.images: dict[str, str] = {v: k for k, v in DEFAULT_IMAGES.items()}
+        self.keypairs: set[str] = set()
+        self.tokens = TokenStore()
+        self.faults = FaultPlan(self.rng)
+        self.stats = Stats()
+
+    def new_uuid(self) -> str:
+        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+
+    def new_request_id(self) -> str:
+        return f"req-{self.new_uuid()}"
+
+    def new_password(self) -> str:
+        alphabet = string.ascii_letters + string.digits
+        return "".join(self.rng.choice(alphabet) for _ in range(12))
+
+    def add_server(
+        self,
+        *,
+        name: str,
+        status: str,
+        image_id: str,
+        metadata: dict[str, str],
+        key_name: str | None,
+        locked: bool,
+        server_id: str | None,
+        fail: bool,
+        rebuild_seconds: float | None,
+    ) -> str:
+        if status not in VM_STATE_OF_STATUS:
+            raise ValueError(f"status must be one of {sorted(VM_STATE_OF_STATUS)}")
+        sid = server_id or self.new_uuid()
+        if sid in self.servers:
+            raise ValueError(f"server {sid} exists")
+        now = self.clock.now()
+        record = ServerRecord(
+            id=sid,
+            name=name,
+            index=len(self.order),
+            created_at=now,
+            updated_at=now,
+            vm_state=VM_STATE_OF_STATUS[status],
+            image_id=image_id,
+            metadata=dict(metadata),
+            key_name=key_name,
+            locked=locked,
+            fail=fail,
+            rebuild_seconds=rebuild_seconds,
+            hostname=name.lower().replace(" ", "-")[:63] or "server",
+            launched_at=now,
+        )
+        if status == "ERROR":
+            record.fault = FaultInfo(500, "Unknown error", "set up in ERROR", now)
+        self.servers[sid] = record
+        self.position[sid] = len(self.order)
+        self.order.append(record)
+        return sid
+
+    def delete_server(self, server_id: str) -> None:
+        record = self.servers[server_id]
+        if record.deleted_at is None:
+            now = self.clock.now()
+            observe(record, now)  # settle a finished rebuild before freezing the record
+            record.task = None
+            record.deleted_at = now
+
+    def visible(self, server_id: str, now: float) -> ServerRecord | None:
+        """The server unless it is deleted (a deleted server is a 404 to GET and actions)."""
+        record = self.servers.get(server_id)
+        if record is None or record.deleted_at is not None:
+            return None
+        return record
+
+    def accept_rebuild(
+        self, record: ServerRecord, fields: dict[str, object], now: float, request_id: str
+    ) -> None:
+        """Record an accepted rebuild: new fields now, the timeline computed lazily later."""
+        settings = self.settings
+        record.previous = record.snapshot() if settings.read_lag > 0 else None
+        record.lag_until = now + settings.read_lag
+        fail = record.fail or (settings.fail_rate > 0 and self.rng.random() < settings.fail_rate)
+        duration = record.rebuild_seconds
+        if duration is None:
+            duration = settings.rebuild_seconds
+        if settings.jitter:
+            duration *= 1 + self.rng.uniform(-settings.jitter, settings.jitter)
+        phases, fault = plan_rebuild(was=record.vm_state, duration=max(duration, 0.0), fail=fail)
+        action = InstanceAction(request_id, now, self.identity.user_id, self.identity.project_id)
+        record.actions.append(action)
+        record.task = RebuildTask(now, phases, fault, action)
+        record.updated_at = now
+        record.rebuilds += 1
+        record.image_id = str(fields["imageRef"])
+        _apply(record, fields)
+
+
+_FIELD_ATTRS = {
+    "name": "name",
+    "key_name": "key_name",
+    "user_data": "user_data",
+    "description": "description",
+    "accessIPv4": "access_ipv4",
+    "accessIPv6": "access_ipv6",
+    "OS-DCF:diskConfig": "disk_config",
+    "hostname": "hostname",
+    "trusted_image_certificates": "trusted_certs",
+}
+
+
+def _apply(record: ServerRecord, fields: dict[str, object]) -> None:
+    for wire, attr in _FIELD_ATTRS.items():
+        if wire in fields:
+            setattr(record, attr, fields[wire])
+    if "metadata" in fields:
+        # Replaced, not merged (nova/compute/api.py rebuild).
+        record.metadata = dict(fields["metadata"])  # type: ignore[call-overload]
