@@ -1,0 +1,81 @@
+"""ecs_rebuild_async: rebuild ECS / OpenStack Nova servers from async code; know how each ended."""
+
+from ._auth import AkSkAuth, Auth, KeystoneAuth, TokenAuth
+from ._bulk import BulkReport
+from ._client import AsyncEcsClient
+from ._errors import (
+    BadRequest,
+    Conflict,
+    EcsError,
+    Forbidden,
+    InvalidRequest,
+    MicroversionError,
+    NotFound,
+    RateLimited,
+    RebuildFailed,
+    RebuildOutcomeUnknown,
+    RebuildTimeout,
+    ResponseError,
+    ServerError,
+    ServiceError,
+    TransportError,
+    Unauthorized,
+)
+from ._microversion import APIVersion, VersionRange
+from ._models import (
+    ECS,
+    NOVA,
+    UNSET,
+    Dialect,
+    Fault,
+    OutcomeKind,
+    PersonalityFile,
+    RebuildEvent,
+    RebuildOutcome,
+    RebuildRequest,
+    Server,
+    ServerStatus,
+)
+from ._settings import ClientSettings
+from ._version import __version__
+
+__all__ = [
+    "APIVersion",
+    "AkSkAuth",
+    "AsyncEcsClient",
+    "Auth",
+    "BadRequest",
+    "BulkReport",
+    "ClientSettings",
+    "Conflict",
+    "Dialect",
+    "ECS",
+    "EcsError",
+    "Fault",
+    "Forbidden",
+    "InvalidRequest",
+    "KeystoneAuth",
+    "MicroversionError",
+    "NOVA",
+    "NotFound",
+    "OutcomeKind",
+    "PersonalityFile",
+    "RateLimited",
+    "RebuildEvent",
+    "RebuildFailed",
+    "RebuildOutcome",
+    "RebuildOutcomeUnknown",
+    "RebuildRequest",
+    "RebuildTimeout",
+    "ResponseError",
+    "Server",
+    "ServerError",
+    "ServerStatus",
+    "ServiceError",
+    "TokenAuth",
+    "TransportError",
+    "UNSET",
+    "Unauthorized",
+    "VersionRange",
+    "__version__",
+]

@@ -1,0 +1,508 @@
+"""AsyncEcsClient: the thin facade over the session, the rebuild flow, the poller and bulk runs."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta, timezone
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import anyio
+import anyio.abc
+import httpx
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from ._auth import Auth, build_auth
+from ._bulk import BulkReport, normalize_targets, run_bulk
+from ._config import config_from_cloud, config_from_env
+from ._errors import EcsError, InvalidRequest, NotFound, ResponseError
+from ._lifecycle import RebuildTracker
+from ._microversion import LIBRARY_MAX, APIVersion, VersionRange, negotiate, parse_version
+from ._models import (
+    ECS,
+    Dialect,
+    RebuildEvent,
+    RebuildOutcome,
+    RebuildRequest,
+    Server,
+    ServerStatus,
+)
+from ._poll import EventCallback, FleetPoller, wait_for_rebuild
+from ._rebuild import Accepted, Operations, submit_rebuild
+from ._serde import request_to_wire, server_from_wire, servers_from_wire
+from ._session import Session
+from ._settings import ClientSettings
+
+__all__ = ["AsyncEcsClient"]
+
+
+def _check_server_id(server_id: object) -> str:
+    if not isinstance(server_id, str) or not server_id.strip() or "/" in server_id:
+        raise InvalidRequest(
+            f"a server id is a non-empty string without '/', got {server_id!r:.60}"
+        )
+    return server_id
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class AsyncEcsClient:
+    """An async client for the rebuild-server action of an ECS / OpenStack Nova compute API.
+
+    Use it as an async context manager. ``endpoint`` is the compute endpoint
+    (``https://host/v2.1/<project_id>``, ``.../v2/<project_id>`` or project-less ``.../v2.1``);
+    leave it out when ``auth`` has a service catalog. ``microversion=None`` negotiates per
+    request; a pinned ``"2.54"`` is used as given. ``dialect`` says whose rules apply: ``ECS``
+    (Huawei Cloud, Open Telekom Cloud) or ``NOVA`` (upstream OpenStack).
+    """
+
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        *,
+        auth: Auth,
+        microversion: str | APIVersion | None = None,
+        dialect: Dialect = ECS,
+        settings: ClientSettings | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        region: str | None = None,
+        interface: str = "public",
+    ) -> None:
+        if not isinstance(auth, Auth):
+            raise InvalidRequest("auth must be TokenAuth, KeystoneAuth or AkSkAuth", field="auth")
+        if not isinstance(dialect, Dialect):
+            raise InvalidRequest("dialect must be ECS or NOVA", field="dialect")
+        self._pinned = parse_version(microversion) if microversion is not None else None
+        self._dialect = dialect
+        self._settings = settings or ClientSettings()
+        self._session = Session(
+            endpoint,
+            auth,
+            settings=self._settings,
+            http_client=http_client,
+            transport=transport,
+            interface=interface,
+            region=region,
+        )
+        self._poller = FleetPoller(self._fetch_for_poller, self._list_changed, self._settings)
+        self._accepted: dict[str, tuple[Server | None, Accepted]] = {}
+        self._clock: tuple[datetime, float] | None = None
+        self._ops = Operations(
+            post_rebuild=self._post_rebuild,
+            get_server=self._read_server,
+            list_actions=self._list_actions,
+        )
+
+    # -- construction from what users already have --
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs: Any) -> AsyncEcsClient:
+        """A client from ``OS_*`` or ``HUAWEICLOUD_SDK_*`` environment variables."""
+        config = config_from_env(os.environ if environ is None else environ)
+        return cls._from_config(config, kwargs)
+
+    @classmethod
+    def from_cloud(
+        cls, name: str | None = None, *, environ: Mapping[str, str] | None = None, **kwargs: Any
+    ) -> AsyncEcsClient:
+        """A client from a ``clouds.yaml`` entry (``OS_CLOUD`` when ``name`` is left out)."""
+        config = config_from_cloud(name, os.environ if environ is None else environ)
+        return cls._from_config(config, kwargs)
+
+    @classmethod
+    def _from_config(cls, config: Any, overrides: dict[str, Any]) -> AsyncEcsClient:
+        options: dict[str, Any] = {
+            "auth": build_auth(config),
+            "region": getattr(config, "region", None),
+            "interface": getattr(config, "interface", None) or "public",
+        }
+        if getattr(config, "microversion", None):
+            options["microversion"] = config.microversion
+        dialect = getattr(config, "dialect", None)
+        if isinstance(dialect, Dialect):
+            options["dialect"] = dialect
+        options.update(overrides)
+        return cls(getattr(config, "endpoint", None), **options)
+
+    # -- lifecycle --
+
+    async def __aenter__(self) -> AsyncEcsClient:
+        await self._session.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._session.aclose()
+
+    async def aclose(self) -> None:
+        await self._session.aclose()
+
+    def __repr__(self) -> str:
+        return f"AsyncEcsClient(dialect={self._dialect.name}, microversion={self._pinned})"
+
+    @property
+    def dialect(self) -> Dialect:
+        return self._dialect
+
+    @property
+    def settings(self) -> ClientSettings:
+        return self._settings
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Requests sent by kind, and the shared poller's ticks."""
+        return {
+            **self._session.counts,
+            "poll_ticks": self._poller.ticks,
+            "poll_listings": self._poller.listings,
+            "poll_single_reads": self._poller.single_reads,
+            "rate_limited": self._session.pacer.limited_count,
+        }
+
+    # -- versions --
+
+    async def versions(self) -> VersionRange | None:
+        """The microversions the service offers (None for a ``/v2`` endpoint)."""
+        return await self._session.service_versions()
+
+    async def negotiate(self, request: RebuildRequest | None = None) -> APIVersion | None:
+        """The microversion a request would be sent with (None: no microversion header)."""
+        fields = request.wire_fields() if request is not None else frozenset()
+        return negotiate(
+            fields,
+            await self._session.service_versions(),
+            pinned=self._pinned,
+            library_max=LIBRARY_MAX,
+        )
+
+    async def prepare(self, server_id: str, request: RebuildRequest) -> dict[str, Any]:
+        """What :meth:`rebuild` would send, without sending it: method, url, microversion, body.
+
+        Runs every check that :meth:`rebuild` runs first, so bad input fails here too.
+        """
+        _check_server_id(server_id)
+        version = await self._checked_version(request)
+        base = await self._session.compute_url()
+        return {
+            "method": "POST",
+            "url": f"{base}/servers/{quote(server_id, safe='')}/action",
+            "microversion": None if version is None else str(version),
+            "body": request_to_wire(request),
+        }
+
+    async def _checked_version(self, request: RebuildRequest) -> APIVersion | None:
+        if not isinstance(request, RebuildRequest):
+            raise InvalidRequest("request must be a RebuildRequest", field="request")
+        version = await self.negotiate(request)
+        request.check(dialect=self._dialect, microversion=version)
+        return version
+
+    # -- single server --
+
+    def _remember_clock(self, date: datetime | None) -> None:
+        if date is not None:
+            self._clock = (date, anyio.current_time())
+
+    def _service_now(self) -> datetime | None:
+        if self._clock is None:
+            return None
+        date, at = self._clock
+        return date + timedelta(seconds=anyio.current_time() - at)
+
+    async def _read_version(self) -> APIVersion | None:
+        return await self.negotiate(None)
+
+    async def _read_server(self, server_id: str) -> tuple[Server | None, datetime | None]:
+        try:
+            answer = await self._session.request(
+                "GET", f"servers/{quote(server_id, safe='')}", version=await self._read_version()
+            )
+        except NotFound:
+            return None, None
+        self._remember_clock(answer.date)
+        return server_from_wire(
+            answer.body, status=answer.status, request_id=answer.request_id
+        ), answer.date
+
+    async def _fetch_for_poller(self, server_id: str) -> Server | None:
+        server, _ = await self._read_server(server_id)
+        return server
+
+    async def get_server(self, server_id: str) -> Server:
+        """The server as the service shows it now. Raises NotFound."""
+        _check_server_id(server_id)
+        answer = await self._session.request(
+            "GET", f"servers/{quote(server_id, safe='')}", version=await self._read_version()
+        )
+        self._remember_clock(answer.date)
+        return server_from_wire(answer.body, status=answer.status, request_id=answer.request_id)
+
+    async def _list_actions(self, server_id: str) -> Sequence[Mapping[str, Any]]:
+        answer = await self._session.request(
+            "GET",
+            f"servers/{quote(server_id, safe='')}/os-instance-actions",
+            version=await self._read_version(),
+        )
+        actions = answer.body.get("instanceActions") if isinstance(answer.body, dict) else None
+        if not isinstance(actions, list):
+            raise ResponseError("the instance actions answer has no 'instanceActions' list")
+        return actions
+
+    async def _list_changed(self, since: datetime) -> tuple[list[Server], datetime | None]:
+        """Every server changed since ``since`` (service time), following the pages."""
+        params = {"changes-since": _iso(since), "limit": str(self._settings.list_page_size)}
+        path: str = "servers/detail"
+        found: list[Server] = []
+        answered_at: datetime | None = None
+        version = await self._read_version()
+        while True:
+            answer = await self._session.request("GET", path, params=params, version=version)
+            if answered_at is None:
+                answered_at = answer.date
+                self._remember_clock(answer.date)
+            servers, next_href = servers_from_wire(
+                answer.body, status=answer.status, request_id=answer.request_id
+            )
+            found.extend(servers)
+            if not next_href or not servers or len(servers) < self._settings.list_page_size:
+                return found, answered_at
+            params = {**params, "marker": servers[-1].id}
+
+    async def _post_rebuild(
+        self, server_id: str, request: RebuildRequest
+    ) -> tuple[Server, datetime | None]:
+        version = await self._checked_version(request)
+        answer = await self._session.request(
+            "POST",
+            f"servers/{quote(server_id, safe='')}/action",
+            json_body=request_to_wire(request),
+            version=version,
+            idempotent=False,
+        )
+        self._remember_clock(answer.date)
+        if answer.body is None:
+            raise ResponseError(
+                "the rebuild was accepted but the answer has no server body",
+                status=answer.status,
+                request_id=answer.request_id,
+            )
+        server = server_from_wire(answer.body, status=answer.status, request_id=answer.request_id)
+        return server, answer.date
+
+    async def rebuild(self, server_id: str, request: RebuildRequest) -> Server:
+        """Send the rebuild (at most once) and return the server of the 202 answer.
+
+        The answer never proves completion: use :meth:`wait_for_rebuild` next, or
+        :meth:`rebuild_and_wait`. Bad input raises before anything is sent.
+        """
+        _check_server_id(server_id)
+        await self._checked_version(request)
+        accepted = await submit_rebuild(
+            self._ops, server_id, request, service_now=self._service_now
+        )
+        self._accepted[server_id] = (None, accepted)
+        if accepted.server is None:
+            return await self.get_server(server_id)
+        return accepted.server
+
+    async def wait_for_rebuild(
+        self,
+        server_id: str,
+        *,
+        timeout: float | None = None,
+        since: datetime | None = None,
+        on_event: EventCallback | None = None,
+    ) -> Server:
+        """Wait until the server's rebuild is proven finished; return the final Server.
+
+        Raises RebuildFailed (ERROR, deleted, gone) or RebuildTimeout after ``timeout`` seconds
+        (default ``settings.wait_timeout``). After :meth:`rebuild` on this client the wait knows
+        when the service accepted it; otherwise pass ``since`` (the service time of the request).
+        """
+        _check_server_id(server_id)
+        before, accepted = self._accepted.pop(server_id, (None, Accepted(None, since)))
+        return await self._wait(server_id, before, accepted, timeout, on_event)
+
+    async def _wait(
+        self,
+        server_id: str,
+        before: Server | None,
+        accepted: Accepted,
+        timeout: float | None,
+        on_event: EventCallback | None,
+    ) -> Server:
+        tracker = RebuildTracker.start(
+            server_id, before=before, accepted_at=accepted.accepted_at, accepted=accepted.server
+        )
+        return await wait_for_rebuild(
+            tracker,
+            poller=self._poller,
+            fetch_one=self._fetch_for_poller,
+            timeout=self._settings.wait_timeout if timeout is None else timeout,
+            on_event=on_event,
+        )
+
+    async def rebuild_and_wait(
+        self,
+        server_id: str,
+        request: RebuildRequest,
+        *,
+        timeout: float | None = None,
+        on_event: EventCallback | None = None,
+    ) -> Server:
+        """Read the server, rebuild it, and wait until the rebuild is proven finished."""
+        return await self._rebuild_and_wait(server_id, request, timeout, on_event, None, None)
+
+    async def _rebuild_and_wait(
+        self,
+        server_id: str,
+        request: RebuildRequest,
+        timeout: float | None,
+        on_event: EventCallback | None,
+        before: Server | None,
+        mark_submitted: Any,
+    ) -> Server:
+        _check_server_id(server_id)
+        await self._checked_version(request)
+        if before is None:
+            before = await self.get_server(server_id)
+        if before.status is ServerStatus.ERROR and self._dialect is ECS:
+            raise InvalidRequest(
+                f"server {server_id} is in ERROR, and ECS cannot rebuild a server in ERROR; "
+                "repair it first (or use dialect=NOVA for upstream Nova, which can)",
+                field="server_id",
+            )
+        # Once sent, the request's answer is awaited even if the caller cancels meanwhile, so
+        # that a cancelled bulk run knows exactly which rebuilds the service accepted.
+        with anyio.CancelScope(shield=True):
+            accepted = await submit_rebuild(
+                self._ops, server_id, request, service_now=self._service_now
+            )
+            if mark_submitted is not None:
+                mark_submitted()
+        if on_event is not None and accepted.server is not None:
+            on_event(
+                RebuildEvent(
+                    server_id=server_id,
+                    phase="submitted",
+                    status=accepted.server.status,
+                    task_state=accepted.server.task_state,
+                    updated=accepted.server.updated,
+                )
+            )
+        return await self._wait(server_id, before, accepted, timeout, on_event)
+
+    # -- fleets --
+
+    async def rebuild_many(
+        self,
+        servers: Iterable[str | tuple[str, RebuildRequest]],
+        request: RebuildRequest | None = None,
+        *,
+        concurrency: int = 50,
+        timeout: float | None = None,
+        on_outcome: Any = None,
+        on_event: EventCallback | None = None,
+        report: BulkReport | None = None,
+    ) -> list[RebuildOutcome]:
+        """Rebuild many servers and wait for each; one RebuildOutcome per server, in order.
+
+        ``servers`` are ids (rebuilt with ``request``) or ``(id, RebuildRequest)`` pairs. At
+        most ``concurrency`` rebuilds are in flight; ``timeout`` bounds each server's wait.
+        One server's failure never stops the others. ``report`` (a BulkReport) is filled as
+        the run goes, so that after a cancellation it says which rebuilds were submitted.
+        """
+        targets = normalize_targets(servers, request)
+        report = report if report is not None else BulkReport()
+        befores = await self._read_fleet([server_id for server_id, _ in targets])
+
+        async def run_one(server_id: str, one_request: RebuildRequest, mark: Any) -> Server:
+            before = befores.get(server_id)
+            if before is None:
+                before = await self.get_server(server_id)
+            return await self._rebuild_and_wait(
+                server_id, one_request, timeout, on_event, before, mark
+            )
+
+        return await run_bulk(
+            targets, run_one, concurrency=concurrency, report=report, on_outcome=on_outcome
+        )
+
+    async def _read_fleet(self, server_ids: list[str]) -> dict[str, Server]:
+        """The servers' states before a bulk run, by listing rather than one GET each.
+
+        Servers the listing does not show are read one by one later (and may be not found).
+        """
+        wanted = {server_id for server_id in server_ids if isinstance(server_id, str)}
+        if len(wanted) < self._settings.fleet_threshold:
+            return {}
+        params = {"limit": str(self._settings.list_page_size)}
+        found: dict[str, Server] = {}
+        version = await self._read_version()
+        try:
+            while True:
+                answer = await self._session.request(
+                    "GET", "servers/detail", params=params, version=version
+                )
+                self._remember_clock(answer.date)
+                servers, next_href = servers_from_wire(answer.body, status=answer.status)
+                found.update((s.id, s) for s in servers if s.id in wanted)
+                if (
+                    not next_href
+                    or len(servers) < self._settings.list_page_size
+                    or wanted <= found.keys()
+                ):
+                    return found
+                params = {**params, "marker": servers[-1].id}
+        except EcsError:
+            return found  # per-server reads take over
+
+    @asynccontextmanager
+    async def rebuild_stream(
+        self,
+        servers: Iterable[str | tuple[str, RebuildRequest]],
+        request: RebuildRequest | None = None,
+        *,
+        concurrency: int = 50,
+        timeout: float | None = None,
+        report: BulkReport | None = None,
+    ) -> AsyncIterator[MemoryObjectReceiveStream[RebuildOutcome]]:
+        """Run :meth:`rebuild_many` and receive outcomes as they complete::
+
+            async with ecs.rebuild_stream(ids, request) as outcomes:
+                async for outcome in outcomes:
+                    ...
+
+        Leaving the block early cancels the rest of the run (and ``report`` says what was sent).
+        """
+        send, receive = anyio.create_memory_object_stream[RebuildOutcome](
+            max_buffer_size=float("inf")
+        )
+
+        async def produce() -> None:
+            async with send:
+                await self.rebuild_many(
+                    servers,
+                    request,
+                    concurrency=concurrency,
+                    timeout=timeout,
+                    on_outcome=send.send_nowait,
+                    report=report,
+                )
+
+        async with receive, anyio.create_task_group() as group:
+            group.start_soon(produce)
+            try:
+                yield receive
+            finally:
+                group.cancel_scope.cancel()

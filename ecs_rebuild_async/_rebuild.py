@@ -1,0 +1,158 @@
+"""Sending a rebuild at most once, and reconciling when its answer is lost.
+
+A POST whose answer was lost (a read timeout, a reset after sending) may already have been
+carried out. It is never blindly sent again: the server's state and its instance actions are
+read first. Accepted: wait as usual. Proven not carried out: send once more. Cannot tell:
+:class:`RebuildOutcomeUnknown` with the evidence, rather than a second rebuild.
+
+Takes callables, not the client (see ``Operations``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import anyio
+import attrs
+
+from ._errors import EcsError, RebuildOutcomeUnknown, TransportError
+from ._lifecycle import REBUILD_TASK_STATES
+from ._models import RebuildRequest, Server, ServerStatus
+from ._serde import parse_timestamp
+
+__all__ = ["Accepted", "Operations", "submit_rebuild"]
+
+logger = logging.getLogger("ecs_rebuild_async")
+
+# Clocks differ and Nova's times have one-second precision: compare with this slack.
+_CLOCK_SLACK = timedelta(seconds=2)
+# After a lost answer, the request may still be in the service's hands: look twice.
+_SETTLE_SECONDS = 1.0
+
+
+@attrs.frozen
+class Operations:
+    """The requests the rebuild flow needs, bound to a session by the client."""
+
+    #: POST the rebuild: (202 body's Server, the service's Date of the answer).
+    post_rebuild: Callable[[str, RebuildRequest], Awaitable[tuple[Server, datetime | None]]]
+    #: GET one server: (Server or None if 404, the service's Date of the answer).
+    get_server: Callable[[str], Awaitable[tuple[Server | None, datetime | None]]]
+    #: GET the server's instance actions (raw dicts), newest first as Nova lists them.
+    list_actions: Callable[[str], Awaitable[Sequence[Mapping[str, Any]]]]
+
+
+@attrs.frozen
+class Accepted:
+    """A rebuild the service accepted: its 202 body (when it arrived) and the service time."""
+
+    server: Server | None
+    accepted_at: datetime | None
+    reconciled: bool = False
+
+
+def _is_rebuilding(server: Server) -> bool:
+    return server.status is ServerStatus.REBUILD or server.task_state in REBUILD_TASK_STATES
+
+
+def _rebuild_since(actions: Sequence[Mapping[str, Any]], since: datetime) -> datetime | None:
+    """The start of a rebuild action at or after ``since`` (with clock slack), if any."""
+    for action in actions:
+        if not isinstance(action, Mapping) or action.get("action") != "rebuild":
+            continue
+        try:
+            started = parse_timestamp(action.get("start_time"))
+        except (TypeError, ValueError):
+            continue
+        if started >= since - _CLOCK_SLACK:
+            return started
+    return None
+
+
+async def submit_rebuild(
+    ops: Operations,
+    server_id: str,
+    request: RebuildRequest,
+    *,
+    service_now: Callable[[], datetime | None],
+) -> Accepted:
+    """POST the rebuild once; on a lost answer, reconcile before anything else.
+
+    ``service_now`` estimates the service's current time (from its last Date header), so that
+    "after the send" is judged on the service's clock, not the local one.
+    """
+    sent_at = service_now()
+    try:
+        server, accepted_at = await ops.post_rebuild(server_id, request)
+    except TransportError as exc:
+        if not exc.maybe_sent:
+            raise
+        logger.warning("the answer to the rebuild of %s was lost (%s); reconciling", server_id, exc)
+        return await _reconcile(ops, server_id, request, sent_at=sent_at, cause=exc)
+    return Accepted(server=server, accepted_at=accepted_at)
+
+
+async def _reconcile(
+    ops: Operations,
+    server_id: str,
+    request: RebuildRequest,
+    *,
+    sent_at: datetime | None,
+    cause: EcsError,
+) -> Accepted:
+    evidence: list[str] = [f"the rebuild request's answer was lost: {cause}"]
+    last: Server | None = None
+    for look in range(2):
+        if look:
+            await anyio.sleep(_SETTLE_SECONDS)
+        try:
+            server, read_at = await ops.get_server(server_id)
+        except EcsError as exc:
+            evidence.append(f"reading the server failed: {exc}")
+            break
+        if server is None:
+            evidence.append("the server is not found")
+            break
+        last = server
+        since = sent_at or (read_at - timedelta(seconds=60) if read_at else None)
+        if _is_rebuilding(server):
+            evidence.append(f"the server shows {server.status}/{server.task_state}")
+            return Accepted(server=server, accepted_at=since, reconciled=True)
+        try:
+            actions = await ops.list_actions(server_id)
+        except EcsError as exc:
+            evidence.append(f"listing the instance actions failed: {exc}")
+            break
+        started = _rebuild_since(actions, since) if since is not None else None
+        if started is not None:
+            evidence.append(f"instance actions show a rebuild started at {started.isoformat()}")
+            return Accepted(server=server, accepted_at=started, reconciled=True)
+        evidence.append(
+            f"look {look + 1}: the server shows {server.status}/{server.task_state} and its "
+            "instance actions show no rebuild since the request"
+        )
+    else:
+        # Twice, a settled server and no rebuild action since the send: it was not carried out.
+        logger.warning(
+            "the lost rebuild of %s was not carried out; sending it once more", server_id
+        )
+        try:
+            server2, accepted_at = await ops.post_rebuild(server_id, request)
+        except TransportError as exc:
+            if exc.maybe_sent:
+                evidence.append(f"the second request's answer was lost too: {exc}")
+                raise RebuildOutcomeUnknown(
+                    f"cannot tell whether server {server_id} is being rebuilt",
+                    server=last,
+                    evidence=tuple(evidence),
+                ) from None
+            raise
+        return Accepted(server=server2, accepted_at=accepted_at, reconciled=True)
+    raise RebuildOutcomeUnknown(
+        f"cannot tell whether server {server_id} is being rebuilt; it was not sent again",
+        server=last,
+        evidence=tuple(evidence),
+    )

@@ -1,0 +1,629 @@
+"""The session: the one ``httpx.AsyncClient``, and everything between a call and the wire.
+
+It resolves the compute endpoint, discovers the service's microversions once, sends both
+microversion headers, retries safe requests, paces every request to the endpoint under rate
+limits, logs with secrets redacted, and turns every failure into the library's typed errors.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import random
+import re
+import time
+from collections import deque
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+import anyio
+import attrs
+import httpx
+import sniffio
+import tenacity
+
+from ._auth import Auth
+from ._errors import (
+    EcsError,
+    RateLimited,
+    ResponseError,
+    ServerError,
+    ServiceError,
+    TransportError,
+    error_from_response,
+    request_id_from_headers,
+)
+from ._microversion import APIVersion, VersionRange, parse_version
+from ._serde import wire_version_header
+from ._settings import ClientSettings
+from ._version import __version__
+
+__all__ = ["Answer", "Session", "default_transport"]
+
+logger = logging.getLogger("ecs_rebuild_async")
+
+USER_AGENT = f"ecs-rebuild-async/{__version__}"
+
+# -- redaction ---------------------------------------------------------------------------------
+
+_SECRET_HEADERS = (
+    "x-auth-token",
+    "x-subject-token",
+    "authorization",
+    "x-security-token",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+)
+# httpcore logs headers as lists of byte-string pairs: (b'x-subject-token', b'gAAAA...').
+_HEADER_PAIR = re.compile(
+    r"""(?P<name>['"]?(?:%s)['"]?\s*[,:=]\s*b?)(?P<quote>['"]?)(?P<value>[^'",)\]\s][^'")\]]*)"""
+    % "|".join(re.escape(name) for name in _SECRET_HEADERS),
+    re.IGNORECASE,
+)
+_JSON_SECRETS = re.compile(
+    r"""(?P<name>['"](?:password|secret|adminPass|user_data|token|id_token|sk)['"]\s*:\s*)"""
+    r"""(?P<value>"[^"]*"|'[^']*'|["'][^"']*$)""",  # also a value cut off at the end
+    re.IGNORECASE,
+)
+
+
+def redact(text: str) -> str:
+    """Mask secret header values and secret JSON fields in a piece of log text."""
+    text = _HEADER_PAIR.sub(lambda m: f"{m.group('name')}{m.group('quote')}***", text)
+    return _JSON_SECRETS.sub(lambda m: f'{m.group("name")}"***"', text)
+
+
+# Request body fields whose values must not come back in a service's error message (Nova's
+# schema errors quote the whole request: "Invalid input ... Value: {'adminPass': ...}").
+_SECRET_FIELDS = frozenset(
+    {"adminpass", "user_data", "password", "secret", "token", "id_token", "sk", "contents"}
+)
+
+
+def _secret_values(body: Any) -> tuple[str, ...]:
+    """The values of secret fields anywhere in a JSON request body, longest first."""
+    found: set[str] = set()
+    stack: list[Any] = [body]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Mapping):
+            for key, value in item.items():
+                if isinstance(key, str) and key.lower() in _SECRET_FIELDS:
+                    if isinstance(value, str) and len(value) >= 3:
+                        found.add(value)
+                elif isinstance(value, (Mapping, list)):
+                    stack.append(value)
+        elif isinstance(item, list):
+            stack.extend(item)
+    return tuple(sorted(found, key=len, reverse=True))
+
+
+def _scrub_error(error: ServiceError, secrets: tuple[str, ...]) -> None:
+    """Mask the request's secrets wherever the service echoed them into its error message."""
+    text = redact(error.message)
+    for secret in secrets:
+        text = text.replace(secret, "***")
+        if text.endswith("..."):  # a message shortened in the middle of a secret
+            for cut in range(len(secret) - 1, 7, -1):
+                if text.endswith(secret[:cut] + "..."):
+                    text = text[: -cut - 3] + "***..."
+                    break
+    if text != error.message:
+        error.message = text
+        error.args = (text,)
+
+
+class _RedactingFilter(logging.Filter):
+    """Scrubs what the HTTP stack logs on the library's behalf (httpcore logs whole headers)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken record is not ours to fix; let logging report it
+            return True
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg = cleaned
+            record.args = None
+        return True
+
+
+_FILTER = _RedactingFilter()
+_HTTP_STACK_LOGGERS = (
+    "httpx",
+    "httpcore",
+    "httpcore.connection",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.proxy",
+    "httpx_aiohttp",
+    "aiohttp.client",
+    "ecs_rebuild_async",
+)
+for _name in _HTTP_STACK_LOGGERS:
+    logging.getLogger(_name).addFilter(_FILTER)
+
+
+# -- answers -----------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Answer:
+    """A successful answer, read: status, headers (lower-case names), JSON body, service time."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: Any
+    date: datetime | None
+    request_id: str | None
+    version: APIVersion | None
+
+
+def _service_date(headers: Mapping[str, str]) -> datetime | None:
+    value = headers.get("date")
+    if not value:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _echoed_version(headers: Mapping[str, str]) -> APIVersion | None:
+    standard = headers.get("openstack-api-version", "")
+    for entry in reversed(standard.split(",")):
+        service, _, value = entry.strip().partition(" ")
+        if service.lower() == "compute":
+            try:
+                return parse_version(value.strip())
+            except EcsError:
+                return None
+    legacy = headers.get("x-openstack-nova-api-version")
+    if legacy:
+        try:
+            return parse_version(legacy.split(",")[-1].strip())
+        except EcsError:
+            return None
+    return None
+
+
+def _maybe_sent(exc: httpx.TransportError) -> bool:
+    """Whether a failed request may have reached the service.
+
+    Only a failure to connect proves it did not. httpx-aiohttp reports a connection closed
+    after sending as ``ConnectTimeout``, so the cause decides for that transport.
+    """
+    cause = exc.__cause__
+    if cause is not None and type(cause).__module__.startswith("aiohttp"):
+        return type(cause).__name__ not in ("ClientConnectorError", "ClientConnectorDNSError")
+    return not isinstance(
+        exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol)
+    )
+
+
+def _failed_request(exc: httpx.TransportError) -> httpx.Request | None:
+    try:
+        return exc.request
+    except RuntimeError:  # httpx raises when the error carries no request
+        return None
+
+
+# -- pacing ------------------------------------------------------------------------------------
+
+
+class Pacer:
+    """Paces requests to one endpoint: a shared pause after 429, and an AIMD rate limit.
+
+    A 429 pauses *every* request for the Retry-After time and halves the allowed request rate;
+    each success raises it again a little, until no limit is left (or the user's ceiling).
+    """
+
+    def __init__(self, settings: ClientSettings) -> None:
+        self._settings = settings
+        self._paused_until = 0.0
+        self._rate: float | None = None
+        self._next_slot = 0.0
+        self._recent: deque[float] = deque(maxlen=256)
+        self.limited_count = 0
+
+    @property
+    def rate(self) -> float | None:
+        """The current allowed requests per second; None when unlimited."""
+        ceiling = self._settings.max_requests_per_second
+        if self._rate is None:
+            return ceiling
+        return self._rate if ceiling is None else min(self._rate, ceiling)
+
+    async def acquire(self) -> None:
+        now = anyio.current_time()
+        # Another 429 may extend the pause while this task sleeps: look again after each sleep.
+        while self._paused_until > now:
+            await anyio.sleep(self._paused_until - now)
+            now = anyio.current_time()
+        rate = self.rate
+        if rate is not None and rate > 0:
+            slot = max(now, self._next_slot)
+            self._next_slot = slot + 1.0 / rate
+            if slot > now:
+                await anyio.sleep(slot - now)
+        self._recent.append(anyio.current_time())
+
+    def _observed_rate(self) -> float:
+        if len(self._recent) < 2:
+            return 10.0
+        span = self._recent[-1] - self._recent[0]
+        return (len(self._recent) - 1) / span if span > 0 else 100.0
+
+    def on_rate_limited(self, retry_after: float | None) -> None:
+        settings = self._settings
+        self.limited_count += 1
+        wait = settings.retry_after_default if retry_after is None else retry_after
+        wait = min(wait, settings.retry_after_cap)
+        wait *= 1.0 + random.uniform(0.0, 0.2)  # jitter: the paused tasks do not return at once
+        self._paused_until = max(self._paused_until, anyio.current_time() + wait)
+        current = self._rate if self._rate is not None else self._observed_rate()
+        self._rate = max(settings.pacing_floor, current * settings.pacing_decrease)
+
+    def on_success(self) -> None:
+        if self._rate is None:
+            return
+        self._rate += self._settings.pacing_recovery
+        # Far above what was seen when limited: the limit is gone.
+        if self._rate > 4 * self._observed_rate() + 50:
+            self._rate = None
+
+
+# -- transport ---------------------------------------------------------------------------------
+
+
+def default_transport(settings: ClientSettings) -> httpx.AsyncBaseTransport:
+    """The fastest engine under httpx for the running event loop.
+
+    Under asyncio that is aiohttp (through httpx-aiohttp): it costs a third to a fifth of the
+    CPU per request of httpx's own transport. aiohttp is asyncio-only, so trio uses httpx's own.
+    """
+    limits = httpx.Limits(
+        max_connections=settings.max_connections,
+        max_keepalive_connections=settings.max_connections,
+    )
+    if sniffio.current_async_library() == "asyncio":
+        from httpx_aiohttp import AiohttpTransport
+
+        transport: httpx.AsyncBaseTransport = AiohttpTransport(limits=limits)
+        return transport
+    return httpx.AsyncHTTPTransport(limits=limits)
+
+
+def _request_kind(method: str, url: str) -> str:
+    """A short name for what a request does, for the client's counters."""
+    path = url.split("?", 1)[0].rstrip("/")
+    if path.endswith("/action"):
+        return f"{method} action"
+    if path.endswith("/servers/detail"):
+        return f"{method} list"
+    if path.endswith("/os-instance-actions"):
+        return f"{method} instance-actions"
+    if "/servers/" in path:
+        return f"{method} server"
+    return f"{method} other"
+
+
+# -- the session -------------------------------------------------------------------------------
+
+_RETRYABLE_STATUS = frozenset({500, 502, 503, 504})
+
+
+class Session:
+    """One client's connection to one compute endpoint."""
+
+    def __init__(
+        self,
+        endpoint: str | None,
+        auth: Auth,
+        *,
+        settings: ClientSettings,
+        http_client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        interface: str = "public",
+        region: str | None = None,
+    ) -> None:
+        self._endpoint = endpoint.rstrip("/") if endpoint else None
+        self._auth = auth
+        self._settings = settings
+        self._given_client = http_client
+        self._given_transport = transport
+        self._client: httpx.AsyncClient | None = None
+        self._interface = interface
+        self._region = region
+        self._in_flight = anyio.CapacityLimiter(settings.max_in_flight)
+        self._discovery_lock = anyio.Lock()
+        self._endpoint_lock = anyio.Lock()
+        self._versions: VersionRange | None = None
+        self._versions_known = False
+        self.pacer = Pacer(settings)
+        self.counts: dict[str, int] = {}
+
+    @property
+    def settings(self) -> ClientSettings:
+        return self._settings
+
+    # -- lifecycle --
+
+    async def open(self) -> None:
+        if self._client is not None:
+            return
+        if self._given_client is not None:
+            self._client = self._given_client
+            return
+        transport = self._given_transport or default_transport(self._settings)
+        self._client = httpx.AsyncClient(
+            transport=transport,
+            timeout=httpx.Timeout(
+                self._settings.request_timeout, connect=self._settings.connect_timeout
+            ),
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+            follow_redirects=False,
+        )
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and client is not self._given_client:
+            with anyio.CancelScope(shield=True):
+                await client.aclose()
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            raise EcsError("the client is not open: use 'async with AsyncEcsClient(...) as ecs'")
+        return self._client
+
+    # -- endpoint and versions --
+
+    async def compute_url(self) -> str:
+        """The compute endpoint, from the constructor or, once, from the service catalog."""
+        if self._endpoint is not None:
+            return self._endpoint
+        async with self._endpoint_lock:
+            if self._endpoint is None:
+                found = await self._auth.compute_endpoint(
+                    self._http(), interface=self._interface, region=self._region
+                )
+                if not found:
+                    raise EcsError(
+                        "no compute endpoint: pass one to AsyncEcsClient, or use credentials "
+                        "whose service catalog lists a 'compute' service"
+                    )
+                self._endpoint = found.rstrip("/")
+            return self._endpoint
+
+    @staticmethod
+    def _version_root(compute_url: str) -> tuple[str, str | None]:
+        """(root URL of the compute API, "v2.1" / "v2" / None) from the endpoint's path."""
+        url = httpx.URL(compute_url)
+        segments = [segment for segment in url.path.split("/") if segment]
+        for index, segment in enumerate(segments):
+            if segment in ("v2.1", "v2"):
+                root_path = "/" + "/".join(segments[: index + 1]) + "/"
+                return str(url.copy_with(path=root_path, query=None)), segment
+        return compute_url.rstrip("/") + "/", None
+
+    async def service_versions(self) -> VersionRange | None:
+        """The service's microversion range, discovered once (concurrent first calls share it).
+
+        None for a legacy ``/v2`` endpoint, which has no microversions. A service that refuses
+        the version document (404 and other 4xx) is taken as 2.1 only, with a warning; a
+        malformed document is a ResponseError, and a 5xx or 429 is raised and not remembered.
+        """
+        if self._versions_known:
+            return self._versions
+        async with self._discovery_lock:
+            if not self._versions_known:
+                self._versions = await self._discover()
+                self._versions_known = True
+        return self._versions
+
+    async def _discover(self) -> VersionRange | None:
+        root, kind = self._version_root(await self.compute_url())
+        if kind == "v2":
+            return None
+        try:
+            answer = await self.request("GET", root, version=None, authenticated=False)
+        except ResponseError as exc:
+            raise ResponseError(
+                f"the version document at {root} is not JSON",
+                status=exc.status,
+                request_id=exc.request_id,
+            ) from None
+        except ServiceError as exc:
+            # A failing or overloaded service says nothing about its versions: raise, and ask
+            # again on the next call, rather than remember 2.1 for the client's lifetime.
+            if isinstance(exc, (RateLimited, ServerError)):
+                raise
+            logger.warning(
+                "cannot read the version document at %s (%s); assuming 2.1 only", root, exc
+            )
+            return VersionRange(APIVersion(2, 1), APIVersion(2, 1))
+        document = answer.body.get("version") if isinstance(answer.body, dict) else None
+        if not isinstance(document, dict):
+            raise ResponseError(
+                f"the version document at {root} has no 'version' object",
+                status=answer.status,
+                request_id=answer.request_id,
+            )
+        maximum, minimum = document.get("version"), document.get("min_version")
+        if maximum in ("", None) and minimum in ("", None):
+            return None
+        try:
+            found = VersionRange(parse_version(minimum), parse_version(maximum))
+        except EcsError:
+            raise ResponseError(
+                f"the version document at {root} has unreadable versions "
+                f"(min_version={str(minimum)[:20]!r}, version={str(maximum)[:20]!r})",
+                status=answer.status,
+            ) from None
+        logger.debug("compute API at %s offers microversions %s", root, found)
+        return found
+
+    # -- requests --
+
+    def _url(self, base: str, path: str) -> str:
+        if path.startswith(("http://", "https://")):
+            return path
+        return base + "/" + path.lstrip("/")
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json_body: Any = None,
+        version: APIVersion | None = None,
+        idempotent: bool = True,
+        authenticated: bool = True,
+    ) -> Answer:
+        """Send one request and read its answer, retrying what is safe to retry.
+
+        ``idempotent=False`` (the rebuild POST) is repeated only when the service cannot have
+        carried it out: a failure to connect, or a 429 / overLimit refusal.
+        """
+        url = (
+            path
+            if path.startswith(("http://", "https://"))
+            else self._url(await self.compute_url(), path)
+        )
+        settings = self._settings
+        secrets = _secret_values(json_body) if json_body is not None else ()
+
+        def retryable(exc: BaseException) -> bool:
+            if isinstance(exc, RateLimited):
+                return True
+            if isinstance(exc, TransportError):
+                return idempotent or not exc.maybe_sent
+            return idempotent and isinstance(exc, ServerError) and exc.status in _RETRYABLE_STATUS
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            if isinstance(exc, RateLimited):
+                return 0.0  # the pacer already holds every request for Retry-After
+            backoff = settings.backoff_initial * (2 ** (state.attempt_number - 1))
+            return random.uniform(0, min(settings.backoff_max, backoff))  # full jitter
+
+        retrying = tenacity.AsyncRetrying(
+            stop=tenacity.stop_after_attempt(settings.retry_attempts)
+            | tenacity.stop_after_delay(settings.retry_budget),
+            wait=wait,
+            retry=tenacity.retry_if_exception(retryable),
+            sleep=anyio.sleep,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self._send_once(
+                    method, url, params=params, json_body=json_body, version=version,
+                    authenticated=authenticated, secrets=secrets,
+                )  # fmt: skip
+        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+
+    async def _send_once(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, str] | None,
+        json_body: Any,
+        version: APIVersion | None,
+        authenticated: bool,
+        secrets: tuple[str, ...] = (),
+    ) -> Answer:
+        client = self._http()
+        headers = dict(wire_version_header(version))
+        content: bytes | None = None
+        if json_body is not None:
+            content = json.dumps(json_body, separators=(",", ":")).encode()
+            headers["Content-Type"] = "application/json"
+        request = client.build_request(method, url, params=params, headers=headers, content=content)
+        await self.pacer.acquire()
+        started = time.perf_counter()
+        key = _request_kind(method, url)
+        self.counts[key] = self.counts.get(key, 0) + 1
+        try:
+            async with self._in_flight:
+                response = await client.send(request, auth=self._auth if authenticated else None)
+                try:
+                    raw = await response.aread()
+                finally:
+                    await response.aclose()
+        except httpx.TransportError as exc:
+            # A failure of a request the auth flow sent first (a Keystone token request)
+            # means this request never left.
+            maybe_sent = _maybe_sent(exc) and _failed_request(exc) in (None, request)
+            logger.debug(
+                "%s %s failed after %.3fs: %s",
+                method,
+                url,
+                time.perf_counter() - started,
+                type(exc).__name__,
+            )
+            raise TransportError(
+                f"{method} {request.url.copy_with(query=None)} failed: {type(exc).__name__}"
+                + ("" if maybe_sent else " (not sent)"),
+                maybe_sent=maybe_sent,
+            ) from None
+        except httpx.HTTPError as exc:
+            raise TransportError(
+                f"{method} {url} failed: {type(exc).__name__}", maybe_sent=True
+            ) from None
+        return self._read(
+            method, url, response, raw, version, time.perf_counter() - started, secrets
+        )
+
+    def _read(
+        self,
+        method: str,
+        url: str,
+        response: httpx.Response,
+        raw: bytes,
+        version: APIVersion | None,
+        elapsed: float,
+        secrets: tuple[str, ...] = (),
+    ) -> Answer:
+        headers = {key.lower(): value for key, value in response.headers.items()}
+        request_id = request_id_from_headers(headers)
+        echoed = _echoed_version(headers)
+        logger.debug(
+            "%s %s -> %d in %.3fs request_id=%s microversion=%s",
+            method, url, response.status_code, elapsed, request_id, echoed or version,
+        )  # fmt: skip
+        if version is not None and echoed is not None and echoed != version:
+            logger.warning(
+                "asked for microversion %s, the service answered with %s", version, echoed
+            )
+        if response.status_code >= 400:
+            error = error_from_response(response.status_code, headers, raw)
+            _scrub_error(error, secrets)
+            if isinstance(error, RateLimited):
+                self.pacer.on_rate_limited(error.retry_after)
+            raise error
+        self.pacer.on_success()
+        body: Any = None
+        if raw:
+            try:
+                body = json.loads(raw)
+            except (ValueError, UnicodeDecodeError, RecursionError):
+                raise ResponseError(
+                    f"{method} {url} answered {response.status_code} with a body that is not JSON",
+                    status=response.status_code,
+                    request_id=request_id,
+                ) from None
+        return Answer(
+            status=response.status_code,
+            headers=headers,
+            body=body,
+            date=_service_date(headers),
+            request_id=request_id,
+            version=echoed,
+        )
