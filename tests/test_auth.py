@@ -12,13 +12,13 @@ import anyio.lowlevel
 import httpx
 import pytest
 import respx
+from samples import load_sample
 
 from ecs_rebuild_async import InvalidRequest, ResponseError, Unauthorized
 from ecs_rebuild_async._auth import AkSkAuth, Auth, KeystoneAuth, TokenAuth, build_auth
 from ecs_rebuild_async._config import AuthKind, ClientConfig
 from ecs_rebuild_async._errors import error_from_response
 from ecs_rebuild_async._signing import sign
-from tests.conftest import load_sample
 
 IDENTITY = "http://127.0.0.1:5000/identity/v3"
 TOKENS = f"{IDENTITY}/auth/tokens"

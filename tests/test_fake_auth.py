@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import load_sample
+from samples import load_sample
 
 from ecs_rebuild_async._signing import sign
 from ecs_rebuild_async.testing import FakeCompute

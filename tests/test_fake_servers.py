@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import httpx
 import pytest
-from conftest import load_sample
+from samples import load_sample
 
 from ecs_rebuild_async.testing import FakeCompute
 

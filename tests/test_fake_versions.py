@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from conftest import load_sample
+from samples import load_sample
 
 from ecs_rebuild_async.testing import FakeCompute
 

@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from samples import load_sample
 
 from ecs_rebuild_async import InvalidRequest
 from ecs_rebuild_async._signing import (
@@ -20,7 +21,6 @@ from ecs_rebuild_async._signing import (
     sign,
     string_to_sign,
 )
-from tests.conftest import load_sample
 
 VECTORS: dict[str, Any] = load_sample("huaweicloud/signer/sdk-hmac-sha256-vectors.json")
 AK = VECTORS["credentials"]["ak"]
