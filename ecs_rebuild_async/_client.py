@@ -308,8 +308,14 @@ class AsyncEcsClient:
         _check_server_id(server_id)
         await self._checked_version(request)
         accepted = await submit_rebuild(
-            self._ops, server_id, request, service_now=self._service_now
+            self._ops,
+            server_id,
+            request,
+            service_now=self._service_now,
+            settle=self._settings.reconcile_settle,
         )
+        # Without a read from before, the wait learns the state to return to from the vm_state
+        # the server keeps while it rebuilds (rebuild_and_wait reads it first instead).
         self._accepted[server_id] = (None, accepted)
         if accepted.server is None:
             return await self.get_server(server_id)
@@ -382,14 +388,17 @@ class AsyncEcsClient:
                 "repair it first (or use dialect=NOVA for upstream Nova, which can)",
                 field="server_id",
             )
-        # Once sent, the request's answer is awaited even if the caller cancels meanwhile, so
-        # that a cancelled bulk run knows exactly which rebuilds the service accepted.
-        with anyio.CancelScope(shield=True):
-            accepted = await submit_rebuild(
-                self._ops, server_id, request, service_now=self._service_now
-            )
-            if mark_submitted is not None:
-                mark_submitted()
+        # The session awaits the answer of a rebuild on the wire even if this task is cancelled,
+        # and ``mark_submitted`` runs as soon as it is known, so that a cancelled bulk run knows
+        # exactly which rebuilds the service accepted.
+        accepted = await submit_rebuild(
+            self._ops,
+            server_id,
+            request,
+            service_now=self._service_now,
+            settle=self._settings.reconcile_settle,
+            on_submitted=mark_submitted,
+        )
         if on_event is not None and accepted.server is not None:
             on_event(
                 RebuildEvent(

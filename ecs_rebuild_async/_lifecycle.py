@@ -103,6 +103,14 @@ def _targets_from(before: Server | None) -> frozenset[ServerStatus]:
     return _EITHER_STABLE
 
 
+#: The stable state a rebuild returns to, by the vm_state the server keeps while rebuilding.
+_TARGET_OF_VM_STATE: Final = {
+    "stopped": frozenset({_SHUTOFF}),
+    "active": frozenset({_ACTIVE}),
+    "error": frozenset({_ACTIVE}),
+}
+
+
 def _shows_rebuild(server: Server) -> bool:
     return server.status is ServerStatus.REBUILD or server.task_state in REBUILD_TASK_STATES
 
@@ -235,9 +243,16 @@ class RebuildTracker:
     def _absorb(self, server: Server) -> RebuildTracker:
         """Take in what an accepted (not stale) observation proves."""
         updated = _utc(server.updated)
-        proof = _shows_rebuild(server) or self._changed_after_acceptance(updated)
+        rebuilding = _shows_rebuild(server)
+        proof = rebuilding or self._changed_after_acceptance(updated)
+        targets = self.targets
+        if rebuilding and len(targets) > 1 and server.vm_state in _TARGET_OF_VM_STATE:
+            # The state before was not read, but while a rebuild runs the server keeps the
+            # vm_state it had (stopped, active or error): that names the state to return to.
+            targets = _TARGET_OF_VM_STATE[server.vm_state]
         return attrs.evolve(
             self,
+            targets=targets,
             started=self.started or proof,
             newest=_later(self.newest, updated),
             last=server,

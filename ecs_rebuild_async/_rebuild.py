@@ -29,8 +29,6 @@ logger = logging.getLogger("ecs_rebuild_async")
 
 # Clocks differ and Nova's times have one-second precision: compare with this slack.
 _CLOCK_SLACK = timedelta(seconds=2)
-# After a lost answer, the request may still be in the service's hands: look twice.
-_SETTLE_SECONDS = 1.0
 
 
 @attrs.frozen
@@ -78,11 +76,14 @@ async def submit_rebuild(
     request: RebuildRequest,
     *,
     service_now: Callable[[], datetime | None],
+    settle: float = 1.0,
+    on_submitted: Callable[[], object] | None = None,
 ) -> Accepted:
     """POST the rebuild once; on a lost answer, reconcile before anything else.
 
     ``service_now`` estimates the service's current time (from its last Date header), so that
-    "after the send" is judged on the service's clock, not the local one.
+    "after the send" is judged on the service's clock, not the local one. ``on_submitted`` is
+    called as soon as the service accepted the request, or may have (its answer was lost).
     """
     sent_at = service_now()
     try:
@@ -90,8 +91,12 @@ async def submit_rebuild(
     except TransportError as exc:
         if not exc.maybe_sent:
             raise
+        if on_submitted is not None:
+            on_submitted()
         logger.warning("the answer to the rebuild of %s was lost (%s); reconciling", server_id, exc)
-        return await _reconcile(ops, server_id, request, sent_at=sent_at, cause=exc)
+        return await _reconcile(ops, server_id, request, sent_at=sent_at, cause=exc, settle=settle)
+    if on_submitted is not None:
+        on_submitted()
     return Accepted(server=server, accepted_at=accepted_at)
 
 
@@ -102,12 +107,14 @@ async def _reconcile(
     *,
     sent_at: datetime | None,
     cause: EcsError,
+    settle: float,
 ) -> Accepted:
     evidence: list[str] = [f"the rebuild request's answer was lost: {cause}"]
     last: Server | None = None
     for look in range(2):
         if look:
-            await anyio.sleep(_SETTLE_SECONDS)
+            # The request may still be in the service's hands: give it time, then look again.
+            await anyio.sleep(settle)
         try:
             server, read_at = await ops.get_server(server_id)
         except EcsError as exc:
@@ -126,7 +133,14 @@ async def _reconcile(
         except EcsError as exc:
             evidence.append(f"listing the instance actions failed: {exc}")
             break
-        started = _rebuild_since(actions, since) if since is not None else None
+        if since is None:
+            if any(isinstance(a, Mapping) and a.get("action") == "rebuild" for a in actions):
+                # Without the service's time there is no telling whether it is this request's.
+                evidence.append("instance actions list a rebuild that cannot be dated")
+                break
+            started = None
+        else:
+            started = _rebuild_since(actions, since)
         if started is not None:
             evidence.append(f"instance actions show a rebuild started at {started.isoformat()}")
             return Accepted(server=server, accepted_at=started, reconciled=True)

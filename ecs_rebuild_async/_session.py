@@ -524,7 +524,7 @@ class Session:
             with attempt:
                 return await self._send_once(
                     method, url, params=params, json_body=json_body, version=version,
-                    authenticated=authenticated, secrets=secrets,
+                    authenticated=authenticated, secrets=secrets, idempotent=idempotent,
                 )  # fmt: skip
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
@@ -538,6 +538,7 @@ class Session:
         version: APIVersion | None,
         authenticated: bool,
         secrets: tuple[str, ...] = (),
+        idempotent: bool = True,
     ) -> Answer:
         client = self._http()
         headers = dict(wire_version_header(version))
@@ -552,11 +553,17 @@ class Session:
         self.counts[key] = self.counts.get(key, 0) + 1
         try:
             async with self._in_flight:
-                response = await client.send(request, auth=self._auth if authenticated else None)
-                try:
-                    raw = await response.aread()
-                finally:
-                    await response.aclose()
+                # Once a request that must not run twice is on the wire, its answer is awaited
+                # even if the caller is cancelled meanwhile (bounded by the request timeout):
+                # only then is it known whether the service carried it out.
+                with anyio.CancelScope(shield=not idempotent):
+                    response = await client.send(
+                        request, auth=self._auth if authenticated else None
+                    )
+                    try:
+                        raw = await response.aread()
+                    finally:
+                        await response.aclose()
         except httpx.TransportError as exc:
             # A failure of a request the auth flow sent first (a Keystone token request)
             # means this request never left.

@@ -39,6 +39,10 @@ class ClientSettings:
     pacing_recovery: float = 0.2
     pacing_floor: float = 0.5
 
+    # After a rebuild request's answer was lost, the server is read, then read again after
+    # this pause, before the request may be sent once more (only if proven not carried out).
+    reconcile_settle: float = 1.0
+
     # Waiting for a rebuild: the whole wait is bounded by ``wait_timeout``.
     wait_timeout: float = 1800.0
     poll_first_delay: float = 1.0

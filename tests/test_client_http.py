@@ -201,10 +201,6 @@ async def test_lost_answer_proven_twice_not_carried_out_is_sent_once_more(
 
 
 @pytest.mark.anyio
-@pytest.mark.xfail(
-    strict=True,
-    reason="_rebuild.py ignores instance actions when no Date header was ever seen (reported)",
-)
 async def test_lost_answer_without_service_clock_never_resends_over_a_listed_rebuild(
     router: respx.MockRouter,
 ) -> None:
