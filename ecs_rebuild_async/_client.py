@@ -18,7 +18,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from ._auth import Auth, build_auth
 from ._bulk import BulkReport, normalize_targets, run_bulk
 from ._config import config_from_cloud, config_from_env
-from ._errors import EcsError, InvalidRequest, NotFound, ResponseError
+from ._errors import EcsError, InvalidRequest, NotFound, RebuildTimeout, ResponseError
 from ._lifecycle import RebuildTracker
 from ._microversion import LIBRARY_MAX, APIVersion, VersionRange, negotiate, parse_version
 from ._models import (
@@ -37,6 +37,9 @@ from ._session import Session
 from ._settings import ClientSettings
 
 __all__ = ["AsyncEcsClient"]
+
+# How many accepted rebuilds a client remembers for a later wait_for_rebuild.
+_ACCEPTED_KEPT = 10_000
 
 
 def _check_server_id(server_id: object) -> str:
@@ -317,6 +320,9 @@ class AsyncEcsClient:
         # Without a read from before, the wait learns the state to return to from the vm_state
         # the server keeps while it rebuilds (rebuild_and_wait reads it first instead).
         self._accepted[server_id] = (None, accepted)
+        while len(self._accepted) > _ACCEPTED_KEPT:
+            # Rebuilds never waited for: forget the oldest rather than grow without bound.
+            self._accepted.pop(next(iter(self._accepted)))
         if accepted.server is None:
             return await self.get_server(server_id)
         return accepted.server
@@ -336,8 +342,16 @@ class AsyncEcsClient:
         when the service accepted it; otherwise pass ``since`` (the service time of the request).
         """
         _check_server_id(server_id)
-        before, accepted = self._accepted.pop(server_id, (None, Accepted(None, since)))
-        return await self._wait(server_id, before, accepted, timeout, on_event)
+        before, accepted = self._accepted.get(server_id, (None, Accepted(None, since)))
+        try:
+            server = await self._wait(server_id, before, accepted, timeout, on_event)
+        except RebuildTimeout:
+            raise  # kept: the next wait still knows when the rebuild was accepted
+        except BaseException:
+            self._accepted.pop(server_id, None)
+            raise
+        self._accepted.pop(server_id, None)
+        return server
 
     async def _wait(
         self,

@@ -201,13 +201,21 @@ def _structure_server(value: object, _: object) -> Server:
         key: (None if item == "" and key in _EMPTY_MEANS_NONE else item)
         for key, item in value.items()
     }
+    # The rebuild answer names it user_data (2.57+); a GET, OS-EXT-SRV-ATTR:user_data (admin).
+    if "user_data" not in cleaned and _ADMIN_USER_DATA in cleaned:
+        cleaned["user_data"] = cleaned[_ADMIN_USER_DATA]
     server = _structure_server_fields(cleaned, Server)
-    extra = {key: item for key, item in value.items() if key not in _SERVER_KNOWN_KEYS}
+    extra = {
+        key: item
+        for key, item in value.items()
+        if key not in _SERVER_KNOWN_KEYS and key != _ADMIN_USER_DATA
+    }
     if extra:
         server = attrs.evolve(server, extra=extra)
     return server
 
 
+_ADMIN_USER_DATA = "OS-EXT-SRV-ATTR:user_data"
 _EMPTY_MEANS_NONE = frozenset(
     {"accessIPv4", "accessIPv6", "OS-SRV-USG:launched_at", "OS-SRV-USG:terminated_at", "hostId"}
 )

@@ -100,6 +100,7 @@ SERVER_ATTRIBUTES = {
     "links": "links",
     "adminPass": "admin_pass",
     "user_data": "user_data",
+    "OS-EXT-SRV-ATTR:user_data": "user_data",
 }
 
 
