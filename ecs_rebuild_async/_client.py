@@ -59,9 +59,11 @@ class AsyncEcsClient:
 
     Use it as an async context manager. ``endpoint`` is the compute endpoint
     (``https://host/v2.1/<project_id>``, ``.../v2/<project_id>`` or project-less ``.../v2.1``);
-    leave it out when ``auth`` has a service catalog. ``microversion=None`` negotiates per
-    request; a pinned ``"2.54"`` is used as given. ``dialect`` says whose rules apply: ``ECS``
-    (Huawei Cloud, Open Telekom Cloud) or ``NOVA`` (upstream OpenStack).
+    leave it out when ``auth`` has a service catalog. ``verify`` is True, False or the path of a
+    CA bundle (for the default transport; a given ``http_client`` or ``transport`` keeps its own).
+    ``microversion=None`` negotiates per request; a pinned ``"2.54"`` is used as given.
+    ``dialect`` says whose rules apply: ``ECS`` (Huawei Cloud, Open Telekom Cloud) or ``NOVA``
+    (upstream OpenStack).
     """
 
     def __init__(
@@ -76,6 +78,7 @@ class AsyncEcsClient:
         transport: httpx.AsyncBaseTransport | None = None,
         region: str | None = None,
         interface: str = "public",
+        verify: bool | str = True,
     ) -> None:
         if not isinstance(auth, Auth):
             raise InvalidRequest("auth must be TokenAuth, KeystoneAuth or AkSkAuth", field="auth")
@@ -92,6 +95,7 @@ class AsyncEcsClient:
             transport=transport,
             interface=interface,
             region=region,
+            verify=verify,
         )
         self._poller = FleetPoller(self._fetch_for_poller, self._list_changed, self._settings)
         self._accepted: dict[str, tuple[Server | None, Accepted]] = {}
@@ -125,6 +129,9 @@ class AsyncEcsClient:
             "region": getattr(config, "region", None),
             "interface": getattr(config, "interface", None) or "public",
         }
+        verify = getattr(config, "verify", True)
+        if verify is not True:
+            options["verify"] = verify
         if getattr(config, "microversion", None):
             options["microversion"] = config.microversion
         dialect = getattr(config, "dialect", None)
@@ -469,26 +476,28 @@ class AsyncEcsClient:
         wanted = {server_id for server_id in server_ids if isinstance(server_id, str)}
         if len(wanted) < self._settings.fleet_threshold:
             return {}
-        params = {"limit": str(self._settings.list_page_size)}
+        page_size = self._settings.list_page_size
+        params = {"limit": str(page_size)}
         found: dict[str, Server] = {}
         version = await self._read_version()
+        # A project may hold far more servers than the run names: read a few pages more than
+        # the run needs, and let per-server reads find the rest.
+        pages_left = 2 + len(wanted) // page_size
         try:
-            while True:
+            while pages_left > 0:
+                pages_left -= 1
                 answer = await self._session.request(
                     "GET", "servers/detail", params=params, version=version
                 )
                 self._remember_clock(answer.date)
                 servers, next_href = servers_from_wire(answer.body, status=answer.status)
                 found.update((s.id, s) for s in servers if s.id in wanted)
-                if (
-                    not next_href
-                    or len(servers) < self._settings.list_page_size
-                    or wanted <= found.keys()
-                ):
+                if not next_href or len(servers) < page_size or wanted <= found.keys():
                     return found
                 params = {**params, "marker": servers[-1].id}
         except EcsError:
-            return found  # per-server reads take over
+            pass  # per-server reads take over
+        return found
 
     @asynccontextmanager
     async def rebuild_stream(

@@ -12,6 +12,7 @@ import json
 import logging
 import random
 import re
+import ssl
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -27,6 +28,7 @@ import tenacity
 from ._auth import Auth
 from ._errors import (
     EcsError,
+    InvalidRequest,
     RateLimited,
     ResponseError,
     ServerError,
@@ -280,22 +282,38 @@ class Pacer:
 # -- transport ---------------------------------------------------------------------------------
 
 
-def default_transport(settings: ClientSettings) -> httpx.AsyncBaseTransport:
+def tls_verification(verify: bool | str) -> bool | ssl.SSLContext:
+    """TLS verification as httpx takes it: on, off, or a CA bundle file turned into a context."""
+    if isinstance(verify, str):
+        try:
+            return ssl.create_default_context(cafile=verify)
+        except (OSError, ssl.SSLError) as exc:
+            raise InvalidRequest(
+                f"cannot read the CA bundle {verify!r}: {exc.strerror or exc}", field="verify"
+            ) from None
+    return verify
+
+
+def default_transport(
+    settings: ClientSettings, *, verify: bool | str = True
+) -> httpx.AsyncBaseTransport:
     """The fastest engine under httpx for the running event loop.
 
     Under asyncio that is aiohttp (through httpx-aiohttp): it costs a third to a fifth of the
     CPU per request of httpx's own transport. aiohttp is asyncio-only, so trio uses httpx's own.
+    ``verify`` is True, False (no TLS verification) or the path of a CA bundle.
     """
     limits = httpx.Limits(
         max_connections=settings.max_connections,
         max_keepalive_connections=settings.max_connections,
     )
+    tls = tls_verification(verify)
     if sniffio.current_async_library() == "asyncio":
         from httpx_aiohttp import AiohttpTransport
 
-        transport: httpx.AsyncBaseTransport = AiohttpTransport(limits=limits)
+        transport: httpx.AsyncBaseTransport = AiohttpTransport(limits=limits, verify=tls)
         return transport
-    return httpx.AsyncHTTPTransport(limits=limits)
+    return httpx.AsyncHTTPTransport(limits=limits, verify=tls)
 
 
 def _request_kind(method: str, url: str) -> str:
@@ -330,7 +348,9 @@ class Session:
         transport: httpx.AsyncBaseTransport | None = None,
         interface: str = "public",
         region: str | None = None,
+        verify: bool | str = True,
     ) -> None:
+        self._verify = verify
         self._endpoint = endpoint.rstrip("/") if endpoint else None
         self._auth = auth
         self._settings = settings
@@ -359,7 +379,7 @@ class Session:
         if self._given_client is not None:
             self._client = self._given_client
             return
-        transport = self._given_transport or default_transport(self._settings)
+        transport = self._given_transport or default_transport(self._settings, verify=self._verify)
         self._client = httpx.AsyncClient(
             transport=transport,
             timeout=httpx.Timeout(

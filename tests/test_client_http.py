@@ -21,6 +21,7 @@ from ecs_rebuild_async import (
     ClientSettings,
     Conflict,
     EcsError,
+    InvalidRequest,
     NotFound,
     RebuildOutcomeUnknown,
     RebuildRequest,
@@ -381,3 +382,15 @@ async def test_a_long_echoed_secret_cut_short_stays_out_of_the_error(
     assert "Invalid input for field/attribute rebuild" in text
     chunks = {encoded[index : index + 12] for index in range(0, len(encoded) - 12)}
     assert not any(chunk in text for chunk in chunks)
+
+
+@pytest.mark.anyio
+async def test_an_unreadable_ca_bundle_is_a_clear_error_before_anything_is_sent(
+    tmp_path: Any,
+) -> None:
+    missing = str(tmp_path / "no-such-ca.pem")
+    ecs = AsyncEcsClient(ENDPOINT, auth=TokenAuth("t"), verify=missing)
+    with pytest.raises(InvalidRequest) as caught:
+        await ecs.__aenter__()
+    assert caught.value.field == "verify"
+    assert "no-such-ca.pem" in str(caught.value)
