@@ -327,6 +327,8 @@ def _request_kind(method: str, url: str) -> str:
         return f"{method} instance-actions"
     if "/servers/" in path:
         return f"{method} server"
+    if path.endswith(("/v2.1", "/v2")) or "/" not in path.split("://", 1)[-1]:
+        return f"{method} versions"
     return f"{method} other"
 
 
