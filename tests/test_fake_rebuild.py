@@ -267,23 +267,34 @@ async def test_active_timeline_and_applied_fields(
 
 
 @pytest.mark.anyio
-async def test_stopped_server_passes_powering_off_and_ends_shutoff(
+async def test_stopped_server_passes_active_then_powering_off_and_ends_shutoff(
     fake: FakeCompute, http: httpx.AsyncClient
 ) -> None:
+    # nova/compute/manager.py saves ACTIVE with no task after the spawn, then powering-off.
     sid = fake.add_server(status="SHUTOFF")
+    launched_before = (await http.get(f"/servers/{sid}")).json()["server"]["OS-SRV-USG:launched_at"]
+    fake.advance(1)
     await _rebuild(http, sid, {"rebuild": {"imageRef": IMAGE_B}})
-    seen: list[tuple[str, str | None]] = []
-    for _ in range(6):
-        state = await _state(http, sid)
+    seen: list[tuple[str, str | None, str]] = []
+    launched: dict[tuple[str, str | None, str], str] = {}
+    for _ in range(60):
+        server = (await http.get(f"/servers/{sid}")).json()["server"]
+        state = (server["status"], server["OS-EXT-STS:task_state"], server["OS-EXT-STS:vm_state"])
         if not seen or seen[-1] != state:
             seen.append(state)
-        fake.advance(0.5)
+            launched[state] = server["OS-SRV-USG:launched_at"]
+        fake.advance(0.05)
     assert seen == [
-        ("REBUILD", "rebuilding"),
-        ("REBUILD", "rebuild_spawning"),
-        ("ACTIVE", "powering-off"),
-        ("SHUTOFF", None),
+        ("REBUILD", "rebuilding", "stopped"),
+        ("REBUILD", "rebuild_spawning", "stopped"),
+        ("ACTIVE", None, "active"),
+        ("ACTIVE", "powering-off", "active"),
+        ("SHUTOFF", None, "stopped"),
     ]
+    # launched_at is the spawn's time from the ACTIVE step on, and stays after SHUTOFF.
+    assert launched[seen[1]] == launched_before
+    assert launched[seen[2]] > launched_before
+    assert launched[seen[2]] == launched[seen[3]] == launched[seen[4]]
 
 
 @pytest.mark.anyio
@@ -447,3 +458,119 @@ def test_hook_and_rates() -> None:
 def test_unknown_fault_kind_is_refused() -> None:
     with pytest.raises(ValueError, match="kind"):
         InjectedFault("teapot")
+
+
+FAILING_IMAGE = "70a5e0a4-0000-4000-8000-0000000000ff"
+SLOW_IMAGE = "70a5e0a4-0000-4000-8000-0000000000ee"
+
+
+def test_default_images_include_the_failing_and_slow_ones() -> None:
+    fake = FakeCompute(time_scale=0)
+    assert fake.images["fails-to-spawn"] == fake.failing_image == FAILING_IMAGE
+    assert fake.images["slow-to-spawn"] == fake.slow_image == SLOW_IMAGE
+    assert fake.images["ubuntu-22.04"] == fake.default_image
+    assert fake.slow_spawn_seconds == 600.0
+    assert FakeCompute(slow_spawn_seconds=8).slow_spawn_seconds == 8.0
+
+
+async def _timeline(
+    fake: FakeCompute, http: httpx.AsyncClient, sid: str, *, steps: int, step: float
+) -> list[tuple[str, str | None, str, bool]]:
+    """Each distinct (status, task_state, vm_state, fault shown) as the clock steps on."""
+    seen: list[tuple[str, str | None, str, bool]] = []
+    for _ in range(steps):
+        server = (await http.get(f"/servers/{sid}")).json()["server"]
+        state = (
+            server["status"],
+            server["OS-EXT-STS:task_state"],
+            server["OS-EXT-STS:vm_state"],
+            "fault" in server,
+        )
+        if not seen or seen[-1] != state:
+            seen.append(state)
+        fake.advance(step)
+    return seen
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("fail", "image", "message"),
+    [
+        (False, FAILING_IMAGE, "RuntimeError"),
+        (True, IMAGE_B, "RuntimeError: spawn failed"),
+    ],
+)
+async def test_failed_rebuild_shows_rebuild_with_vm_state_error_before_error(
+    fake: FakeCompute, http: httpx.AsyncClient, fail: bool, image: str, message: str
+) -> None:
+    sid = fake.add_server(fail=fail)
+    before = (await http.get(f"/servers/{sid}")).json()["server"]
+    fake.advance(1)
+    assert (await _rebuild(http, sid, {"rebuild": {"imageRef": image}})).status_code == 202
+    assert await _timeline(fake, http, sid, steps=60, step=0.05) == [
+        ("REBUILD", "rebuilding", "active", False),
+        ("REBUILD", "rebuild_spawning", "active", False),
+        ("REBUILD", "rebuild_spawning", "error", False),
+        ("ERROR", None, "error", True),
+    ]
+    server = (await http.get(f"/servers/{sid}")).json()["server"]
+    assert {k: server["fault"][k] for k in ("code", "message")} == {"code": 500, "message": message}
+    assert "details" not in server["fault"]  # a 500's details are for admins only
+    assert server["image"]["id"] == image
+    assert server["OS-SRV-USG:launched_at"] == before["OS-SRV-USG:launched_at"]
+    assert fake.truth(sid).fault == message
+
+
+@pytest.mark.anyio
+async def test_failing_image_fails_any_server_and_the_server_can_be_rebuilt_again() -> None:
+    fake = FakeCompute(dialect="nova", time_scale=0)
+    sid = fake.add_server()
+    async with httpx.AsyncClient(
+        transport=fake.transport(), base_url=fake.compute_url, headers={"X-Auth-Token": fake.token}
+    ) as nova:
+        await _rebuild(nova, sid, {"rebuild": {"imageRef": FAILING_IMAGE}})
+        fake.advance(5)
+        assert fake.truth(sid).status == "ERROR"
+        actions = (await nova.get(f"/servers/{sid}/os-instance-actions")).json()
+        assert actions["instanceActions"][0]["message"] == "Error"
+        # Nova rebuilds an ERROR server: a good image brings it back, without the fault.
+        assert (await _rebuild(nova, sid, {"rebuild": {"imageRef": IMAGE_B}})).status_code == 202
+        fake.advance(5)
+    assert (fake.truth(sid).status, fake.truth(sid).fault) == ("ACTIVE", None)
+
+
+@pytest.mark.anyio
+async def test_slow_image_sits_in_rebuild_spawning_for_slow_spawn_seconds(
+    fake: FakeCompute, http: httpx.AsyncClient
+) -> None:
+    sid = fake.add_server()
+    accepted = await _rebuild(http, sid, {"rebuild": {"imageRef": SLOW_IMAGE}})
+    assert accepted.json()["server"]["status"] == "REBUILD"
+    fake.advance(1.0)  # rebuilding lasts half of rebuild_seconds, as for any image
+    assert await _state(http, sid) == ("REBUILD", "rebuild_spawning")
+    fake.advance(598.0)
+    assert await _state(http, sid) == ("REBUILD", "rebuild_spawning")
+    second = await _rebuild(http, sid, {"rebuild": {"imageRef": IMAGE_B}})
+    assert (second.status_code, _message(second)) == (
+        409,
+        f"Cannot 'rebuild' instance {sid} while it is in task_state rebuild_spawning",
+    )
+    fake.advance(2.5)  # spawning began at 1 s and lasts 600 s
+    assert await _state(http, sid) == ("ACTIVE", None)
+    assert fake.truth(sid).image_id == SLOW_IMAGE
+
+
+@pytest.mark.anyio
+async def test_slow_spawn_seconds_is_an_option() -> None:
+    fake = FakeCompute(time_scale=0, slow_spawn_seconds=8, rebuild_seconds=2)
+    sid = fake.add_server(status="SHUTOFF")
+    async with httpx.AsyncClient(
+        transport=fake.transport(), base_url=fake.compute_url, headers={"X-Auth-Token": fake.token}
+    ) as http:
+        await _rebuild(http, sid, {"rebuild": {"imageRef": SLOW_IMAGE}})
+        fake.advance(8.9)
+        assert await _state(http, sid) == ("REBUILD", "rebuild_spawning")
+        fake.advance(0.3)  # spawned at 1 + 8 s: ACTIVE, then powering-off, then SHUTOFF
+        assert await _state(http, sid) == ("ACTIVE", "powering-off")
+        fake.advance(1.0)
+        assert await _state(http, sid) == ("SHUTOFF", None)

@@ -131,3 +131,41 @@ async def test_tcp_stops_even_with_an_open_keep_alive_connection() -> None:
             assert (await http.get(f"{base_url}/v2.1/servers/{sid}")).http_version == "HTTP/1.1"
         with pytest.raises(httpx.ConnectError):
             await http.get(f"{base_url}/v2.1/servers/{sid}")
+
+
+def test_serve_command_takes_slow_spawn_seconds_and_names_the_special_images() -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "ecs_rebuild_async.testing",
+        "serve",
+        "--servers",
+        "1",
+        "--dialect",
+        "nova",
+        "--slow-spawn-seconds",
+        "8",
+        "--time-scale",
+        "0",
+    ]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        try:
+            assert proc.stdout is not None
+            ready = json.loads(proc.stdout.readline())
+            assert ready["images"]["fails-to-spawn"] == ready["failing_image"]
+            assert ready["images"]["slow-to-spawn"] == ready["slow_image"]
+            assert ready["failing_image"] == "70a5e0a4-0000-4000-8000-0000000000ff"
+            assert ready["slow_image"] == "70a5e0a4-0000-4000-8000-0000000000ee"
+            assert ready["slow_spawn_seconds"] == 8.0
+            stopped = httpx.post(
+                f"{ready['compute_url']}/servers/{ready['servers']['server-0']}/action",
+                json={"os-stop": None},
+                headers={"X-Auth-Token": ready["token"]},
+                timeout=5,
+            )
+            assert stopped.status_code == 202
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=10) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()

@@ -36,6 +36,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--accepted-body", choices=("rebuild", "stale"), default="rebuild")
     serve.add_argument("--token-lifetime", type=float, default=3600.0)
     serve.add_argument("--seed", type=int, default=0)
+    serve.add_argument(
+        "--slow-spawn-seconds",
+        type=float,
+        default=600.0,
+        help="spawn time of the slow-to-spawn image, in fake seconds",
+    )
     return parser
 
 
@@ -52,6 +58,7 @@ def _fake_from(args: argparse.Namespace) -> FakeCompute:
         accepted_body=args.accepted_body,
         token_lifetime=args.token_lifetime,
         seed=args.seed,
+        slow_spawn_seconds=args.slow_spawn_seconds,
     )
     fake.add_keypair("default")
     for i in range(args.servers):
@@ -79,6 +86,9 @@ def _ready_line(fake: FakeCompute) -> str:
             "sk": fake.sk,
             "servers": servers,
             "images": fake.images,
+            "failing_image": fake.failing_image,
+            "slow_image": fake.slow_image,
+            "slow_spawn_seconds": fake.slow_spawn_seconds,
             "keypairs": ["default"],
         },
         sort_keys=True,

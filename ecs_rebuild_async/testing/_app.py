@@ -29,6 +29,9 @@ _UNEXPECTED = (
     "the Nova API log if possible.\n<class 'RuntimeError'>"
 )
 
+#: Actions with a null body: ``{"os-stop": null}`` and ``{"os-start": null}``.
+_POWER_ACTIONS = frozenset({"os-stop", "os-start"})
+
 Handler = Callable[[Request], Reply]
 
 
@@ -195,6 +198,8 @@ def _compute_route(
         if isinstance(parsed, Reply):
             return parsed
         name, value = parsed
+        if name in _POWER_ACTIONS:
+            return _compute.power(ctx, rest[1], start=name == "os-start")
         if name != "rebuild":
             return nova_fault(400, f"There is no such action: {name}")
         return _compute.rebuild(ctx, rest[1], value)

@@ -22,6 +22,7 @@ __all__ = [
     "instance_action",
     "instance_actions",
     "list_servers",
+    "power",
     "rebuild",
 ]
 
@@ -137,7 +138,9 @@ def list_servers(ctx: Context, *, detail: bool) -> Reply:
     return json_reply(200, body)
 
 
-def _conflict(record: ServerRecord, seen: Observed, allowed: tuple[str, ...]) -> Reply | None:
+def _conflict(
+    record: ServerRecord, seen: Observed, allowed: tuple[str, ...], action: str = "rebuild"
+) -> Reply | None:
     if record.locked:
         return nova_fault(409, f"Instance {record.id} is locked")
     if seen.vm_state not in allowed:
@@ -146,7 +149,7 @@ def _conflict(record: ServerRecord, seen: Observed, allowed: tuple[str, ...]) ->
         attr, state = "task_state", seen.task_state
     else:
         return None
-    return nova_fault(409, f"Cannot 'rebuild' instance {record.id} while it is in {attr} {state}")
+    return nova_fault(409, f"Cannot '{action}' instance {record.id} while it is in {attr} {state}")
 
 
 def rebuild(ctx: Context, server_id: str, body: Any) -> Reply:
@@ -187,6 +190,22 @@ def rebuild(ctx: Context, server_id: str, body: Any) -> Reply:
     return json_reply(202, {"server": view}, [("Location", location)])
 
 
+def power(ctx: Context, server_id: str, *, start: bool) -> Reply:
+    """``os-start`` / ``os-stop``: 202 with no body; 409 unless stopped / active or error
+    with no task (nova/compute/api.py ``start`` and ``stop``)."""
+    service = ctx.service
+    record = service.visible(server_id, ctx.now)
+    if record is None:
+        return _not_found(server_id)
+    truth = observe(record, ctx.now, lagged=False)
+    allowed = ("stopped",) if start else ("active", "error")
+    conflict = _conflict(record, truth, allowed, "start" if start else "stop")
+    if conflict is not None:
+        return conflict
+    service.accept_power(record, start=start, now=ctx.now, request_id=ctx.request_id)
+    return Reply(202, [("Content-Type", "application/json")], b"")
+
+
 def parse_action(raw: bytes) -> tuple[str, Any] | Reply:
     """The action name and its value, or Nova's 400 for a body it cannot route."""
     try:
@@ -201,7 +220,7 @@ def parse_action(raw: bytes) -> tuple[str, Any] | Reply:
 
 def _action_body(ctx: Context, record: ServerRecord, action: InstanceAction) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "action": "rebuild",
+        "action": action.name,
         "instance_uuid": record.id,
         "message": "Error" if action.failed else None,
         "project_id": action.project_id,
@@ -239,7 +258,7 @@ def instance_action(ctx: Context, server_id: str, request_id: str) -> Reply:
         finish = action.finish_time
         body["events"] = [
             {
-                "event": "compute_rebuild_instance",
+                "event": f"compute_{action.name}_instance",
                 "start_time": iso_naive_micro(action.start_time),
                 "finish_time": iso_naive_micro(finish) if finish is not None else None,
                 "result": None if finish is None else ("Error" if action.failed else "Success"),

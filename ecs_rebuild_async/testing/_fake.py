@@ -13,7 +13,7 @@ from ._clock import FakeClock
 from ._faults import FaultPlan
 from ._identity import Identity
 from ._replies import Reply, Request
-from ._service import DEFAULT_IMAGES, Service, Settings
+from ._service import DEFAULT_IMAGES, FAILING_IMAGE, SLOW_IMAGE, Service, Settings
 from ._state import ServerTruth, truth_of
 from ._stats import Stats
 from ._tcp import serve
@@ -41,6 +41,10 @@ class FakeCompute:
 
     State moves lazily with the fake clock: ``time_scale=0`` freezes it so that tests step
     it with ``advance()``; ``time_scale=50`` makes a 2 s rebuild take 40 ms of real time.
+
+    Two default images change how a rebuild goes: ``fails-to-spawn`` (``failing_image``)
+    ends it in ERROR with the fault ``RuntimeError``, and ``slow-to-spawn`` (``slow_image``)
+    keeps it in ``rebuild_spawning`` for ``slow_spawn_seconds`` fake seconds.
     """
 
     def __init__(
@@ -65,6 +69,7 @@ class FakeCompute:
         ak: str | None = None,
         sk: str | None = None,
         seed: int | None = 0,
+        slow_spawn_seconds: float = 600.0,
     ) -> None:
         if dialect not in ("ecs", "nova"):
             raise ValueError("dialect must be 'ecs' or 'nova'")
@@ -85,6 +90,7 @@ class FakeCompute:
             max_body=114688,
             metadata_items=128,
             lost_error=lost_error,
+            slow_spawn_seconds=slow_spawn_seconds,
         )
         identity = Identity(
             user_id=_USER_ID,
@@ -182,6 +188,20 @@ class FakeCompute:
     @property
     def default_image(self) -> str:
         return DEFAULT_IMAGES["ubuntu-22.04"]
+
+    @property
+    def failing_image(self) -> str:
+        """The image whose spawn fails: a rebuild to it ends in ERROR."""
+        return DEFAULT_IMAGES[FAILING_IMAGE]
+
+    @property
+    def slow_image(self) -> str:
+        """The image whose spawn takes ``slow_spawn_seconds``."""
+        return DEFAULT_IMAGES[SLOW_IMAGE]
+
+    @property
+    def slow_spawn_seconds(self) -> float:
+        return self._settings.slow_spawn_seconds
 
     def add_image(self, name: str, image_id: str | None = None) -> str:
         image_id = image_id or self._service.new_uuid()

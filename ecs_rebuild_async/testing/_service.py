@@ -13,24 +13,33 @@ from ._clock import FakeClock
 from ._faults import FaultPlan
 from ._identity import Identity, TokenStore
 from ._state import (
+    IMAGE_FAULT,
     VM_STATE_OF_STATUS,
     FaultInfo,
     InstanceAction,
     RebuildTask,
     ServerRecord,
     observe,
+    plan_power,
     plan_rebuild,
 )
 from ._stats import Stats
 from ._versioning import Version
 
-__all__ = ["DEFAULT_IMAGES", "Settings", "Service"]
+__all__ = ["DEFAULT_IMAGES", "FAILING_IMAGE", "SLOW_IMAGE", "Settings", "Service"]
+
+#: A rebuild to the image of this name fails to spawn: REBUILD, then ERROR with a fault.
+FAILING_IMAGE = "fails-to-spawn"
+#: A rebuild to the image of this name spawns for ``slow_spawn_seconds`` (REBUILD meanwhile).
+SLOW_IMAGE = "slow-to-spawn"
 
 #: Fixed image ids, so tests and demos can name them.
 DEFAULT_IMAGES = {
     "ubuntu-22.04": "70a5e0a4-0000-4000-8000-00000000000a",
     "ubuntu-24.04": "70a5e0a4-0000-4000-8000-00000000000b",
     "centos-9": "70a5e0a4-0000-4000-8000-00000000000c",
+    SLOW_IMAGE: "70a5e0a4-0000-4000-8000-0000000000ee",
+    FAILING_IMAGE: "70a5e0a4-0000-4000-8000-0000000000ff",
 }
 
 
@@ -50,6 +59,7 @@ class Settings:
     max_body: int
     metadata_items: int
     lost_error: Literal["timeout", "disconnect"]
+    slow_spawn_seconds: float = 600.0
 
 
 class Service:
@@ -139,6 +149,15 @@ class Service:
             return None
         return record
 
+    def _duration(self, record: ServerRecord) -> float:
+        duration = record.rebuild_seconds
+        if duration is None:
+            duration = self.settings.rebuild_seconds
+        if self.settings.jitter:
+            jitter = self.settings.jitter
+            duration *= 1 + self.rng.uniform(-jitter, jitter)
+        return max(duration, 0.0)
+
     def accept_rebuild(
         self, record: ServerRecord, fields: dict[str, object], now: float, request_id: str
     ) -> None:
@@ -146,20 +165,46 @@ class Service:
         settings = self.settings
         record.previous = record.snapshot() if settings.read_lag > 0 else None
         record.lag_until = now + settings.read_lag
+        image_name = self.images.get(str(fields["imageRef"]))
         fail = record.fail or (settings.fail_rate > 0 and self.rng.random() < settings.fail_rate)
-        duration = record.rebuild_seconds
-        if duration is None:
-            duration = settings.rebuild_seconds
-        if settings.jitter:
-            duration *= 1 + self.rng.uniform(-settings.jitter, settings.jitter)
-        phases, fault = plan_rebuild(was=record.vm_state, duration=max(duration, 0.0), fail=fail)
+        duration = self._duration(record)
+        if image_name == FAILING_IMAGE:
+            plan = plan_rebuild(
+                was=record.vm_state, duration=duration, fail=True, fault_message=IMAGE_FAULT
+            )
+        else:
+            slow = settings.slow_spawn_seconds if image_name == SLOW_IMAGE else None
+            plan = plan_rebuild(
+                was=record.vm_state, duration=duration, fail=fail, spawn_seconds=slow
+            )
         action = InstanceAction(request_id, now, self.identity.user_id, self.identity.project_id)
         record.actions.append(action)
-        record.task = RebuildTask(now, phases, fault, action)
+        record.task = RebuildTask(
+            now, plan.phases, plan.fault_message, action, plan.launched_offset
+        )
         record.updated_at = now
         record.rebuilds += 1
         record.image_id = str(fields["imageRef"])
         _apply(record, fields)
+
+    def accept_power(
+        self, record: ServerRecord, *, start: bool, now: float, request_id: str
+    ) -> None:
+        """Record an accepted ``os-start`` (``start``) or ``os-stop``."""
+        settings = self.settings
+        record.previous = record.snapshot() if settings.read_lag > 0 else None
+        record.lag_until = now + settings.read_lag
+        plan = plan_power(was=record.vm_state, start=start, duration=self._duration(record))
+        action = InstanceAction(
+            request_id,
+            now,
+            self.identity.user_id,
+            self.identity.project_id,
+            name="start" if start else "stop",
+        )
+        record.actions.append(action)
+        record.task = RebuildTask(now, plan.phases, None, action)
+        record.updated_at = now
 
 
 _FIELD_ATTRS = {

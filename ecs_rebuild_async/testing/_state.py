@@ -11,21 +11,25 @@ import copy
 import attrs
 
 __all__ = [
+    "POWER_TASK_STATES",
     "REBUILD_TASK_STATES",
     "FaultInfo",
     "InstanceAction",
     "Observed",
     "Phase",
+    "Plan",
     "RebuildTask",
     "ServerRecord",
     "ServerTruth",
     "observe",
+    "plan_power",
     "plan_rebuild",
     "status_of",
     "truth_of",
 ]
 
 REBUILD_TASK_STATES = frozenset({"rebuilding", "rebuild_block_device_mapping", "rebuild_spawning"})
+POWER_TASK_STATES = frozenset({"powering-off", "powering-on"})
 
 # vm_state -> status when no rebuild task runs (nova/api/openstack/common.py _STATE_MAP).
 _STATUS = {
@@ -49,6 +53,16 @@ VM_STATE_OF_STATUS = {
 # stopped server sits in ACTIVE/powering-off afterwards, as a share of the rebuild time.
 _SPAWN_AT = 0.5
 _POWER_OFF_SHARE = 0.25
+# Short steps, as a share of the rebuild time: a stopped server's ACTIVE with no task before
+# powering-off (nova/compute/manager.py _update_instance_after_spawn saves vm_state active
+# and task_state None, then the manager saves powering-off), and a failed rebuild's REBUILD
+# with vm_state error while task_state is still set (_error_out_instance_on_exception sets
+# the vm_state; reverts_task_state clears the task afterwards).
+_STEP_SHARE = 0.05
+#: The fault message of a spawn that raised a non-Nova exception: Nova shows only the class
+#: name to users (nova/compute/utils.py exception_to_dict).
+IMAGE_FAULT = "RuntimeError"
+SERVER_FAULT = "RuntimeError: spawn failed"
 
 
 def status_of(vm_state: str, task_state: str | None) -> str:
@@ -82,14 +96,21 @@ class InstanceAction:
     project_id: str
     finish_time: float | None = None
     failed: bool = False
+    #: ``rebuild``, ``stop`` or ``start`` (nova/compute/instance_actions.py).
+    name: str = "rebuild"
 
 
 @attrs.define(eq=False)
 class RebuildTask:
+    """A task in flight: a rebuild, or a stop or start (``os-stop`` / ``os-start``)."""
+
     accepted_at: float
     phases: tuple[Phase, ...]
     fault_message: str | None
     action: InstanceAction
+    #: Fake seconds after acceptance at which the guest spawned (``launched_at``); None when
+    #: the task does not spawn one (a failed rebuild, a stop or a start).
+    launched_offset: float | None = None
 
     @property
     def ends_at(self) -> float:
@@ -145,26 +166,63 @@ class Observed:
     task_state: str | None
     updated_at: float
     fault: FaultInfo | None
+    #: ``launched_at`` when it differs from the record's (a rebuild's spawn already saved it).
+    launched_at: float | None = None
 
     @property
     def status(self) -> str:
         return status_of(self.vm_state, self.task_state)
 
 
-def plan_rebuild(*, was: str, duration: float, fail: bool) -> tuple[tuple[Phase, ...], str | None]:
-    """The phases of one rebuild and, for a failure, its fault message."""
+@attrs.frozen
+class Plan:
+    """The phases of one task, its fault message if it fails, and when the guest spawned."""
+
+    phases: tuple[Phase, ...]
+    fault_message: str | None = None
+    launched_offset: float | None = None
+
+
+def plan_rebuild(
+    *,
+    was: str,
+    duration: float,
+    fail: bool,
+    spawn_seconds: float | None = None,
+    fault_message: str = SERVER_FAULT,
+) -> Plan:
+    """The phases of one rebuild.
+
+    ``spawn_seconds`` overrides how long ``rebuild_spawning`` lasts (a slow image); the other
+    steps keep their share of ``duration``.
+    """
     spawn = duration * _SPAWN_AT
+    spawned = duration if spawn_seconds is None else spawn + max(spawn_seconds, 0.0)
+    step = min(duration * _STEP_SHARE, (spawned - spawn) / 2)
     # While the task runs the vm_state stays what it was (active, stopped or error).
     phases = [Phase(0.0, was, "rebuilding"), Phase(spawn, was, "rebuild_spawning")]
     if fail:
-        phases.append(Phase(duration, "error", None))
-        return tuple(phases), "RuntimeError: spawn failed"
+        # The vm_state turns to error a moment before the task clears (status still REBUILD).
+        phases.append(Phase(spawned - step, "error", "rebuild_spawning"))
+        phases.append(Phase(spawned, "error", None))
+        return Plan(tuple(phases), fault_message)
+    phases.append(Phase(spawned, "active", None))
     if was == "stopped":
-        phases.append(Phase(duration, "active", "powering-off"))
-        phases.append(Phase(duration * (1 + _POWER_OFF_SHARE), "stopped", None))
+        power_off = duration * _POWER_OFF_SHARE
+        phases.append(Phase(spawned + min(step, power_off / 2), "active", "powering-off"))
+        phases.append(Phase(spawned + power_off, "stopped", None))
+    return Plan(tuple(phases), None, spawned)
+
+
+def plan_power(*, was: str, start: bool, duration: float) -> Plan:
+    """``os-stop`` (``powering-off``, then stopped) or ``os-start`` (``powering-on``, then
+    active); ``duration`` is the rebuild time, of which powering takes a share."""
+    seconds = max(duration, 0.0) * _POWER_OFF_SHARE
+    if start:
+        phases = (Phase(0.0, was, "powering-on"), Phase(seconds, "active", None))
     else:
-        phases.append(Phase(duration, "active", None))
-    return tuple(phases), None
+        phases = (Phase(0.0, was, "powering-off"), Phase(seconds, "stopped", None))
+    return Plan(phases)
 
 
 def _settle(record: ServerRecord, task: RebuildTask) -> None:
@@ -183,9 +241,9 @@ def _settle(record: ServerRecord, task: RebuildTask) -> None:
             details="Traceback (most recent call last):\n  ...\nRuntimeError: spawn failed",
             created=end,
         )
-    else:
+    elif task.launched_offset is not None:
         record.fault = None
-        record.launched_at = task.accepted_at + task.phases[-2].offset
+        record.launched_at = task.accepted_at + task.launched_offset
 
 
 def _current(record: ServerRecord, now: float) -> Observed:
@@ -201,8 +259,16 @@ def _current(record: ServerRecord, now: float) -> Observed:
                     shown = phase
                 else:
                     break
+            launched = None
+            if task.launched_offset is not None and elapsed >= task.launched_offset:
+                launched = task.accepted_at + task.launched_offset
             return Observed(
-                record, shown.vm_state, shown.task_state, task.accepted_at + shown.offset, None
+                record,
+                shown.vm_state,
+                shown.task_state,
+                task.accepted_at + shown.offset,
+                None,
+                launched,
             )
     fault = record.fault if record.vm_state == "error" else None
     return Observed(record, record.vm_state, None, record.updated_at, fault)

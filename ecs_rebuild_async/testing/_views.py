@@ -136,7 +136,8 @@ def server_view(
     body["OS-EXT-STS:task_state"] = seen.task_state
     body["OS-EXT-STS:vm_state"] = seen.vm_state
     body["os-extended-volumes:volumes_attached"] = []
-    body["OS-SRV-USG:launched_at"] = iso_naive_micro(record.launched_at)
+    launched = record.launched_at if seen.launched_at is None else seen.launched_at
+    body["OS-SRV-USG:launched_at"] = iso_naive_micro(launched)
     body["OS-SRV-USG:terminated_at"] = (
         iso_naive_micro(record.deleted_at) if record.deleted_at is not None else None
     )
