@@ -30,9 +30,10 @@ __all__ = ["BulkReport", "normalize_targets", "outcome_kind", "run_bulk"]
 
 logger = logging.getLogger("ecs_rebuild_async")
 
-#: Rebuild and wait for one server; ``mark_submitted`` is called once its rebuild was accepted
-#: (or may have been: a lost answer counts as submitted).
-RunOne = Callable[[str, RebuildRequest, Callable[[], None]], Awaitable[Server]]
+#: Rebuild and wait for one server; ``mark_submitted(True)`` is called once its rebuild was
+#: accepted (or may have been: a lost answer counts as submitted), ``mark_submitted(False)``
+#: when that lost request proves not carried out and its second sending is refused.
+RunOne = Callable[[str, RebuildRequest, Callable[[bool], None]], Awaitable[Server]]
 OutcomeCallback = Callable[[RebuildOutcome], object]
 
 
@@ -127,8 +128,11 @@ async def run_bulk(
                 group.cancel_scope.cancel()
 
     async def one(index: int, server_id: str, request: RebuildRequest | None) -> None:
-        def mark_submitted() -> None:
-            report.submitted.add(server_id)
+        def mark_submitted(submitted: bool) -> None:
+            if submitted:
+                report.submitted.add(server_id)
+            else:
+                report.submitted.discard(server_id)
 
         async with limiter:
             try:

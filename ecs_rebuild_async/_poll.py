@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 import anyio
 import attrs
 
-from ._errors import BadRequest, RebuildTimeout
+from ._errors import BadRequest, RateLimited, RebuildTimeout, ServerError, TransportError
 from ._lifecycle import Phase, RebuildTracker, Verdict
 from ._models import RebuildEvent, Server
 from ._settings import ClientSettings
@@ -30,6 +30,11 @@ from ._settings import ClientSettings
 __all__ = ["FetchOne", "FleetPoller", "ListChanged", "Observation", "wait_for_rebuild"]
 
 logger = logging.getLogger("ecs_rebuild_async")
+
+# A tick that fails with one of these (after the session's own retries) is tried again at the
+# next interval: the tick serves every wait, so its failure is no one server's outcome, and
+# each wait's deadline still bounds the waiting.
+_TRANSIENT = (ServerError, RateLimited, TransportError)
 
 
 @attrs.frozen
@@ -113,7 +118,12 @@ class FleetPoller:
                 if watch.generation > seen_generation and watch.latest is not None:
                     return watch.latest
                 await self._sleep_until_due()
-                await self._tick()
+                try:
+                    await self._tick()
+                except _TRANSIENT as exc:
+                    logger.warning("polling failed (%s); trying again at the next tick", exc)
+                    for pending in list(self._watches.values()):
+                        self._advance(pending)
 
     async def _sleep_until_due(self) -> None:
         if not self._watches:

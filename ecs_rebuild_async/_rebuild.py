@@ -1,9 +1,10 @@
 """Sending a rebuild at most once, and reconciling when its answer is lost.
 
-A POST whose answer was lost (a read timeout, a reset after sending) may already have been
-carried out. It is never blindly sent again: the server's state and its instance actions are
-read first. Accepted: wait as usual. Proven not carried out: send once more. Cannot tell:
-:class:`RebuildOutcomeUnknown` with the evidence, rather than a second rebuild.
+A POST whose answer was lost (a read timeout, a reset after sending), or that got a 5xx, may
+already have been carried out. It is never blindly sent again: the server's state and its
+instance actions are read first. Accepted: wait as usual. Proven not carried out: send once
+more. Cannot tell: :class:`RebuildOutcomeUnknown` with the evidence, rather than a second
+rebuild.
 
 Takes callables, not the client (see ``Operations``).
 """
@@ -18,7 +19,7 @@ from typing import Any
 import anyio
 import attrs
 
-from ._errors import EcsError, RebuildOutcomeUnknown, TransportError
+from ._errors import EcsError, RebuildOutcomeUnknown, ServerError, TransportError
 from ._lifecycle import REBUILD_TASK_STATES
 from ._models import RebuildRequest, Server, ServerStatus
 from ._serde import parse_timestamp
@@ -77,27 +78,60 @@ async def submit_rebuild(
     *,
     service_now: Callable[[], datetime | None],
     settle: float = 1.0,
-    on_submitted: Callable[[], object] | None = None,
+    on_submitted: Callable[[bool], object] | None = None,
 ) -> Accepted:
     """POST the rebuild once; on a lost answer, reconcile before anything else.
 
     ``service_now`` estimates the service's current time (from its last Date header), so that
     "after the send" is judged on the service's clock, not the local one. ``on_submitted`` is
-    called as soon as the service accepted the request, or may have (its answer was lost).
+    called with True as soon as the service accepted the request, or may have (its answer was
+    lost), and with False if that turns out not to be so.
     """
+
+    def submitted(value: bool) -> None:
+        if on_submitted is not None:
+            on_submitted(value)
+
     sent_at = service_now()
     try:
         server, accepted_at = await ops.post_rebuild(server_id, request)
     except TransportError as exc:
         if not exc.maybe_sent:
             raise
-        if on_submitted is not None:
-            on_submitted()
+        submitted(True)  # it may have been carried out: counted until proven otherwise
         logger.warning("the answer to the rebuild of %s was lost (%s); reconciling", server_id, exc)
-        return await _reconcile(ops, server_id, request, sent_at=sent_at, cause=exc, settle=settle)
-    if on_submitted is not None:
-        on_submitted()
+        try:
+            return await _reconcile(
+                ops, server_id, request, sent_at=sent_at, cause=exc, settle=settle
+            )
+        except _ResendRefused as refused:
+            submitted(False)
+            raise refused.error from None
+    except ServerError as exc:
+        # A 5xx can come after the service recorded the rebuild (Nova answers 500 to a race it
+        # did not expect), so it is reconciled like a lost answer rather than taken at its word.
+        logger.warning("the rebuild of %s got %s; reconciling", server_id, exc)
+        try:
+            accepted = await _reconcile(
+                ops, server_id, request, sent_at=sent_at, cause=exc, settle=settle
+            )
+        except _ResendRefused as refused:
+            raise refused.error from None
+        except RebuildOutcomeUnknown:
+            submitted(True)
+            raise
+        submitted(True)
+        return accepted
+    submitted(True)
     return Accepted(server=server, accepted_at=accepted_at)
+
+
+class _ResendRefused(Exception):
+    """The first request proved not carried out, and the second was refused: ``error`` says why."""
+
+    def __init__(self, error: EcsError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 async def _reconcile(
@@ -155,15 +189,18 @@ async def _reconcile(
         )
         try:
             server2, accepted_at = await ops.post_rebuild(server_id, request)
-        except TransportError as exc:
-            if exc.maybe_sent:
-                evidence.append(f"the second request's answer was lost too: {exc}")
+        except (TransportError, ServerError) as exc:
+            if isinstance(exc, ServerError) or exc.maybe_sent:
+                # The second request is as uncertain as the first: no third one.
+                evidence.append(f"the second request failed the same way: {exc}")
                 raise RebuildOutcomeUnknown(
                     f"cannot tell whether server {server_id} is being rebuilt",
                     server=last,
                     evidence=tuple(evidence),
                 ) from None
-            raise
+            raise _ResendRefused(exc) from None
+        except EcsError as exc:
+            raise _ResendRefused(exc) from None
         return Accepted(server=server2, accepted_at=accepted_at, reconciled=True)
     raise RebuildOutcomeUnknown(
         f"cannot tell whether server {server_id} is being rebuilt; it was not sent again",

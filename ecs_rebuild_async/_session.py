@@ -221,7 +221,9 @@ class Pacer:
     """Paces requests to one endpoint: a shared pause after 429, and an AIMD rate limit.
 
     A 429 pauses *every* request for the Retry-After time and halves the allowed request rate;
-    each success raises it again a little, until no limit is left (or the user's ceiling).
+    each success raises it again a little, until no limit is left (or the user's ceiling). The
+    requests already in flight when the limit was hit are refused too: they extend the pause
+    but do not cut the rate again within the same window.
     """
 
     def __init__(self, settings: ClientSettings) -> None:
@@ -230,6 +232,7 @@ class Pacer:
         self._rate: float | None = None
         self._next_slot = 0.0
         self._recent: deque[float] = deque(maxlen=256)
+        self._window_ends = 0.0
         self.limited_count = 0
 
     @property
@@ -266,7 +269,11 @@ class Pacer:
         wait = settings.retry_after_default if retry_after is None else retry_after
         wait = min(wait, settings.retry_after_cap)
         wait *= 1.0 + random.uniform(0.0, 0.2)  # jitter: the paused tasks do not return at once
-        self._paused_until = max(self._paused_until, anyio.current_time() + wait)
+        now = anyio.current_time()
+        self._paused_until = max(self._paused_until, now + wait)
+        if now < self._window_ends:
+            return  # the same burst of refusals: the rate was cut for it already
+        self._window_ends = now + max(1.0, wait)
         current = self._rate if self._rate is not None else self._observed_rate()
         self._rate = max(settings.pacing_floor, current * settings.pacing_decrease)
 

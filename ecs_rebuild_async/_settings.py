@@ -33,11 +33,12 @@ class ClientSettings:
 
     # Optional ceiling on requests per second to one endpoint (None: no ceiling).
     max_requests_per_second: float | None = None
-    # After a 429 the request rate is cut by this factor, then grows back by
-    # ``pacing_recovery`` requests per second for each success (additive increase).
+    # After a 429 the request rate is cut by this factor (once per burst of refusals), then
+    # grows back by ``pacing_recovery`` requests per second for each success (additive
+    # increase), never below ``pacing_floor`` requests per second.
     pacing_decrease: float = 0.5
-    pacing_recovery: float = 0.2
-    pacing_floor: float = 0.5
+    pacing_recovery: float = 1.0
+    pacing_floor: float = 1.0
 
     # After a rebuild request's answer was lost, the server is read, then read again after
     # this pause, before the request may be sent once more (only if proven not carried out).

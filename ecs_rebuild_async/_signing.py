@@ -201,8 +201,25 @@ def sign(
     now) unless the headers have one, ``Host`` unless present, and
     ``X-Sdk-Content-Sha256: UNSIGNED-PAYLOAD`` for a Content-Type that is neither JSON nor BSON.
     Every header passed in whose name has no ``_`` is signed, so pass only the headers that
-    will be sent as they are.
+    will be sent as they are. Anything that cannot be signed raises InvalidRequest.
     """
+    try:
+        return _sign(method, url, headers, body, ak, sk, sdk_date)
+    except InvalidRequest:
+        raise
+    except ValueError as exc:  # a malformed URL (urlsplit), text that is not UTF-8 (surrogates)
+        raise InvalidRequest(f"cannot sign this request: {type(exc).__name__}") from None
+
+
+def _sign(
+    method: str,
+    url: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    ak: str,
+    sk: str,
+    sdk_date: str | datetime | None,
+) -> dict[str, str]:
     if isinstance(sdk_date, str):
         _check_sdk_date(sdk_date)
     authority, path, query = _split_target(url)

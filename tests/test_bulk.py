@@ -37,6 +37,7 @@ FAST = {
     "poll_interval_max": 0.1,
     "backoff_initial": 0.001,
     "retry_after_cap": 0.05,
+    "reconcile_settle": 0.01,
 }
 
 

@@ -49,6 +49,7 @@ FAST = ClientSettings(
     backoff_initial=0.001,
     backoff_max=0.005,
     retry_after_cap=0.05,
+    reconcile_settle=0.01,
 )
 
 VERSIONS = {

@@ -29,6 +29,7 @@ from ecs_rebuild_async import (
     MicroversionError,
     PersonalityFile,
     RateLimited,
+    RebuildOutcomeUnknown,
     RebuildRequest,
     ResponseError,
     ServerError,
@@ -52,6 +53,7 @@ FAST = ClientSettings(
     backoff_initial=0.001,
     backoff_max=0.005,
     retry_after_cap=0.05,
+    reconcile_settle=0.01,
 )
 # asyncio may wake a sleeper up to its clock resolution early; lower bounds allow for that.
 SLACK = 0.005
@@ -393,15 +395,38 @@ async def test_rebuild_post_is_retried_when_it_was_never_sent(router: respx.Mock
 
 
 @pytest.mark.anyio
-async def test_rebuild_post_is_not_retried_on_5xx(router: respx.MockRouter) -> None:
+async def test_rebuild_post_is_not_retried_on_5xx_while_it_may_have_been_carried_out(
+    router: respx.MockRouter,
+) -> None:
     router.get(VERSION_ROOT).respond(200, json=version_document("2.60"))
     action = router.post(ACTION_URL).respond(
         500, json={"computeFault": {"code": 500, "message": "oops"}}
     )
+    # The service shows the rebuild running: the 500 came after it was recorded.
+    router.get(SERVER_URL).respond(200, json=server_body("REBUILD", "rebuilding"))
     async with client() as ecs:
-        with pytest.raises(ServerError):
-            await ecs.rebuild(SERVER_ID, RebuildRequest(image_ref=IMAGE))
+        server = await ecs.rebuild(SERVER_ID, RebuildRequest(image_ref=IMAGE))
+    assert server.task_state == "rebuilding"
     assert action.call_count == 1
+
+
+@pytest.mark.anyio
+async def test_rebuild_post_5xx_is_sent_once_more_only_when_proven_not_carried_out(
+    router: respx.MockRouter,
+) -> None:
+    router.get(VERSION_ROOT).respond(200, json=version_document("2.60"))
+    action = router.post(ACTION_URL).respond(
+        500, json={"computeFault": {"code": 500, "message": "oops"}}
+    )
+    router.get(SERVER_URL).respond(200, json=server_body("ACTIVE", None))
+    router.get(f"{SERVER_URL}/os-instance-actions").respond(200, json={"instanceActions": []})
+    async with client() as ecs:
+        with pytest.raises(RebuildOutcomeUnknown) as caught:
+            await ecs.rebuild(SERVER_ID, RebuildRequest(image_ref=IMAGE))
+    # The first 500, then one more request after two reads proved nothing was done; the second
+    # 500 is as uncertain as the first, so there is no third request.
+    assert action.call_count == 2
+    assert any("second request" in line for line in caught.value.evidence)
 
 
 # -- rate limits ---------------------------------------------------------------------------------
