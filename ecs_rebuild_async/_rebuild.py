@@ -11,6 +11,7 @@ Takes callables, not the client (see ``Operations``).
 
 from __future__ import annotations
 
+import enum
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -102,7 +103,13 @@ async def submit_rebuild(
         logger.warning("the answer to the rebuild of %s was lost (%s); reconciling", server_id, exc)
         try:
             return await _reconcile(
-                ops, server_id, request, sent_at=sent_at, cause=exc, settle=settle
+                ops,
+                server_id,
+                request,
+                sent_at=sent_at,
+                cause=exc,
+                settle=settle,
+                service_now=service_now,
             )
         except _ResendRefused as refused:
             submitted(False)
@@ -113,7 +120,13 @@ async def submit_rebuild(
         logger.warning("the rebuild of %s got %s; reconciling", server_id, exc)
         try:
             accepted = await _reconcile(
-                ops, server_id, request, sent_at=sent_at, cause=exc, settle=settle
+                ops,
+                server_id,
+                request,
+                sent_at=sent_at,
+                cause=exc,
+                settle=settle,
+                service_now=service_now,
             )
         except _ResendRefused as refused:
             raise refused.error from None
@@ -134,16 +147,20 @@ class _ResendRefused(Exception):
         self.error = error
 
 
-async def _reconcile(
+class _Finding(enum.Enum):
+    NOT_CARRIED_OUT = "not carried out"
+    CANNOT_TELL = "cannot tell"
+
+
+async def _investigate(
     ops: Operations,
     server_id: str,
-    request: RebuildRequest,
     *,
     sent_at: datetime | None,
-    cause: EcsError,
     settle: float,
-) -> Accepted:
-    evidence: list[str] = [f"the rebuild request's answer was lost: {cause}"]
+    evidence: list[str],
+) -> tuple[Accepted | _Finding, Server | None]:
+    """Look twice at the server and its instance actions: was the rebuild carried out?"""
     last: Server | None = None
     for look in range(2):
         if look:
@@ -153,57 +170,84 @@ async def _reconcile(
             server, read_at = await ops.get_server(server_id)
         except EcsError as exc:
             evidence.append(f"reading the server failed: {exc}")
-            break
+            return _Finding.CANNOT_TELL, last
         if server is None:
             evidence.append("the server is not found")
-            break
+            return _Finding.CANNOT_TELL, last
         last = server
         since = sent_at or (read_at - timedelta(seconds=60) if read_at else None)
         if _is_rebuilding(server):
             evidence.append(f"the server shows {server.status}/{server.task_state}")
-            return Accepted(server=server, accepted_at=since, reconciled=True)
+            return Accepted(server=server, accepted_at=since, reconciled=True), last
         try:
             actions = await ops.list_actions(server_id)
         except EcsError as exc:
             evidence.append(f"listing the instance actions failed: {exc}")
-            break
+            return _Finding.CANNOT_TELL, last
         if since is None:
             if any(isinstance(a, Mapping) and a.get("action") == "rebuild" for a in actions):
                 # Without the service's time there is no telling whether it is this request's.
                 evidence.append("instance actions list a rebuild that cannot be dated")
-                break
+                return _Finding.CANNOT_TELL, last
             started = None
         else:
             started = _rebuild_since(actions, since)
         if started is not None:
             evidence.append(f"instance actions show a rebuild started at {started.isoformat()}")
-            return Accepted(server=server, accepted_at=started, reconciled=True)
+            return Accepted(server=server, accepted_at=started, reconciled=True), last
         evidence.append(
             f"look {look + 1}: the server shows {server.status}/{server.task_state} and its "
             "instance actions show no rebuild since the request"
         )
-    else:
-        # Twice, a settled server and no rebuild action since the send: it was not carried out.
-        logger.warning(
-            "the lost rebuild of %s was not carried out; sending it once more", server_id
+    # Twice, a settled server and no rebuild action since the send: it was not carried out.
+    return _Finding.NOT_CARRIED_OUT, last
+
+
+async def _reconcile(
+    ops: Operations,
+    server_id: str,
+    request: RebuildRequest,
+    *,
+    sent_at: datetime | None,
+    cause: EcsError,
+    settle: float,
+    service_now: Callable[[], datetime | None],
+) -> Accepted:
+    evidence: list[str] = [f"the rebuild request failed without a clear answer: {cause}"]
+    found, last = await _investigate(
+        ops, server_id, sent_at=sent_at, settle=settle, evidence=evidence
+    )
+    if isinstance(found, Accepted):
+        return found
+    if found is _Finding.CANNOT_TELL:
+        raise _unknown(server_id, last, evidence, "it was not sent again")
+    logger.warning("the rebuild of %s was not carried out; sending it once more", server_id)
+    resent_at = service_now()
+    try:
+        server, accepted_at = await ops.post_rebuild(server_id, request)
+    except (TransportError, ServerError) as exc:
+        if isinstance(exc, TransportError) and not exc.maybe_sent:
+            raise _ResendRefused(exc) from None
+        # As uncertain as the first: look again, and never send a third time.
+        evidence.append(f"the second request failed the same way: {exc}")
+        found, last = await _investigate(
+            ops, server_id, sent_at=resent_at, settle=settle, evidence=evidence
         )
-        try:
-            server2, accepted_at = await ops.post_rebuild(server_id, request)
-        except (TransportError, ServerError) as exc:
-            if isinstance(exc, ServerError) or exc.maybe_sent:
-                # The second request is as uncertain as the first: no third one.
-                evidence.append(f"the second request failed the same way: {exc}")
-                raise RebuildOutcomeUnknown(
-                    f"cannot tell whether server {server_id} is being rebuilt",
-                    server=last,
-                    evidence=tuple(evidence),
-                ) from None
+        if isinstance(found, Accepted):
+            return found
+        if found is _Finding.NOT_CARRIED_OUT:
             raise _ResendRefused(exc) from None
-        except EcsError as exc:
-            raise _ResendRefused(exc) from None
-        return Accepted(server=server2, accepted_at=accepted_at, reconciled=True)
-    raise RebuildOutcomeUnknown(
-        f"cannot tell whether server {server_id} is being rebuilt; it was not sent again",
+        raise _unknown(server_id, last, evidence, "it was not sent a third time") from None
+    except EcsError as exc:
+        raise _ResendRefused(exc) from None
+    return Accepted(server=server, accepted_at=accepted_at, reconciled=True)
+
+
+def _unknown(
+    server_id: str, last: Server | None, evidence: list[str], what: str
+) -> RebuildOutcomeUnknown:
+    return RebuildOutcomeUnknown(
+        f"cannot tell whether server {server_id} is being rebuilt; {what}",
         server=last,
         evidence=tuple(evidence),
     )

@@ -421,10 +421,33 @@ async def test_rebuild_post_5xx_is_sent_once_more_only_when_proven_not_carried_o
     router.get(SERVER_URL).respond(200, json=server_body("ACTIVE", None))
     router.get(f"{SERVER_URL}/os-instance-actions").respond(200, json={"instanceActions": []})
     async with client() as ecs:
+        with pytest.raises(ServerError):
+            await ecs.rebuild(SERVER_ID, RebuildRequest(image_ref=IMAGE))
+    # The first 500, then one more request after two reads proved nothing was done; after the
+    # second 500 the reads prove it again, and there is no third request.
+    assert action.call_count == 2
+
+
+@pytest.mark.anyio
+async def test_rebuild_post_5xx_twice_with_no_way_to_tell_is_outcome_unknown(
+    router: respx.MockRouter,
+) -> None:
+    router.get(VERSION_ROOT).respond(200, json=version_document("2.60"))
+    action = router.post(ACTION_URL).respond(
+        500, json={"computeFault": {"code": 500, "message": "oops"}}
+    )
+    router.get(SERVER_URL).respond(200, json=server_body("ACTIVE", None))
+    # The first two looks see nothing; then the actions cannot be read any more.
+    router.get(f"{SERVER_URL}/os-instance-actions").mock(
+        side_effect=[
+            httpx.Response(200, json={"instanceActions": []}),
+            httpx.Response(200, json={"instanceActions": []}),
+            httpx.Response(403, json={"forbidden": {"code": 403, "message": "no"}}),
+        ]
+    )
+    async with client() as ecs:
         with pytest.raises(RebuildOutcomeUnknown) as caught:
             await ecs.rebuild(SERVER_ID, RebuildRequest(image_ref=IMAGE))
-    # The first 500, then one more request after two reads proved nothing was done; the second
-    # 500 is as uncertain as the first, so there is no third request.
     assert action.call_count == 2
     assert any("second request" in line for line in caught.value.evidence)
 
