@@ -1,0 +1,402 @@
+"""Benchmarks: ecs_rebuild_async side by side with openstacksdk on the same loopback fake.
+
+Run ``.venv/bin/python -m benchmarks.run`` (add ``--quick`` for a short run, ``--profile`` to
+append cProfile tops). The fake service runs in a process of its own, and every measurement runs
+in a fresh worker process, so that the client's CPU time and memory are its own.
+Prints a table and writes it to ``benchmarks/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+OURS = ("aiohttp", "httpx", "trio")  # transports: the default under asyncio, httpx's own, trio
+
+
+@contextmanager
+def fake_service(servers: int, rebuild_seconds: float) -> Iterator[dict[str, Any]]:
+    """The fake in its own process; after the block, ``info["service"]`` has its counters."""
+    command = [
+        sys.executable, "-m", "benchmarks._fakeproc",
+        "--servers", str(servers), "--rebuild-seconds", str(rebuild_seconds),
+    ]  # fmt: skip
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        info: dict[str, Any] = json.loads(proc.stdout.readline())
+        yield info
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    if out.strip():
+        info["service"] = json.loads(out.strip().splitlines()[-1])
+
+
+def worker(job: dict[str, Any]) -> dict[str, Any]:
+    command = [sys.executable, "-m", "benchmarks._worker"]
+    done = subprocess.run(
+        command, cwd=ROOT, input=json.dumps(job), capture_output=True, text=True, timeout=600
+    )
+    if done.returncode != 0 or not done.stdout.strip():
+        raise RuntimeError(f"worker failed ({job['scenario']}/{job.get('lib')}):\n{done.stderr}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def measure(job: dict[str, Any], servers: int, rebuild_seconds: float) -> dict[str, Any]:
+    with fake_service(servers, rebuild_seconds) as fake:
+        result = worker({**job, "fake": fake})
+    result["service"] = fake.get("service", {})
+    return result
+
+
+# -- statistics and formatting -------------------------------------------------------------
+
+
+def stat(values: Sequence[float]) -> tuple[float, float, float]:
+    return statistics.median(values), min(values), max(values)
+
+
+def fmt(values: Sequence[float], unit: str = "", digits: int = 2) -> str:
+    med, lo, hi = stat(values)
+    if len(values) == 1:
+        return f"{med:.{digits}f}{unit}"
+    return f"{med:.{digits}f}{unit} ({lo:.{digits}f}-{hi:.{digits}f})"
+
+
+def counts_text(counts: dict[str, float]) -> str:
+    keys = ("POST action", "GET server", "GET list", "GET versions", "GET other")
+    return ", ".join(f"{k} {counts[k]:g}" for k in keys if counts.get(k))
+
+
+def median_counts(results: list[dict[str, Any]], per: float = 1.0) -> dict[str, float]:
+    keys = {k for r in results for k in r["counts"]}
+    return {k: statistics.median(r["counts"].get(k, 0) for r in results) / per for k in keys}
+
+
+def label(lib: str, transport: str | None) -> str:
+    return "openstacksdk" if lib == "sdk" else f"ecs_rebuild_async ({transport})"
+
+
+# -- scenarios -----------------------------------------------------------------------------
+
+
+def scenario_single(cfg: argparse.Namespace, out: list[str], profiles: list[str]) -> dict[str, Any]:
+    ops, runs, interval = cfg.single_ops, cfg.runs, cfg.single_interval
+    configs = [("ours", t) for t in OURS] + [("sdk", None)]
+    rows: dict[str, list[dict[str, Any]]] = {label(*c): [] for c in configs}
+    for _ in range(runs):  # interleaved, so that load from other work hits every config alike
+        for lib, transport in configs:
+            job = {"scenario": "single", "lib": lib, "transport": transport, "ops": ops,
+                   "interval": interval}  # fmt: skip
+            rows[label(lib, transport)].append(measure(job, 8, cfg.single_rebuild))
+    out.append(
+        f"### 1. One rebuild and wait, instant transitions\n\n"
+        f"Rebuild lasts {cfg.single_rebuild} s on the service; poll interval {interval} s for both "
+        f"(openstacksdk reads at once, then every interval; ours reads one interval after the "
+        f"202, which already shows the rebuild). {ops} operations per run, {runs} runs; "
+        "CPU is the client process's (all threads). Median (min-max) over runs.\n"
+    )
+    out.append("| client | CPU ms / op | wall ms / op | requests / op | vs openstacksdk CPU |")
+    out.append("| --- | --- | --- | --- | --- |")
+    sdk_cpu = statistics.median(r["cpu"] / ops for r in rows["openstacksdk"])
+    summary = {}
+    for name, results in rows.items():
+        cpu = [r["cpu"] / ops * 1000 for r in results]
+        wall = [r["wall"] / ops * 1000 for r in results]
+        ratio = statistics.median(cpu) / 1000 / sdk_cpu
+        summary[name] = ratio
+        out.append(
+            f"| {name} | {fmt(cpu)} | {fmt(wall)} | {counts_text(median_counts(results, ops))} "
+            f"| {ratio:.2f}x |"
+        )
+    out.append("")
+    if cfg.profile:
+        for lib, transport in (("ours", "aiohttp"), ("sdk", None)):
+            job = {"scenario": "single", "lib": lib, "transport": transport, "ops": ops,
+                   "interval": interval, "profile": True}  # fmt: skip
+            result = measure(job, 8, cfg.single_rebuild)
+            profiles.append(
+                f"#### Scenario 1, {label(lib, transport)}\n\n```\n{result['profile']}```\n"
+            )
+    return summary
+
+
+def scenario_bulk(cfg: argparse.Namespace, out: list[str], profiles: list[str]) -> dict[str, Any]:
+    n, interval = cfg.bulk_servers, 2.0
+    configs = [("ours", t) for t in OURS]
+    rows: dict[str, list[dict[str, Any]]] = {label(*c): [] for c in configs}
+    rows["openstacksdk"] = []
+    for run in range(cfg.runs):
+        for lib, transport in configs:
+            job = {"scenario": "bulk", "lib": lib, "transport": transport, "interval": interval,
+                   "first_delay": cfg.first_delay}  # fmt: skip
+            rows[label(lib, transport)].append(measure(job, n, 2.0))
+        if run < cfg.sdk_bulk_runs:
+            job = {"scenario": "bulk", "lib": "sdk", "interval": interval, "threads": 50}
+            rows["openstacksdk"].append(measure(job, n, 2.0))
+    out.append(
+        f"### 2. {n:,} servers, rebuild lasts 2 s on the service\n\n"
+        f"ecs_rebuild_async: `rebuild_many(concurrency={n})`, `poll_interval=2`, "
+        f"`poll_first_delay={cfg.first_delay}`. openstacksdk: 50 threads, each "
+        "`rebuild_server` + `wait_for_server(interval=2)` per server (connection pool of 50). "
+        "Requests counted at the client; the service's own counts agree (last column). "
+        "Peak memory is the worker process's peak RSS (its RSS before the run in brackets).\n"
+    )
+    out.append(
+        "| client | wall s | CPU s | requests (client) | status GETs | peak RSS MB | "
+        "fake CPU s | service saw |"
+    )
+    out.append("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    summary: dict[str, Any] = {}
+    for name, results in rows.items():
+        if not results:
+            continue
+        counts = median_counts(results)
+        status = counts.get("GET server", 0) + counts.get("GET list", 0)
+        service = results[len(results) // 2]["service"].get("requests", {})
+        seen = ", ".join(f"{k} {v}" for k, v in sorted(service.items()) if v)
+        peak = [r["peak_rss"] / 2**20 for r in results]
+        base = statistics.median(r["base_rss"] / 2**20 for r in results)
+        fake_cpu = [r["service"].get("cpu", 0.0) for r in results]
+        ok = min(r["ok"] for r in results)
+        out.append(
+            f"| {name} | {fmt([r['wall'] for r in results])} | {fmt([r['cpu'] for r in results])} "
+            f"| {counts_text(counts)} | {status:g} | {fmt(peak, digits=0)} [{base:.0f}] "
+            f"| {fmt(fake_cpu, digits=1)} | {seen} |"
+        )
+        summary[name] = {
+            "wall": statistics.median(r["wall"] for r in results),
+            "cpu": statistics.median(r["cpu"] for r in results),
+            "status": status,
+            "ticks": statistics.median(r["counts"].get("poll_ticks", 0) for r in results),
+            "ok": ok,
+        }
+    out.append("")
+    for name, s in summary.items():
+        if s["ok"] != n:
+            out.append(f"- {name}: only {s['ok']} of {n} rebuilds succeeded in some run.")
+    out.append("")
+    if cfg.profile:
+        job = {"scenario": "bulk", "lib": "ours", "transport": "aiohttp", "interval": interval,
+               "first_delay": cfg.first_delay, "profile": True}  # fmt: skip
+        result = measure(job, n, 2.0)
+        profiles.append(
+            f"#### Scenario 2, ecs_rebuild_async (aiohttp)\n\n```\n{result['profile']}```\n"
+        )
+    return summary
+
+
+def scenario_waits(cfg: argparse.Namespace, out: list[str], profiles: list[str]) -> dict[str, Any]:
+    summary: dict[str, Any] = {}
+    out.append(
+        f"### 3. Waits in flight at once\n\n"
+        f"ecs_rebuild_async: {cfg.waits:,} `wait_for_rebuild` tasks on one client (servers whose "
+        "rebuild lasts an hour), measured once the shared poller has read them all, then "
+        f"cancelled. openstacksdk: {cfg.sdk_waits:,} threads in `wait_for_server(interval=30)` "
+        "(a thread each, as a thread pool would need). tracemalloc counts Python allocations; "
+        "what spawning as many sleeping tasks in an anyio task group costs is measured apart "
+        "and taken out for the library's own share. RSS delta adds what the allocator and thread "
+        "stacks hold (and the freed listing pages that the allocator keeps). Median (min-max).\n"
+    )
+    out.append(
+        "| client | waits | tracemalloc KB / wait | spawning a task KB | library's own KB / wait "
+        "| RSS delta KB / wait | tasks left |"
+    )
+    out.append("| --- | --- | --- | --- | --- | --- | --- |")
+    for lib, waits in (("ours", cfg.waits), ("sdk", cfg.sdk_waits)):
+        job = {"scenario": "waits", "lib": lib, "transport": "aiohttp", "interval": 30.0}
+        results = [measure(job, waits, 3600.0) for _ in range(cfg.wait_runs)]
+        traced = [r["traced"] / r["waits"] / 1024 for r in results]
+        spawn = [r["spawn"] / r["waits"] / 1024 for r in results]
+        net = [(r["traced"] - r["spawn"]) / r["waits"] / 1024 for r in results]
+        rss = [r["rss"] / r["waits"] / 1024 for r in results]
+        left = results[-1]["tasks_left"]
+        name = label(lib, "aiohttp")
+        out.append(
+            f"| {name} | {waits:,} | {fmt(traced)} | {fmt(spawn)} | {fmt(net)} | {fmt(rss)} "
+            f"| {'-' if left is None else left} |"
+        )
+        summary[name] = {
+            "traced": statistics.median(traced),
+            "net": statistics.median(net),
+            "rss": statistics.median(rss),
+        }
+        if lib == "ours":
+            profiles.append(
+                f"#### Scenario 3, {name}: where the memory of the waits is "
+                f"(tracemalloc, top lines)\n\n```\n{results[-1]['profile']}```\n"
+            )
+    out.append("")
+    return summary
+
+
+def scenario_serde(cfg: argparse.Namespace, out: list[str]) -> dict[str, Any]:
+    results = [worker({"scenario": "serde", "seconds": cfg.serde_seconds}) for _ in range(3)]
+
+    def col(key: str) -> str:
+        return fmt([r[key] / 1000 for r in results], "k", 1)
+
+    out.append(
+        "### 4. Serialization (CPU, operations per second, best of 3 batches; median (min-max) "
+        "of 3 processes)\n\n"
+        f"Request: a RebuildRequest with name, metadata, description, key_name and user_data → "
+        f"JSON bytes. Response: a {results[0]['body_bytes']}-byte `GET /servers/{{id}}` body "
+        "(microversion 2.60) → a typed Server. openstacksdk has no separate request serializer "
+        "(Server.rebuild builds the dict inline), so its column is that dict + json.dumps; its "
+        "response path is `Server.existing(**body['server'])`, what `_translate_response` does.\n"
+    )
+    out.append("| direction | ecs_rebuild_async | openstacksdk | ratio |")
+    out.append("| --- | --- | --- | --- |")
+    for direction, key in (("RebuildRequest → JSON", "request"), ("JSON → Server", "response")):
+        ours = statistics.median(r[f"ours_{key}"] for r in results)
+        sdk = statistics.median(r[f"sdk_{key}"] for r in results)
+        out.append(
+            f"| {direction} | {col('ours_' + key)} | {col('sdk_' + key)} | {ours / sdk:.2f}x |"
+        )
+    out.append("")
+    return {}
+
+
+# -- main ----------------------------------------------------------------------------------
+
+
+def environment() -> str:
+    import psutil
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    names = (
+        "ecs-rebuild-async",
+        "openstacksdk",
+        "keystoneauth1",
+        "httpx",
+        "httpx-aiohttp",
+        "aiohttp",
+        "trio",
+        "anyio",
+        "cattrs",
+        "requests",
+    )
+    versions = ", ".join(f"{n} {version(n)}" for n in names)
+    return (
+        f"- Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC\n"
+        f"- Machine: {cpu}, {psutil.cpu_count()} cores, "
+        f"{psutil.virtual_memory().total / 2**30:.1f} GiB, {platform.system()} "
+        f"{platform.release()}; 1-minute load average at start {psutil.getloadavg()[0]:.2f}\n"
+        f"- Python {platform.python_version()} ({platform.python_implementation()})\n"
+        f"- Versions: {versions}\n"
+    )
+
+
+def targets(single: dict[str, Any], bulk: dict[str, Any], waits: dict[str, Any], n: int) -> str:
+    lines = ["### Targets\n", "| target | measured | met |", "| --- | --- | --- |"]
+
+    def row(text: str, value: str, ok: bool) -> None:
+        lines.append(f"| {text} | {value} | {'yes' if ok else '**no**'} |")
+
+    ratio = single.get("ecs_rebuild_async (aiohttp)")
+    if ratio is not None:
+        row(
+            "client CPU per rebuild-and-wait ≤ 1/5 of openstacksdk's", f"{ratio:.2f}x", ratio <= 0.2
+        )
+    ours = bulk.get("ecs_rebuild_async (aiohttp)")
+    if ours:
+        row(f"{n:,}-server run within 2 s + 1.5 s", f"{ours['wall']:.2f} s", ours["wall"] <= 3.5)
+        naive = n * max(ours["ticks"], 1)
+        row(
+            "status requests ≤ 1/10 of one GET per server per tick",
+            f"{ours['status']:g} vs {naive:g} ({ours['status'] / naive:.3f})",
+            ours["status"] <= naive / 10,
+        )
+    mem = waits.get("ecs_rebuild_async (aiohttp)")
+    if mem:
+        row(
+            "≤ 10 KB of memory per wait in flight",
+            f"{mem['traced']:.1f} KB traced, {mem['net']:.1f} KB without spawning the task, "
+            f"{mem['rss']:.1f} KB RSS",
+            mem["traced"] <= 10,
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer runs and smaller fleets")
+    parser.add_argument("--profile", action="store_true", help="append cProfile tops")
+    parser.add_argument("--only", default="1,2,3,4", help="scenarios to run, e.g. 1,4")
+    parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
+    cfg = parser.parse_args(argv)
+    quick = cfg.quick
+    cfg.runs = 2 if quick else 5
+    cfg.single_ops = 30 if quick else 100
+    cfg.single_rebuild = 0.02
+    cfg.single_interval = 0.02
+    cfg.bulk_servers = 200 if quick else 1000
+    cfg.sdk_bulk_runs = 1 if quick else 3
+    cfg.first_delay = 1.0
+    cfg.waits = 1000 if quick else 10000
+    cfg.sdk_waits = 200 if quick else 1000
+    cfg.wait_runs = 1 if quick else 3
+    cfg.serde_seconds = 0.5 if quick else 1.5
+    only = set(cfg.only.split(","))
+
+    started = time.perf_counter()
+    out = [
+        "# Benchmarks: ecs_rebuild_async and openstacksdk on the same loopback fake\n",
+        "Generated by `python -m benchmarks.run" + (" --quick" if quick else "") + "`.\n",
+        environment(),
+    ]
+    profiles: list[str] = []
+    steps: list[tuple[str, Callable[[], Any]]] = [
+        ("1", lambda: scenario_single(cfg, out, profiles)),
+        ("2", lambda: scenario_bulk(cfg, out, profiles)),
+        ("3", lambda: scenario_waits(cfg, out, profiles)),
+        ("4", lambda: scenario_serde(cfg, out)),
+    ]
+    found: dict[str, Any] = {}
+    for key, step in steps:
+        if key in only:
+            print(f"scenario {key}...", file=sys.stderr, flush=True)
+            found[key] = step()
+    out.append(
+        targets(found.get("1", {}), found.get("2", {}), found.get("3", {}), cfg.bulk_servers)
+    )
+    if profiles:
+        out.append("### Profiles (cProfile, sorted by own time)\n")
+        out.extend(profiles)
+    out.append(f"Total benchmark time: {time.perf_counter() - started:.0f} s.\n")
+    text = "\n".join(out)
+    cfg.output.write_text(text)
+    try:
+        from rich.console import Console
+        from rich.markdown import Markdown
+
+        Console().print(Markdown(text))
+    except ImportError:
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
