@@ -268,9 +268,11 @@ class AsyncEcsClient:
             raise ResponseError("the instance actions answer has no 'instanceActions' list")
         return actions
 
-    async def _list_changed(self, since: datetime) -> tuple[list[Server], datetime | None]:
-        """Every server changed since ``since`` (service time), following the pages."""
-        params = {"changes-since": _iso(since), "limit": str(self._settings.list_page_size)}
+    async def _list_changed(self, since: datetime | None) -> tuple[list[Server], datetime | None]:
+        """Every server changed since ``since`` (service time; None: every server), by pages."""
+        params = {"limit": str(self._settings.list_page_size)}
+        if since is not None:
+            params["changes-since"] = _iso(since)
         path: str = "servers/detail"
         found: list[Server] = []
         answered_at: datetime | None = None

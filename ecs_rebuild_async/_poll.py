@@ -45,8 +45,9 @@ class Observation:
 
 
 FetchOne = Callable[[str], Awaitable[Server | None]]
-#: (changes-since service time) -> (servers changed since then, the service's time of the answer)
-ListChanged = Callable[[datetime], Awaitable[tuple[list[Server], datetime | None]]]
+#: (changes-since service time, or None for every server) -> (servers changed since then, the
+#: service's time of the answer)
+ListChanged = Callable[[datetime | None], Awaitable[tuple[list[Server], datetime | None]]]
 EventCallback = Callable[[RebuildEvent], object]
 
 
@@ -58,6 +59,17 @@ def _fingerprint(server: Server | None) -> tuple[object, ...]:
 
 class _Watch:
     """One server watched by one or more waits."""
+
+    __slots__ = (
+        "covered",
+        "generation",
+        "interval",
+        "latest",
+        "next_due",
+        "server_id",
+        "since",
+        "waiters",
+    )
 
     def __init__(self, server_id: str, since: datetime | None, first_due: float) -> None:
         self.server_id = server_id
@@ -164,18 +176,19 @@ class FleetPoller:
 
     async def _tick_by_listing(self, watches: list[_Watch]) -> None:
         margin = timedelta(seconds=self._settings.changes_since_margin)
-        starts = [w.since for w in watches if not w.covered and w.since is not None]
-        if self._last_listing is not None:
-            starts.append(self._last_listing)
-        if not starts or any(w.since is None and not w.covered for w in watches):
-            # A wait without a known start time: read it on its own first.
-            for watch in [w for w in watches if w.since is None and not w.covered]:
-                await self._read_one(watch)
-                watch.covered = True
-            starts = starts or [w.since for w in watches if w.since is not None]
+        uncovered = [w for w in watches if not w.covered]
+        since: datetime | None
+        if any(w.since is None for w in uncovered):
+            # A wait that does not know when its rebuild was accepted: list every server once
+            # (no changes-since filter) rather than read each such server on its own.
+            since = None
+        else:
+            starts = [w.since for w in uncovered if w.since is not None]
+            if self._last_listing is not None:
+                starts.append(self._last_listing)
             if not starts:
                 return
-        since = min(s for s in starts if s is not None) - margin
+            since = min(starts) - margin
         try:
             servers, answered_at = await self._list_changed(since)
         except BadRequest as exc:

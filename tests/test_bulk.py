@@ -347,3 +347,32 @@ async def test_an_exception_in_on_outcome_propagates() -> None:
         await anyio.sleep(0.2)
         assert sum(fake.stats.requests.values()) == before
     assert max(accepted(fake, ids).values()) == 1
+
+
+@pytest.mark.anyio
+async def test_many_waits_that_do_not_know_when_their_rebuild_began_share_listings() -> None:
+    """A fresh client waiting on a fleet rebuilt by someone else: listings, not a GET each.
+
+    The waits are not told when the rebuilds began, so each proves its rebuild by seeing it run
+    (REBUILD): the rebuilds last long enough for that.
+    """
+    fake = FakeCompute(time_scale=40, rebuild_seconds=60.0)
+    ids = fake.add_servers(60)
+    async with client_for(fake) as submitter:
+        for server_id in ids:
+            await submitter.rebuild(server_id, REQUEST)
+    recording = RecordingTransport(fake)
+    async with client_for(fake, transport=recording) as ecs:
+        results: dict[str, str] = {}
+
+        async def wait(server_id: str) -> None:
+            server = await ecs.wait_for_rebuild(server_id, timeout=30)
+            results[server_id] = server.image_id or ""
+
+        async with anyio.create_task_group() as group:
+            for server_id in ids:
+                group.start_soon(wait, server_id)
+    assert results == dict.fromkeys(ids, NEW_IMAGE)
+    assert all(fake.truth(server_id).status == "ACTIVE" for server_id in ids)
+    assert sum(recording.server_gets().values()) < len(ids) // 10
+    assert ecs.stats["poll_listings"] > 0
