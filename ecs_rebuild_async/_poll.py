@@ -15,8 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 import anyio
@@ -99,43 +98,52 @@ class FleetPoller:
         self._list_changed = list_changed
         self._settings = settings
         self._watches: dict[str, _Watch] = {}
-        self._tick_lock = anyio.Lock()
+        self._ticking: anyio.Event | None = None
         self._last_listing: datetime | None = None
         self._listing_supported = True
         self.ticks = 0
         self.listings = 0
         self.single_reads = 0
 
-    @contextmanager
-    def watch(self, server_id: str, since: datetime | None) -> Iterator[_Watch]:
-        """Register interest in one server for the duration of a wait."""
+    def register(self, server_id: str, since: datetime | None) -> _Watch:
+        """Register interest in one server; every call needs its :meth:`unregister`."""
         existing = self._watches.get(server_id)
         if existing is None:
             first = anyio.current_time() + self._settings.poll_first_delay
             existing = self._watches[server_id] = _Watch(server_id, since, first)
         existing.waiters += 1
-        try:
-            yield existing
-        finally:
-            existing.waiters -= 1
-            if existing.waiters == 0:
-                self._watches.pop(server_id, None)
+        return existing
+
+    def unregister(self, watch: _Watch) -> None:
+        watch.waiters -= 1
+        if watch.waiters == 0 and self._watches.get(watch.server_id) is watch:
+            del self._watches[watch.server_id]
 
     async def next_observation(self, watch: _Watch, seen_generation: int) -> Observation:
-        """The next observation of ``watch`` newer than ``seen_generation``."""
+        """The next observation of ``watch`` newer than ``seen_generation``.
+
+        One waiter at a time performs the tick (it is the leader while ``_ticking`` is set);
+        the others wait for that tick to end, then look at their own server. A leader that is
+        cancelled still ends its tick, so another waiter takes over.
+        """
         while True:
             if watch.generation > seen_generation and watch.latest is not None:
                 return watch.latest
-            async with self._tick_lock:
-                if watch.generation > seen_generation and watch.latest is not None:
-                    return watch.latest
+            ticking = self._ticking
+            if ticking is not None:
+                await ticking.wait()
+                continue
+            ticking = self._ticking = anyio.Event()
+            try:
                 await self._sleep_until_due()
-                try:
-                    await self._tick()
-                except _TRANSIENT as exc:
-                    logger.warning("polling failed (%s); trying again at the next tick", exc)
-                    for pending in list(self._watches.values()):
-                        self._advance(pending)
+                await self._tick()
+            except _TRANSIENT as exc:
+                logger.warning("polling failed (%s); trying again at the next tick", exc)
+                for pending in list(self._watches.values()):
+                    self._advance(pending)
+            finally:
+                self._ticking = None
+                ticking.set()
 
     async def _sleep_until_due(self) -> None:
         if not self._watches:
@@ -268,7 +276,8 @@ async def wait_for_rebuild(
             raise verdict.error
         return verdict
 
-    with poller.watch(tracker.server_id, tracker.accepted_at) as watch:
+    watch = poller.register(tracker.server_id, tracker.accepted_at)
+    try:
         seen = 0
         with anyio.move_on_after(timeout):
             while True:
@@ -276,6 +285,8 @@ async def wait_for_rebuild(
                 seen = watch.generation
                 if judge(observation).phase is Phase.DONE and last_seen is not None:
                     return last_seen
+    finally:
+        poller.unregister(watch)
     # The deadline passed: one last read, bounded, before giving up.
     final_budget = max(1.0, min(10.0, timeout * 0.1)) if math.isfinite(timeout) else 10.0
     with anyio.move_on_after(final_budget):
