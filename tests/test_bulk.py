@@ -269,7 +269,7 @@ async def test_pairs_mixed_with_bare_ids_need_a_default_request() -> None:
             [(first, RebuildRequest(image_ref=NEW_IMAGE)), second], timeout=30
         )
         with pytest.raises(InvalidRequest):
-            await ecs.rebuild_many([(first, "not a request")], timeout=30)  # type: ignore[list-item]
+            await ecs.rebuild_many([(first, "not a request")], timeout=30)  # type: ignore[list-item]  # wrong type on purpose
     assert [o.kind for o in outcomes] == [OutcomeKind.OK, OutcomeKind.INVALID]
     assert accepted(fake, [first, second]) == {first: 1, second: 0}
 

@@ -41,10 +41,10 @@ class RecordingFake(FakeCompute):
     """The fake, remembering every token its Keystone issued (X-Subject-Token)."""
 
     def __init__(self, **options: object) -> None:
-        super().__init__(**options)  # type: ignore[arg-type]
+        super().__init__(**options)  # type: ignore[arg-type]  # options pass through
         self.issued: list[str] = []
 
-    def _dispatch(self, request):  # type: ignore[no-untyped-def]
+    def _dispatch(self, request):  # type: ignore[no-untyped-def]  # private hook of the fake
         reply = super()._dispatch(request)
         self.issued.extend(v for k, v in reply.headers if k.lower() == "x-subject-token")
         return reply

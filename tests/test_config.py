@@ -321,4 +321,4 @@ def test_huawei_half_a_key_pair(missing: str) -> None:
 def test_config_is_frozen() -> None:
     config = config_from_env(HUAWEI)
     with pytest.raises(AttributeError):
-        config.endpoint = "x"  # type: ignore[misc]
+        config.endpoint = "x"  # type: ignore[misc]  # frozen: must raise

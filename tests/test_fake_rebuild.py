@@ -134,7 +134,7 @@ async def test_user_data_is_never_echoed_in_errors(
 async def test_ecs_user_data_limit_is_32k_before_encoding() -> None:
     too_big = base64.b64encode(b"x" * (32 * 1024 + 1)).decode()
     for dialect, expected in (("ecs", 400), ("nova", 202)):
-        fake = FakeCompute(dialect=dialect, time_scale=0)  # type: ignore[arg-type]
+        fake = FakeCompute(dialect=dialect, time_scale=0)  # type: ignore[arg-type]  # parametrized str
         body = {"rebuild": {"imageRef": IMAGE_B, "user_data": too_big}}
         status, _, _ = fake.handle(
             "POST",
@@ -409,7 +409,7 @@ async def test_default_retry_after_is_one_second(
 @pytest.mark.anyio
 @pytest.mark.parametrize("lost_error", ["timeout", "disconnect"])
 async def test_lost_answer_still_rebuilds(lost_error: str) -> None:
-    fake = FakeCompute(time_scale=0, lost_error=lost_error)  # type: ignore[arg-type]
+    fake = FakeCompute(time_scale=0, lost_error=lost_error)  # type: ignore[arg-type]  # parametrized str
     sid = fake.add_server()
     fake.faults.script("POST", "rebuild", ["lost"])
     expected = httpx.ReadTimeout if lost_error == "timeout" else httpx.RemoteProtocolError

@@ -132,10 +132,10 @@ def test_dialects() -> None:
 def test_models_are_frozen() -> None:
     request = RebuildRequest(image_ref=IMAGE, metadata={"a": "b"})
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
-        request.name = "x"  # type: ignore[misc]
+        request.name = "x"  # type: ignore[misc]  # frozen: must raise
     server = Server(id="s1", status=ServerStatus.ACTIVE)
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
-        server.status = ServerStatus.ERROR  # type: ignore[misc]
+        server.status = ServerStatus.ERROR  # type: ignore[misc]  # frozen: must raise
 
 
 def test_metadata_is_copied_from_the_callers_dict() -> None:

@@ -194,7 +194,7 @@ def test_trusted_certificates_refused(value: object) -> None:
 
 @pytest.mark.parametrize("value", ["AUTO", "MANUAL"])
 def test_disk_config_accepted(value: str) -> None:
-    request = RebuildRequest(image_ref=IMAGE, disk_config=value)  # type: ignore[arg-type]
+    request = RebuildRequest(image_ref=IMAGE, disk_config=value)  # type: ignore[arg-type]  # a wrong value on purpose
     assert request_to_wire(request)["rebuild"]["OS-DCF:diskConfig"] == value
 
 
@@ -266,7 +266,7 @@ def test_personality_rules() -> None:
     _refused("personality", personality=[("/etc/motd", "x")])
     _refused("personality", personality=[PersonalityFile("", "x")])
     _refused("personality", personality=[PersonalityFile("/x" * 128, "x")])
-    _refused("personality", personality=[PersonalityFile("/etc/motd", 5)])  # type: ignore[arg-type]
+    _refused("personality", personality=[PersonalityFile("/etc/motd", 5)])  # type: ignore[arg-type]  # wrong type on purpose
     _refused("personality", personality=[PersonalityFile("/etc/motd", "not base64!", True)])
     _refused("personality", personality="/etc/motd")
 

@@ -237,8 +237,33 @@ class FakeCompute:
             rebuild_seconds=rebuild_seconds,
         )
 
-    def add_servers(self, count: int, *, prefix: str = "server", **options: object) -> list[str]:
-        return [self.add_server(name=f"{prefix}-{i}", **options) for i in range(count)]  # type: ignore[arg-type]
+    def add_servers(
+        self,
+        count: int,
+        *,
+        prefix: str = "server",
+        status: str = "ACTIVE",
+        image_id: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        key_name: str | None = None,
+        locked: bool = False,
+        fail: bool = False,
+        rebuild_seconds: float | None = None,
+    ) -> list[str]:
+        """Add ``count`` servers named ``{prefix}-0``, ``{prefix}-1``...; returns their ids."""
+        return [
+            self.add_server(
+                name=f"{prefix}-{index}",
+                status=status,
+                image_id=image_id,
+                metadata=metadata,
+                key_name=key_name,
+                locked=locked,
+                fail=fail,
+                rebuild_seconds=rebuild_seconds,
+            )
+            for index in range(count)
+        ]
 
     def delete_server(self, server_id: str) -> None:
         """Delete: 404 on GET, ``DELETED`` in changes-since lists for ``deleted_retention``."""

@@ -226,4 +226,6 @@ def _apply(record: ServerRecord, fields: dict[str, object]) -> None:
             setattr(record, attr, fields[wire])
     if "metadata" in fields:
         # Replaced, not merged (nova/compute/api.py rebuild).
-        record.metadata = dict(fields["metadata"])  # type: ignore[call-overload]
+        metadata = fields["metadata"]
+        # The request's schema was checked: metadata is an object of strings.
+        record.metadata = dict(metadata) if isinstance(metadata, dict) else {}

@@ -347,8 +347,13 @@ WIRE_TO_ATTRIBUTE: dict[str, str] = {
     "links": "links",
     "adminPass": "admin_pass",
     "user_data": "user_data",
+    "OS-EXT-SRV-ATTR:user_data": "user_data",
 }
-_ATTRIBUTE_TO_WIRE = {attribute: wire for wire, attribute in WIRE_TO_ATTRIBUTE.items()}
+#: Each attribute and the wire keys it may come from (user_data has two: the rebuild answer's
+#: ``user_data`` and the admin view's ``OS-EXT-SRV-ATTR:user_data``).
+_ATTRIBUTE_TO_WIRE: dict[str, tuple[str, ...]] = {}
+for _wire, _attribute in WIRE_TO_ATTRIBUTE.items():
+    _ATTRIBUTE_TO_WIRE[_attribute] = (*_ATTRIBUTE_TO_WIRE.get(_attribute, ()), _wire)
 _EMPTY_MEANS_NONE = {
     "accessIPv4",
     "accessIPv6",
@@ -467,7 +472,8 @@ def _value_problems(server: Server, wire: str, raw: Any) -> list[str]:
         if dict(value) != raw:
             problems.append(f"metadata: {value!r} != {raw!r}")
     elif value != raw or type(value) is not type(raw):
-        shown = "***" if wire in ("adminPass", "user_data") else f"{value!r} != {raw!r}"
+        secret = wire in ("adminPass", "user_data", "OS-EXT-SRV-ATTR:user_data")
+        shown = "***" if secret else f"{value!r} != {raw!r}"
         problems.append(f"{wire}: {shown}")
     return problems
 
@@ -491,10 +497,10 @@ def model_problems(server: Server, raw: Mapping[str, Any]) -> list[str]:
     for key in server.extra:
         if key not in raw:
             problems.append(f"extra[{key!r}]: invented")
-    for attribute, wire in _ATTRIBUTE_TO_WIRE.items():
+    for attribute, wires in _ATTRIBUTE_TO_WIRE.items():
         value = getattr(server, attribute)
-        if value not in (None, {}, ()) and wire not in raw:
-            problems.append(f"{attribute}: invented (no {wire!r} in the body)")
+        if value not in (None, {}, ()) and not any(wire in raw for wire in wires):
+            problems.append(f"{attribute}: invented (none of {wires!r} in the body)")
     return problems
 
 

@@ -183,7 +183,7 @@ async def test_rebuild_and_wait_at_microversion(
     assert done.task_state is None
     assert done.name == request.name
     assert done.image_id == image
-    assert dict(done.metadata) == dict(request.metadata)  # type: ignore[arg-type]
+    assert dict(done.metadata) == dict(request.metadata)  # type: ignore[arg-type]  # set by this test, never UNSET
     if version >= v("2.19"):
         assert done.description == request.description
     if version >= v("2.54"):
