@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta, timezone
@@ -40,6 +41,8 @@ __all__ = ["AsyncEcsClient"]
 
 # How many accepted rebuilds a client remembers for a later wait_for_rebuild.
 _ACCEPTED_KEPT = 10_000
+# How many checked requests a client remembers (a fleet usually shares one).
+_CHECKED_KEPT = 1024
 
 
 def _check_server_id(server_id: object) -> str:
@@ -99,6 +102,7 @@ class AsyncEcsClient:
         )
         self._poller = FleetPoller(self._fetch_for_poller, self._list_changed, self._settings)
         self._accepted: dict[str, tuple[Server | None, Accepted]] = {}
+        self._checked: dict[int, tuple[weakref.ref[RebuildRequest], APIVersion | None]] = {}
         self._clock: tuple[datetime, float] | None = None
         self._ops = Operations(
             post_rebuild=self._post_rebuild,
@@ -211,10 +215,18 @@ class AsyncEcsClient:
         }
 
     async def _checked_version(self, request: RebuildRequest) -> APIVersion | None:
+        """The request's microversion, once its checks passed; remembered per request object,
+        so that a fleet sharing one request checks it (and warns about it) once."""
         if not isinstance(request, RebuildRequest):
             raise InvalidRequest("request must be a RebuildRequest", field="request")
+        remembered = self._checked.get(id(request))
+        if remembered is not None and remembered[0]() is request:
+            return remembered[1]
         version = await self.negotiate(request)
         request.check(dialect=self._dialect, microversion=version)
+        if len(self._checked) >= _CHECKED_KEPT:
+            self._checked.clear()
+        self._checked[id(request)] = (weakref.ref(request), version)
         return version
 
     # -- single server --

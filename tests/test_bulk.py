@@ -376,3 +376,18 @@ async def test_many_waits_that_do_not_know_when_their_rebuild_began_share_listin
     assert all(fake.truth(server_id).status == "ACTIVE" for server_id in ids)
     assert sum(recording.server_gets().values()) < len(ids) // 10
     assert ecs.stats["poll_listings"] > 0
+
+
+@pytest.mark.anyio
+async def test_a_request_shared_by_a_fleet_is_checked_and_warned_about_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fake = FakeCompute(time_scale=40, rebuild_seconds=1.0)
+    ids = fake.add_servers(30)
+    request = RebuildRequest(image_ref=NEW_IMAGE, admin_pass="not-used-on-ecs")
+    with caplog.at_level("WARNING", logger="ecs_rebuild_async"):
+        async with client_for(fake) as ecs:
+            outcomes = await ecs.rebuild_many(ids, request)
+    assert [outcome.ok for outcome in outcomes] == [True] * len(ids)
+    warnings = [r for r in caplog.records if "adminPass" in r.getMessage()]
+    assert len(warnings) == 1
