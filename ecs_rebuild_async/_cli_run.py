@@ -126,9 +126,15 @@ async def run_bulk_command(
     stdout: TextIO,
     stderr: TextIO,
     console: Console | None,
+    report: BulkReport | None = None,
 ) -> int:
-    """Rebuild the servers, writing each outcome as it completes; the exit status."""
-    report = BulkReport(total=len(server_ids))
+    """Rebuild the servers, writing each outcome as it completes; the exit status.
+
+    ``report``, when given, is filled with the outcomes for the caller to read afterwards.
+    """
+    if report is None:
+        report = BulkReport()
+    report.total = len(server_ids)
     writer = OutcomeWriter(
         _results_stream(stdout, console), as_json=options.as_json, submit_only=not options.wait
     )

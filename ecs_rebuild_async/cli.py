@@ -172,7 +172,11 @@ def _add_demo(commands: Any) -> None:
         "demo",
         parents=[_output_options()],
         help="a bulk rebuild against the built-in fake service",
-        description="Rebuild a fleet of fake servers in process, with live progress.",
+        description=(
+            "Rebuild a fleet of fake servers in process, with live progress. Some rebuilds fail "
+            "on purpose (--fail-rate); the exit status is 0 when every outcome reported is the "
+            "truth as the fake service knows it, 1 otherwise."
+        ),
     )
     demo.add_argument("--servers", type=int, default=200, metavar="N")
     demo.add_argument("--fail-rate", type=float, default=0.05, metavar="F", help="0 to 1")
