@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import weakref
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
@@ -280,27 +280,36 @@ class AsyncEcsClient:
             raise ResponseError("the instance actions answer has no 'instanceActions' list")
         return actions
 
-    async def _list_changed(self, since: datetime | None) -> tuple[list[Server], datetime | None]:
-        """Every server changed since ``since`` (service time; None: every server), by pages."""
-        params = {"limit": str(self._settings.list_page_size)}
-        if since is not None:
-            params["changes-since"] = _iso(since)
-        path: str = "servers/detail"
-        found: list[Server] = []
-        answered_at: datetime | None = None
+    async def _server_pages(
+        self, params: dict[str, str]
+    ) -> AsyncGenerator[tuple[list[Server], datetime | None], None]:
+        """``GET /servers/detail`` page by page (``limit`` and ``marker``): each page's servers
+        and the service's time of the answer."""
+        page_size = self._settings.list_page_size
+        params = {**params, "limit": str(page_size)}
         version = await self._read_version()
         while True:
-            answer = await self._session.request("GET", path, params=params, version=version)
-            if answered_at is None:
-                answered_at = answer.date
-                self._remember_clock(answer.date)
+            answer = await self._session.request(
+                "GET", "servers/detail", params=params, version=version
+            )
+            self._remember_clock(answer.date)
             servers, next_href = servers_from_wire(
                 answer.body, status=answer.status, request_id=answer.request_id
             )
-            found.extend(servers)
-            if not next_href or not servers or len(servers) < self._settings.list_page_size:
-                return found, answered_at
+            yield servers, answer.date
+            if not next_href or len(servers) < page_size:
+                return
             params = {**params, "marker": servers[-1].id}
+
+    async def _list_changed(self, since: datetime | None) -> tuple[list[Server], datetime | None]:
+        """Every server changed since ``since`` (service time; None: every server), by pages."""
+        params = {} if since is None else {"changes-since": _iso(since)}
+        found: list[Server] = []
+        answered_at: datetime | None = None
+        async for servers, date in self._server_pages(params):
+            found.extend(servers)
+            answered_at = date if answered_at is None else answered_at
+        return found, answered_at
 
     async def _post_rebuild(
         self, server_id: str, request: RebuildRequest
@@ -490,27 +499,21 @@ class AsyncEcsClient:
         wanted = {server_id for server_id in server_ids if isinstance(server_id, str)}
         if len(wanted) < self._settings.fleet_threshold:
             return {}
-        page_size = self._settings.list_page_size
-        params = {"limit": str(page_size)}
         found: dict[str, Server] = {}
-        version = await self._read_version()
         # A project may hold far more servers than the run names: read a few pages more than
         # the run needs, and let per-server reads find the rest.
-        pages_left = 2 + len(wanted) // page_size
+        pages_left = 2 + len(wanted) // self._settings.list_page_size
+        pages = self._server_pages({})
         try:
-            while pages_left > 0:
-                pages_left -= 1
-                answer = await self._session.request(
-                    "GET", "servers/detail", params=params, version=version
-                )
-                self._remember_clock(answer.date)
-                servers, next_href = servers_from_wire(answer.body, status=answer.status)
+            async for servers, _ in pages:
                 found.update((s.id, s) for s in servers if s.id in wanted)
-                if not next_href or len(servers) < page_size or wanted <= found.keys():
-                    return found
-                params = {**params, "marker": servers[-1].id}
+                pages_left -= 1
+                if pages_left <= 0 or wanted <= found.keys():
+                    break
         except EcsError:
             pass  # per-server reads take over
+        finally:
+            await pages.aclose()
         return found
 
     @asynccontextmanager

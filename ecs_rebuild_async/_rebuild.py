@@ -96,47 +96,36 @@ async def submit_rebuild(
     sent_at = service_now()
     try:
         server, accepted_at = await ops.post_rebuild(server_id, request)
-    except TransportError as exc:
-        if not exc.maybe_sent:
+    except (TransportError, ServerError) as exc:
+        if isinstance(exc, TransportError) and not exc.maybe_sent:
             raise
-        submitted(True)  # it may have been carried out: counted until proven otherwise
-        logger.warning("the answer to the rebuild of %s was lost (%s); reconciling", server_id, exc)
-        try:
-            return await _reconcile(
-                ops,
-                server_id,
-                request,
-                sent_at=sent_at,
-                cause=exc,
-                settle=settle,
-                service_now=service_now,
-            )
-        except _ResendRefused as refused:
-            submitted(False)
-            raise refused.error from None
-    except ServerError as exc:
-        # A 5xx can come after the service recorded the rebuild (Nova answers 500 to a race it
-        # did not expect), so it is reconciled like a lost answer rather than taken at its word.
-        logger.warning("the rebuild of %s got %s; reconciling", server_id, exc)
-        try:
-            accepted = await _reconcile(
-                ops,
-                server_id,
-                request,
-                sent_at=sent_at,
-                cause=exc,
-                settle=settle,
-                service_now=service_now,
-            )
-        except _ResendRefused as refused:
-            raise refused.error from None
-        except RebuildOutcomeUnknown:
-            submitted(True)
-            raise
+        cause: EcsError = exc
+    else:
         submitted(True)
-        return accepted
+        return Accepted(server=server, accepted_at=accepted_at)
+    # The answer was lost, or was a 5xx, which can come after the service recorded the rebuild
+    # (Nova answers 500 to a race it did not expect): find out before anything else.
+    if isinstance(cause, TransportError):
+        submitted(True)  # it may well have been carried out: counted until proven otherwise
+    logger.warning("the rebuild of %s got no clear answer (%s); reconciling", server_id, cause)
+    try:
+        accepted = await _reconcile(
+            ops,
+            server_id,
+            request,
+            sent_at=sent_at,
+            cause=cause,
+            settle=settle,
+            service_now=service_now,
+        )
+    except _ResendRefused as refused:
+        submitted(False)
+        raise refused.error from None
+    except RebuildOutcomeUnknown:
+        submitted(True)
+        raise
     submitted(True)
-    return Accepted(server=server, accepted_at=accepted_at)
+    return accepted
 
 
 class _ResendRefused(Exception):
