@@ -16,7 +16,7 @@ from ._replies import Reply, Request
 from ._service import DEFAULT_IMAGES, FAILING_IMAGE, SLOW_IMAGE, Service, Settings
 from ._state import ServerTruth, truth_of
 from ._stats import Stats
-from ._tcp import serve
+from ._tcp import ConnectionCount, serve
 from ._transport import FakeTransport
 from ._versioning import Version, parse_version_text
 
@@ -110,6 +110,7 @@ class FakeCompute:
         self._service.faults.retry_after = retry_after
         # The pre-issued token never expires on its own; expire_tokens() ends it too.
         self._token = self._service.tokens.issue(None)
+        self._connections = ConnectionCount()
         self._base = IN_PROCESS_BASE
 
     def __repr__(self) -> str:
@@ -289,6 +290,16 @@ class FakeCompute:
         expires = None if lifetime is None else self.now() + lifetime
         return self._service.tokens.issue(expires)
 
+    @property
+    def issued_tokens(self) -> list[str]:
+        """Every token the fake has issued (the pre-issued one and Keystone's), in order."""
+        return self._service.tokens.issued()
+
+    @property
+    def open_connections(self) -> int:
+        """Client connections open to the fake's TCP server right now (0 when not serving)."""
+        return self._connections.open
+
     def expire_tokens(self) -> None:
         """Every token issued so far, the pre-issued one included, is now expired."""
         self._service.tokens.expire_all(self.now())
@@ -337,7 +348,7 @@ class FakeCompute:
     @asynccontextmanager
     async def serve_tcp(self, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
         """Serve over loopback TCP; yields the base URL. Stops when the block exits."""
-        async with serve(self._dispatch, host, port) as base:
+        async with serve(self._dispatch, host, port, self._connections) as base:
             previous, self._base = self._base, base
             try:
                 yield base

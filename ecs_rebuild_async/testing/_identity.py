@@ -56,6 +56,10 @@ class TokenStore:
         for token in self._expiry:
             self._expiry[token] = now
 
+    def issued(self) -> list[str]:
+        """Every token issued so far, in order."""
+        return list(self._expiry)
+
 
 def _domain_ok(given: Any, ident: Identity) -> bool:
     if not isinstance(given, dict):

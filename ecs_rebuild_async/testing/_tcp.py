@@ -112,11 +112,22 @@ async def _serve_connection(
             return
 
 
+class ConnectionCount:
+    """How many client connections a server has open right now."""
+
+    def __init__(self) -> None:
+        self.open = 0
+
+
 @asynccontextmanager
 async def serve(
-    handle: Callable[[Request], Reply], host: str = "127.0.0.1", port: int = 0
+    handle: Callable[[Request], Reply],
+    host: str = "127.0.0.1",
+    port: int = 0,
+    connections: ConnectionCount | None = None,
 ) -> AsyncIterator[str]:
     """Serve until the block exits; yields the base URL. Nothing is left running after."""
+    count = connections if connections is not None else ConnectionCount()
     check_loopback(host)
     listener = await anyio.create_tcp_listener(local_host=host, local_port=port, reuse_port=False)
     bound = listener.extra(SocketAttribute.local_port)  # noqa: S610 (anyio, not Django)
@@ -124,7 +135,11 @@ async def serve(
     base = f"http://{shown}:{bound}"
 
     async def on_connection(stream: SocketStream) -> None:
-        await _serve_connection(stream, handle, base)
+        count.open += 1
+        try:
+            await _serve_connection(stream, handle, base)
+        finally:
+            count.open -= 1
 
     async with listener, anyio.create_task_group() as group:
         group.start_soon(listener.serve, on_connection)
