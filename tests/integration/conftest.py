@@ -268,6 +268,19 @@ class RecordingTransport(httpx.AsyncBaseTransport):
     def posts(self) -> list[Exchange]:
         return [exchange for exchange in self.exchanges if exchange.method == "POST"]
 
+    def last_read_of(self, server_id: str) -> Any:
+        """The server's body in the last GET answer that showed it (a server read or a list)."""
+        for exchange in reversed(self.exchanges):
+            body = exchange.response_body
+            if exchange.method != "GET" or not isinstance(body, dict):
+                continue
+            if isinstance(body.get("server"), dict) and body["server"].get("id") == server_id:
+                return body["server"]
+            for item in body.get("servers") or ():
+                if isinstance(item, dict) and item.get("id") == server_id:
+                    return item
+        raise AssertionError(f"no GET answer showed server {server_id}")
+
 
 @pytest.fixture(scope="session")
 def target() -> Iterator[Target]:
@@ -376,17 +389,17 @@ _ADDRESS_KEYS = {"addr", "version", "OS-EXT-IPS-MAC:mac_addr", "OS-EXT-IPS:type"
 _FAULT_KEYS = {"message", "code", "details", "created"}
 
 
-def _same_time(parsed: datetime | None, raw: Any) -> bool:
+def parse_wire_time(raw: Any) -> datetime:
     """Nova writes UTC times, with ``Z``, ``+00:00`` or (``launched_at``) no zone at all."""
-    if parsed is None:
-        return False
     text = str(raw)
     if text.endswith("Z"):
         text = text[:-1] + "+00:00"
-    expected = datetime.fromisoformat(text)
-    if expected.tzinfo is None:
-        expected = expected.replace(tzinfo=timezone.utc)
-    return parsed == expected
+    parsed = datetime.fromisoformat(text)
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
+
+
+def _same_time(parsed: datetime | None, raw: Any) -> bool:
+    return parsed is not None and parsed == parse_wire_time(raw)
 
 
 def _fault_problems(fault: Fault | None, raw: Any) -> list[str]:
