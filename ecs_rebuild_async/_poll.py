@@ -238,13 +238,14 @@ async def wait_for_rebuild(
     """
     started = anyio.current_time()
     last_seen: Server | None = None
-    unknown_logged: set[str] = set()
+    unknown_logged: set[str] | None = None  # made when first needed: most waits never do
     last_phase: Phase | None = None
 
     def report(server: Server | None, verdict: Verdict) -> None:
-        nonlocal last_phase
-        if verdict.reason.startswith("unknown status") and verdict.reason not in unknown_logged:
-            unknown_logged.add(verdict.reason)
+        nonlocal last_phase, unknown_logged
+        unknown = verdict.reason.startswith("unknown status")
+        if unknown and (unknown_logged is None or verdict.reason not in unknown_logged):
+            unknown_logged = {*(unknown_logged or ()), verdict.reason}
             logger.info("server %s: %s; still waiting", tracker.server_id, verdict.reason)
         if on_event is None or verdict.ignored:
             return

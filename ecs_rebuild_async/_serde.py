@@ -9,6 +9,7 @@ partial server reads fine), and fields the library does not know are kept in ``S
 from __future__ import annotations
 
 import base64
+import sys
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -44,10 +45,17 @@ converter = cattrs.Converter(forbid_extra_keys=False)
 # --- primitives: strict, so that a wrong type is reported instead of coerced -------------------
 
 
+# Short values repeat across the servers of a listing (project and user ids, states, image and
+# flavor names): one shared copy each keeps thousands of watched servers small.
+_INTERN_UP_TO = 64
+
+
 def _strict_str(value: object, _: object) -> str:
-    if not isinstance(value, str):
+    if type(value) is not str:
+        if isinstance(value, str):
+            return str(value)
         raise TypeError(f"expected a string, got {type(value).__name__}")
-    return value
+    return sys.intern(value) if len(value) <= _INTERN_UP_TO else value
 
 
 def _strict_int(value: object, _: object) -> int:
