@@ -11,10 +11,10 @@ from typing import Any, TextIO
 
 import httpx
 
-from ._auth import Auth, TokenAuth, build_auth
-from ._client import AsyncEcsClient
+from ._auth import Auth, TokenAuth
+from ._client import AsyncEcsClient, options_from_config
 from ._config import config_from_cloud, config_from_env
-from ._models import ECS, NOVA, Dialect, RebuildRequest
+from ._models import ECS, NOVA, RebuildRequest
 from ._settings import ClientSettings
 
 __all__ = ["ClientSpec", "UsageError", "build_request", "client_spec", "read_server_ids"]
@@ -75,12 +75,8 @@ def client_spec(args: argparse.Namespace, environ: Mapping[str, str]) -> ClientS
             config = config_from_cloud(args.os_cloud, environ)
         else:
             config = config_from_env(environ)
-        endpoint, auth = config.endpoint, build_auth(config)
-        options.update(region=config.region, interface=config.interface or "public")
-        if config.microversion:
-            options["microversion"] = config.microversion
-        if isinstance(config.dialect, Dialect):
-            options["dialect"] = config.dialect
+        endpoint, options = options_from_config(config)
+        auth = options.pop("auth")
     if args.microversion:
         options["microversion"] = args.microversion
     if args.dialect:

@@ -18,7 +18,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from ._auth import Auth, build_auth
 from ._bulk import BulkReport, normalize_targets, run_bulk
-from ._config import config_from_cloud, config_from_env
+from ._config import ClientConfig, config_from_cloud, config_from_env
 from ._errors import EcsError, InvalidRequest, NotFound, RebuildTimeout, ResponseError
 from ._lifecycle import RebuildTracker
 from ._microversion import LIBRARY_MAX, APIVersion, VersionRange, negotiate, parse_version
@@ -37,7 +37,7 @@ from ._serde import request_to_wire, server_from_wire, servers_from_wire
 from ._session import Session
 from ._settings import ClientSettings
 
-__all__ = ["AsyncEcsClient"]
+__all__ = ["AsyncEcsClient", "options_from_config"]
 
 # How many accepted rebuilds a client remembers for a later wait_for_rebuild.
 _ACCEPTED_KEPT = 10_000
@@ -55,6 +55,23 @@ def _check_server_id(server_id: object) -> str:
 
 def _iso(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def options_from_config(config: ClientConfig) -> tuple[str | None, dict[str, Any]]:
+    """The endpoint, and the AsyncEcsClient keyword arguments, that a configuration read from
+    clouds.yaml or the environment gives (the one place that maps one onto the other)."""
+    options: dict[str, Any] = {
+        "auth": build_auth(config),
+        "region": config.region,
+        "interface": config.interface or "public",
+    }
+    if config.verify is not True:
+        options["verify"] = config.verify
+    if config.microversion:
+        options["microversion"] = config.microversion
+    if isinstance(config.dialect, Dialect):
+        options["dialect"] = config.dialect
+    return config.endpoint, options
 
 
 class AsyncEcsClient:
@@ -127,22 +144,10 @@ class AsyncEcsClient:
         return cls._from_config(config, kwargs)
 
     @classmethod
-    def _from_config(cls, config: Any, overrides: dict[str, Any]) -> AsyncEcsClient:
-        options: dict[str, Any] = {
-            "auth": build_auth(config),
-            "region": getattr(config, "region", None),
-            "interface": getattr(config, "interface", None) or "public",
-        }
-        verify = getattr(config, "verify", True)
-        if verify is not True:
-            options["verify"] = verify
-        if getattr(config, "microversion", None):
-            options["microversion"] = config.microversion
-        dialect = getattr(config, "dialect", None)
-        if isinstance(dialect, Dialect):
-            options["dialect"] = dialect
+    def _from_config(cls, config: ClientConfig, overrides: dict[str, Any]) -> AsyncEcsClient:
+        endpoint, options = options_from_config(config)
         options.update(overrides)
-        return cls(getattr(config, "endpoint", None), **options)
+        return cls(endpoint, **options)
 
     # -- lifecycle --
 
@@ -244,17 +249,21 @@ class AsyncEcsClient:
     async def _read_version(self) -> APIVersion | None:
         return await self.negotiate(None)
 
+    async def _server_answer(self, server_id: str) -> tuple[Server, datetime | None]:
+        """``GET /servers/{id}``: the server and the service's time. Raises NotFound."""
+        answer = await self._session.request(
+            "GET", f"servers/{quote(server_id, safe='')}", version=await self._read_version()
+        )
+        self._remember_clock(answer.date)
+        server = server_from_wire(answer.body, status=answer.status, request_id=answer.request_id)
+        return server, answer.date
+
     async def _read_server(self, server_id: str) -> tuple[Server | None, datetime | None]:
+        """As :meth:`_server_answer`, with None for a server that is gone."""
         try:
-            answer = await self._session.request(
-                "GET", f"servers/{quote(server_id, safe='')}", version=await self._read_version()
-            )
+            return await self._server_answer(server_id)
         except NotFound:
             return None, None
-        self._remember_clock(answer.date)
-        return server_from_wire(
-            answer.body, status=answer.status, request_id=answer.request_id
-        ), answer.date
 
     async def _fetch_for_poller(self, server_id: str) -> Server | None:
         server, _ = await self._read_server(server_id)
@@ -263,11 +272,8 @@ class AsyncEcsClient:
     async def get_server(self, server_id: str) -> Server:
         """The server as the service shows it now. Raises NotFound."""
         _check_server_id(server_id)
-        answer = await self._session.request(
-            "GET", f"servers/{quote(server_id, safe='')}", version=await self._read_version()
-        )
-        self._remember_clock(answer.date)
-        return server_from_wire(answer.body, status=answer.status, request_id=answer.request_id)
+        server, _ = await self._server_answer(server_id)
+        return server
 
     async def _list_actions(self, server_id: str) -> Sequence[Mapping[str, Any]]:
         answer = await self._session.request(

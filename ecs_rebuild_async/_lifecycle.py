@@ -30,7 +30,7 @@ import attrs
 from ._errors import RebuildFailed
 from ._models import RebuildEvent, Server, ServerStatus
 
-__all__ = ["REBUILD_TASK_STATES", "Phase", "RebuildTracker", "Verdict"]
+__all__ = ["REBUILD_TASK_STATES", "Phase", "RebuildTracker", "Verdict", "shows_rebuild"]
 
 #: The task states Nova's compute manager moves through while rebuilding (nova/objects/fields.py).
 REBUILD_TASK_STATES: Final = frozenset(
@@ -111,7 +111,8 @@ _TARGET_OF_VM_STATE: Final = {
 }
 
 
-def _shows_rebuild(server: Server) -> bool:
+def shows_rebuild(server: Server) -> bool:
+    """Whether this read shows a rebuild running (status REBUILD or a rebuild task_state)."""
     return server.status is ServerStatus.REBUILD or server.task_state in REBUILD_TASK_STATES
 
 
@@ -243,7 +244,7 @@ class RebuildTracker:
     def _absorb(self, server: Server) -> RebuildTracker:
         """Take in what an accepted (not stale) observation proves."""
         updated = _utc(server.updated)
-        rebuilding = _shows_rebuild(server)
+        rebuilding = shows_rebuild(server)
         proof = rebuilding or self._changed_after_acceptance(updated)
         targets = self.targets
         if rebuilding and len(targets) > 1 and server.vm_state in _TARGET_OF_VM_STATE:

@@ -252,18 +252,11 @@ async def wait_for_rebuild(
         if server is None and verdict.phase is last_phase:
             return
         last_phase = verdict.phase
-        on_event(
-            RebuildEvent(
-                server_id=tracker.server_id,
-                phase=verdict.phase.value,
-                status=server.status if server else None,
-                task_state=server.task_state if server else None,
-                vm_state=server.vm_state if server else None,
-                progress=server.progress if server else None,
-                updated=server.updated if server else None,
-                elapsed=anyio.current_time() - started,
-            )
-        )
+        elapsed = anyio.current_time() - started
+        if server is None:  # gone: nothing to show but the phase
+            on_event(RebuildEvent(tracker.server_id, verdict.phase.value, elapsed=elapsed))
+        else:
+            on_event(tracker.event(server, elapsed))
 
     def judge(observation: Observation) -> Verdict:
         nonlocal tracker, last_seen

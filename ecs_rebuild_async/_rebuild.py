@@ -21,8 +21,8 @@ import anyio
 import attrs
 
 from ._errors import EcsError, RebuildOutcomeUnknown, ServerError, TransportError
-from ._lifecycle import REBUILD_TASK_STATES
-from ._models import RebuildRequest, Server, ServerStatus
+from ._lifecycle import shows_rebuild
+from ._models import RebuildRequest, Server
 from ._serde import parse_timestamp
 
 __all__ = ["Accepted", "Operations", "submit_rebuild"]
@@ -52,10 +52,6 @@ class Accepted:
     server: Server | None
     accepted_at: datetime | None
     reconciled: bool = False
-
-
-def _is_rebuilding(server: Server) -> bool:
-    return server.status is ServerStatus.REBUILD or server.task_state in REBUILD_TASK_STATES
 
 
 def _rebuild_since(actions: Sequence[Mapping[str, Any]], since: datetime) -> datetime | None:
@@ -165,7 +161,7 @@ async def _investigate(
             return _Finding.CANNOT_TELL, last
         last = server
         since = sent_at or (read_at - timedelta(seconds=60) if read_at else None)
-        if _is_rebuilding(server):
+        if shows_rebuild(server):
             evidence.append(f"the server shows {server.status}/{server.task_state}")
             return Accepted(server=server, accepted_at=since, reconciled=True), last
         try:

@@ -700,3 +700,24 @@ def test_subprocess_ctrl_c_stops_cleanly_and_lists_what_was_submitted(
     assert server_id in err
     (record,) = json_lines(out)
     assert record == {**record, "server_id": server_id, "kind": "cancelled", "submitted": True}
+
+
+def test_a_ca_bundle_from_clouds_yaml_is_used_and_a_missing_one_is_a_configuration_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    clouds = tmp_path / "clouds.yaml"
+    clouds.write_text(
+        "clouds:\n  lab:\n    auth_type: token\n"
+        "    auth:\n      token: not-sent\n"
+        "    compute_endpoint_override: https://127.0.0.1:9/v2.1/6f70656e\n"
+        f"    cacert: {tmp_path / 'no-such-ca.pem'}\n"
+    )
+    environ = {"OS_CLIENT_CONFIG_FILE": str(clouds)}
+    argv = ["rebuild", "a0a80a94-3d81-4a10-822a-daa0cf9e870b", "--image", IMAGE, "--os-cloud"]
+
+    code = main([*argv, "lab"], environ=environ)
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1
+    assert "no-such-ca.pem" in err
