@@ -51,7 +51,6 @@ class Accepted:
 
     server: Server | None
     accepted_at: datetime | None
-    reconciled: bool = False
 
 
 def _rebuild_since(actions: Sequence[Mapping[str, Any]], since: datetime) -> datetime | None:
@@ -163,7 +162,7 @@ async def _investigate(
         since = sent_at or (read_at - timedelta(seconds=60) if read_at else None)
         if shows_rebuild(server):
             evidence.append(f"the server shows {server.status}/{server.task_state}")
-            return Accepted(server=server, accepted_at=since, reconciled=True), last
+            return Accepted(server=server, accepted_at=since), last
         try:
             actions = await ops.list_actions(server_id)
         except EcsError as exc:
@@ -179,7 +178,7 @@ async def _investigate(
             started = _rebuild_since(actions, since)
         if started is not None:
             evidence.append(f"instance actions show a rebuild started at {started.isoformat()}")
-            return Accepted(server=server, accepted_at=started, reconciled=True), last
+            return Accepted(server=server, accepted_at=started), last
         evidence.append(
             f"look {look + 1}: the server shows {server.status}/{server.task_state} and its "
             "instance actions show no rebuild since the request"
@@ -225,7 +224,7 @@ async def _reconcile(
         raise _unknown(server_id, last, evidence, "it was not sent a third time") from None
     except EcsError as exc:
         raise _ResendRefused(exc) from None
-    return Accepted(server=server, accepted_at=accepted_at, reconciled=True)
+    return Accepted(server=server, accepted_at=accepted_at)
 
 
 def _unknown(

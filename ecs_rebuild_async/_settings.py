@@ -57,8 +57,6 @@ class ClientSettings:
     # ``updated`` is rounded to seconds, so each listing looks back this much further.
     changes_since_margin: float = 2.0
     list_page_size: int = 1000
-    # A watched server that a listing should have shown but did not is read on its own.
-    fallback_after_ticks: int = 1
 
     def __attrs_post_init__(self) -> None:
         for field in attrs.fields(type(self)):
