@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import os
-import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote
 
 import anyio
 import anyio.abc
@@ -18,10 +16,11 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from ._auth import Auth, build_auth
 from ._bulk import BulkReport, normalize_targets, run_bulk
+from ._compute import ComputeApi, check_server_id
 from ._config import ClientConfig, config_from_cloud, config_from_env
-from ._errors import EcsError, InvalidRequest, NotFound, RebuildTimeout, ResponseError
+from ._errors import EcsError, InvalidRequest, RebuildTimeout
 from ._lifecycle import RebuildTracker
-from ._microversion import LIBRARY_MAX, APIVersion, VersionRange, negotiate, parse_version
+from ._microversion import APIVersion, VersionRange, parse_version
 from ._models import (
     ECS,
     Dialect,
@@ -33,7 +32,7 @@ from ._models import (
 )
 from ._poll import EventCallback, FleetPoller, wait_for_rebuild
 from ._rebuild import Accepted, Operations, submit_rebuild
-from ._serde import request_to_wire, server_from_wire, servers_from_wire
+from ._serde import request_to_wire
 from ._session import Session
 from ._settings import ClientSettings
 
@@ -41,20 +40,6 @@ __all__ = ["AsyncEcsClient", "options_from_config"]
 
 # How many accepted rebuilds a client remembers for a later wait_for_rebuild.
 _ACCEPTED_KEPT = 10_000
-# How many checked requests a client remembers (a fleet usually shares one).
-_CHECKED_KEPT = 1024
-
-
-def _check_server_id(server_id: object) -> str:
-    if not isinstance(server_id, str) or not server_id.strip() or "/" in server_id:
-        raise InvalidRequest(
-            f"a server id is a non-empty string without '/', got {server_id!r:.60}"
-        )
-    return server_id
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def options_from_config(config: ClientConfig) -> tuple[str | None, dict[str, Any]]:
@@ -117,14 +102,16 @@ class AsyncEcsClient:
             region=region,
             verify=verify,
         )
-        self._poller = FleetPoller(self._fetch_for_poller, self._list_changed, self._settings)
+        self._compute = ComputeApi(
+            self._session, self._settings, pinned=self._pinned, dialect=dialect
+        )
+        compute = self._compute
+        self._poller = FleetPoller(compute.fetch_for_poller, compute.list_changed, self._settings)
         self._accepted: dict[str, tuple[Server | None, Accepted]] = {}
-        self._checked: dict[int, tuple[weakref.ref[RebuildRequest], APIVersion | None]] = {}
-        self._clock: tuple[datetime, float] | None = None
         self._ops = Operations(
-            post_rebuild=self._post_rebuild,
-            get_server=self._read_server,
-            list_actions=self._list_actions,
+            post_rebuild=compute.post_rebuild,
+            get_server=compute.read_server,
+            list_actions=compute.list_actions,
         )
 
     # -- construction from what users already have --
@@ -192,151 +179,33 @@ class AsyncEcsClient:
 
     async def versions(self) -> VersionRange | None:
         """The microversions the service offers (None for a ``/v2`` endpoint)."""
-        return await self._session.service_versions()
+        return await self._compute.versions()
 
     async def negotiate(self, request: RebuildRequest | None = None) -> APIVersion | None:
         """The microversion a request would be sent with (None: no microversion header)."""
-        fields = request.wire_fields() if request is not None else frozenset()
-        return negotiate(
-            fields,
-            await self._session.service_versions(),
-            pinned=self._pinned,
-            library_max=LIBRARY_MAX,
-        )
+        return await self._compute.negotiate(request)
 
     async def prepare(self, server_id: str, request: RebuildRequest) -> dict[str, Any]:
         """What :meth:`rebuild` would send, without sending it: method, url, microversion, body.
 
         Runs every check that :meth:`rebuild` runs first, so bad input fails here too.
         """
-        _check_server_id(server_id)
-        version = await self._checked_version(request)
-        base = await self._session.compute_url()
+        check_server_id(server_id)
+        version = await self._compute.checked_version(request)
         return {
             "method": "POST",
-            "url": f"{base}/servers/{quote(server_id, safe='')}/action",
+            "url": await self._compute.rebuild_url(server_id),
             "microversion": None if version is None else str(version),
             "body": request_to_wire(request),
         }
 
-    async def _checked_version(self, request: RebuildRequest) -> APIVersion | None:
-        """The request's microversion, once its checks passed; remembered per request object,
-        so that a fleet sharing one request checks it (and warns about it) once."""
-        if not isinstance(request, RebuildRequest):
-            raise InvalidRequest("request must be a RebuildRequest", field="request")
-        remembered = self._checked.get(id(request))
-        if remembered is not None and remembered[0]() is request:
-            return remembered[1]
-        version = await self.negotiate(request)
-        request.check(dialect=self._dialect, microversion=version)
-        if len(self._checked) >= _CHECKED_KEPT:
-            self._checked.clear()
-        self._checked[id(request)] = (weakref.ref(request), version)
-        return version
-
     # -- single server --
-
-    def _remember_clock(self, date: datetime | None) -> None:
-        if date is not None:
-            self._clock = (date, anyio.current_time())
-
-    def _service_now(self) -> datetime | None:
-        if self._clock is None:
-            return None
-        date, at = self._clock
-        return date + timedelta(seconds=anyio.current_time() - at)
-
-    async def _read_version(self) -> APIVersion | None:
-        return await self.negotiate(None)
-
-    async def _server_answer(self, server_id: str) -> tuple[Server, datetime | None]:
-        """``GET /servers/{id}``: the server and the service's time. Raises NotFound."""
-        answer = await self._session.request(
-            "GET", f"servers/{quote(server_id, safe='')}", version=await self._read_version()
-        )
-        self._remember_clock(answer.date)
-        server = server_from_wire(answer.body, status=answer.status, request_id=answer.request_id)
-        return server, answer.date
-
-    async def _read_server(self, server_id: str) -> tuple[Server | None, datetime | None]:
-        """As :meth:`_server_answer`, with None for a server that is gone."""
-        try:
-            return await self._server_answer(server_id)
-        except NotFound:
-            return None, None
-
-    async def _fetch_for_poller(self, server_id: str) -> Server | None:
-        server, _ = await self._read_server(server_id)
-        return server
 
     async def get_server(self, server_id: str) -> Server:
         """The server as the service shows it now. Raises NotFound."""
-        _check_server_id(server_id)
-        server, _ = await self._server_answer(server_id)
+        check_server_id(server_id)
+        server, _ = await self._compute.server_answer(server_id)
         return server
-
-    async def _list_actions(self, server_id: str) -> Sequence[Mapping[str, Any]]:
-        answer = await self._session.request(
-            "GET",
-            f"servers/{quote(server_id, safe='')}/os-instance-actions",
-            version=await self._read_version(),
-        )
-        actions = answer.body.get("instanceActions") if isinstance(answer.body, dict) else None
-        if not isinstance(actions, list):
-            raise ResponseError("the instance actions answer has no 'instanceActions' list")
-        return actions
-
-    async def _server_pages(
-        self, params: dict[str, str]
-    ) -> AsyncGenerator[tuple[list[Server], datetime | None], None]:
-        """``GET /servers/detail`` page by page (``limit`` and ``marker``): each page's servers
-        and the service's time of the answer."""
-        page_size = self._settings.list_page_size
-        params = {**params, "limit": str(page_size)}
-        version = await self._read_version()
-        while True:
-            answer = await self._session.request(
-                "GET", "servers/detail", params=params, version=version
-            )
-            self._remember_clock(answer.date)
-            servers, next_href = servers_from_wire(
-                answer.body, status=answer.status, request_id=answer.request_id
-            )
-            yield servers, answer.date
-            if not next_href or len(servers) < page_size:
-                return
-            params = {**params, "marker": servers[-1].id}
-
-    async def _list_changed(self, since: datetime | None) -> tuple[list[Server], datetime | None]:
-        """Every server changed since ``since`` (service time; None: every server), by pages."""
-        params = {} if since is None else {"changes-since": _iso(since)}
-        found: list[Server] = []
-        answered_at: datetime | None = None
-        async for servers, date in self._server_pages(params):
-            found.extend(servers)
-            answered_at = date if answered_at is None else answered_at
-        return found, answered_at
-
-    async def _post_rebuild(
-        self, server_id: str, request: RebuildRequest
-    ) -> tuple[Server, datetime | None]:
-        version = await self._checked_version(request)
-        answer = await self._session.request(
-            "POST",
-            f"servers/{quote(server_id, safe='')}/action",
-            json_body=request_to_wire(request),
-            version=version,
-            idempotent=False,
-        )
-        self._remember_clock(answer.date)
-        if answer.body is None:
-            raise ResponseError(
-                "the rebuild was accepted but the answer has no server body",
-                status=answer.status,
-                request_id=answer.request_id,
-            )
-        server = server_from_wire(answer.body, status=answer.status, request_id=answer.request_id)
-        return server, answer.date
 
     async def rebuild(self, server_id: str, request: RebuildRequest) -> Server:
         """Send the rebuild (at most once) and return the server of the 202 answer.
@@ -344,13 +213,13 @@ class AsyncEcsClient:
         The answer never proves completion: use :meth:`wait_for_rebuild` next, or
         :meth:`rebuild_and_wait`. Bad input raises before anything is sent.
         """
-        _check_server_id(server_id)
-        await self._checked_version(request)
+        check_server_id(server_id)
+        await self._compute.checked_version(request)
         accepted = await submit_rebuild(
             self._ops,
             server_id,
             request,
-            service_now=self._service_now,
+            service_now=self._compute.service_now,
             settle=self._settings.reconcile_settle,
         )
         # Without a read from before, the wait learns the state to return to from the vm_state
@@ -377,7 +246,7 @@ class AsyncEcsClient:
         (default ``settings.wait_timeout``). After :meth:`rebuild` on this client the wait knows
         when the service accepted it; otherwise pass ``since`` (the service time of the request).
         """
-        _check_server_id(server_id)
+        check_server_id(server_id)
         before, accepted = self._accepted.get(server_id, (None, Accepted(None, since)))
         try:
             server = await self._wait(server_id, before, accepted, timeout, on_event)
@@ -403,7 +272,7 @@ class AsyncEcsClient:
         return await wait_for_rebuild(
             tracker,
             poller=self._poller,
-            fetch_one=self._fetch_for_poller,
+            fetch_one=self._compute.fetch_for_poller,
             timeout=self._settings.wait_timeout if timeout is None else timeout,
             on_event=on_event,
         )
@@ -428,8 +297,8 @@ class AsyncEcsClient:
         before: Server | None,
         mark_submitted: Any,
     ) -> Server:
-        _check_server_id(server_id)
-        await self._checked_version(request)
+        check_server_id(server_id)
+        await self._compute.checked_version(request)
         if before is None:
             before = await self.get_server(server_id)
         if before.status is ServerStatus.ERROR and self._dialect is ECS:
@@ -445,7 +314,7 @@ class AsyncEcsClient:
             self._ops,
             server_id,
             request,
-            service_now=self._service_now,
+            service_now=self._compute.service_now,
             settle=self._settings.reconcile_settle,
             on_submitted=mark_submitted,
         )
@@ -509,7 +378,7 @@ class AsyncEcsClient:
         # A project may hold far more servers than the run names: read a few pages more than
         # the run needs, and let per-server reads find the rest.
         pages_left = 2 + len(wanted) // self._settings.list_page_size
-        pages = self._server_pages({})
+        pages = self._compute.server_pages({})
         try:
             async for servers, _ in pages:
                 found.update((s.id, s) for s in servers if s.id in wanted)

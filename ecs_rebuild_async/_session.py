@@ -7,6 +7,7 @@ limits, logs with secrets redacted, and turns every failure into the library's t
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import functools
 import json
@@ -23,7 +24,6 @@ from typing import Any
 import anyio
 import attrs
 import httpx
-import sniffio
 import tenacity
 
 from ._auth import Auth
@@ -302,6 +302,16 @@ def tls_verification(verify: bool | str) -> bool | ssl.SSLContext:
     return verify
 
 
+def running_under_asyncio() -> bool:
+    """True inside an asyncio task. Asked of asyncio itself rather than of sniffio, which is
+    not a dependency of this package (anyio no longer brings it): under trio no asyncio loop
+    runs in the thread, so ``asyncio.current_task()`` raises."""
+    try:
+        return asyncio.current_task() is not None
+    except RuntimeError:
+        return False
+
+
 def default_transport(
     settings: ClientSettings, *, verify: bool | str = True
 ) -> httpx.AsyncBaseTransport:
@@ -316,7 +326,7 @@ def default_transport(
         max_keepalive_connections=settings.max_connections,
     )
     tls = tls_verification(verify)
-    if sniffio.current_async_library() == "asyncio":
+    if running_under_asyncio():
         from httpx_aiohttp import AiohttpTransport
 
         transport: httpx.AsyncBaseTransport = AiohttpTransport(limits=limits, verify=tls)

@@ -5,18 +5,18 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, TextIO
 
-from ._auth import TokenAuth
-from ._bulk import BulkReport
-from ._cli_config import UsageError
-from ._cli_run import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BulkOptions, run_bulk_command
-from ._client import AsyncEcsClient
-from ._models import OutcomeKind, RebuildRequest
-from ._settings import ClientSettings
+from .._auth import TokenAuth
+from .._bulk import BulkReport
+from .._client import AsyncEcsClient
+from .._models import OutcomeKind, RebuildRequest
+from .._settings import ClientSettings
+from .config import UsageError
+from .run import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BulkOptions, run_bulk_command
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from .testing import FakeCompute
+    from ..testing import FakeCompute
 
 __all__ = ["check_demo_args", "run_demo"]
 
@@ -43,7 +43,7 @@ def _demo_settings(duration: float) -> ClientSettings:
 async def run_demo(
     args: argparse.Namespace, *, stdout: TextIO, stderr: TextIO, console: Console
 ) -> int:
-    from .testing import FakeCompute
+    from ..testing import FakeCompute
 
     fake = FakeCompute(
         rebuild_seconds=args.duration, jitter=0.3, fail_rate=args.fail_rate, seed=args.seed

@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any, TextIO
 import anyio
 import attrs
 
-from ._bulk import BulkReport, outcome_kind
-from ._cli_output import LineSink, OutcomeWriter, plain_summary
-from ._client import AsyncEcsClient
-from ._errors import EcsError, RebuildOutcomeUnknown
-from ._models import OutcomeKind, RebuildOutcome, RebuildRequest
+from .._bulk import BulkReport, outcome_kind
+from .._client import AsyncEcsClient
+from .._errors import EcsError, RebuildOutcomeUnknown
+from .._models import OutcomeKind, RebuildOutcome, RebuildRequest
+from .output import LineSink, OutcomeWriter, plain_summary
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -177,7 +177,7 @@ async def _run_with_display(
 ) -> bool:
     if console is None:
         return await run_interruptibly(work)
-    from ._cli_display import LiveProgress
+    from .display import LiveProgress
 
     with LiveProgress(console, report, total=report.total, label=label) as live:
         return await run_interruptibly(work, [live.keep_updating])
@@ -193,7 +193,7 @@ def _summarize(
     if console is None:
         stderr.write(plain_summary(report, elapsed, stats) + "\n")
         return
-    from ._cli_display import print_summary
+    from .display import print_summary
 
     print_summary(console, report, elapsed, stats)
 

@@ -11,12 +11,12 @@ from typing import Any, Protocol, TextIO
 
 import httpx
 
-from ._auth import Auth, KeystoneAuth
-from ._bulk import BulkReport
-from ._microversion import parse_version
-from ._models import OutcomeKind, RebuildOutcome
-from ._serde import wire_version_header
-from ._session import USER_AGENT
+from .._auth import Auth, KeystoneAuth
+from .._bulk import BulkReport
+from .._microversion import parse_version
+from .._models import OutcomeKind, RebuildOutcome
+from .._serde import wire_version_header
+from .._session import USER_AGENT
 
 __all__ = [
     "MASK",

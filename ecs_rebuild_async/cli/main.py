@@ -29,11 +29,8 @@ import anyio
 import attrs
 import httpx
 
-from ._cli_config import UsageError, build_request, client_spec, read_server_ids
-from ._cli_output import dry_run_record, print_dry_run
-from ._cli_run import EXIT_INTERRUPTED, BulkOptions, run_bulk_command
-from ._client import AsyncEcsClient
-from ._errors import (
+from .._client import AsyncEcsClient
+from .._errors import (
     EcsError,
     Forbidden,
     InvalidRequest,
@@ -41,9 +38,12 @@ from ._errors import (
     NotFound,
     Unauthorized,
 )
-from ._microversion import LIBRARY_MAX
-from ._settings import ClientSettings
-from ._version import __version__
+from .._microversion import LIBRARY_MAX
+from .._settings import ClientSettings
+from .._version import __version__
+from .config import UsageError, build_request, client_spec, read_server_ids
+from .output import dry_run_record, print_dry_run
+from .run import EXIT_INTERRUPTED, BulkOptions, run_bulk_command
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "main"]
 
@@ -263,7 +263,7 @@ def _settings(args: argparse.Namespace) -> ClientSettings | None:
 
 
 async def _cmd_demo(args: argparse.Namespace, io: Io) -> int:
-    from ._cli_demo import check_demo_args, run_demo
+    from .demo import check_demo_args, run_demo
 
     check_demo_args(args)
     return await run_demo(args, stdout=io.stdout, stderr=io.stderr, console=_console(io.stderr))
@@ -314,7 +314,7 @@ def _print_versions(record: Mapping[str, Any], stream: TextIO, *, as_json: bool)
 
 
 def _console(stream: TextIO) -> Any:
-    from ._cli_display import make_console
+    from .display import make_console
 
     return make_console(stream)
 

@@ -11,11 +11,11 @@ from typing import Any, TextIO
 
 import httpx
 
-from ._auth import Auth, TokenAuth
-from ._client import AsyncEcsClient, options_from_config
-from ._config import config_from_cloud, config_from_env
-from ._models import ECS, NOVA, RebuildRequest
-from ._settings import ClientSettings
+from .._auth import Auth, TokenAuth
+from .._client import AsyncEcsClient, options_from_config
+from .._config import config_from_cloud, config_from_env
+from .._models import ECS, NOVA, RebuildRequest
+from .._settings import ClientSettings
 
 __all__ = ["ClientSpec", "UsageError", "build_request", "client_spec", "read_server_ids"]
 

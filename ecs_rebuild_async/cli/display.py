@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, TextIO
 
 import anyio
 
-from ._bulk import BulkReport
-from ._cli_config import UsageError
-from ._cli_output import tally
+from .._bulk import BulkReport
+from .config import UsageError
+from .output import tally
 
 if TYPE_CHECKING:
     from rich.console import Console

@@ -1,0 +1,206 @@
+"""The compute API's wire calls: read a server, list server pages, post a rebuild, read
+instance actions, and the microversion each request is sent with.
+
+This sits between the session (HTTP, auth, retries, pacing) and the flows of layer 3 (the
+rebuild, the poller, bulk runs), which take these calls as callables. It remembers the
+service's clock, taken from the ``Date`` of its answers, so that a wait can compare the
+service's own times with each other and never with the local clock.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from urllib.parse import quote
+
+import anyio
+
+from ._errors import InvalidRequest, NotFound, ResponseError
+from ._microversion import LIBRARY_MAX, APIVersion, VersionRange, negotiate
+from ._models import Dialect, RebuildRequest, Server
+from ._serde import request_to_wire, server_from_wire, servers_from_wire
+from ._session import Session
+from ._settings import ClientSettings
+
+__all__ = ["ComputeApi", "check_server_id"]
+
+# How many checked requests are remembered (a fleet usually shares one).
+_CHECKED_KEPT = 1024
+
+
+def check_server_id(server_id: object) -> str:
+    """The id, if it can be put into a URL path as one segment; else InvalidRequest."""
+    if not isinstance(server_id, str) or not server_id.strip() or "/" in server_id:
+        raise InvalidRequest(
+            f"a server id is a non-empty string without '/', got {server_id!r:.60}"
+        )
+    return server_id
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _server_path(server_id: str) -> str:
+    return f"servers/{quote(server_id, safe='')}"
+
+
+class ComputeApi:
+    """The compute calls of one client, over its session."""
+
+    def __init__(
+        self,
+        session: Session,
+        settings: ClientSettings,
+        *,
+        pinned: APIVersion | None,
+        dialect: Dialect,
+    ) -> None:
+        self.session = session
+        self.settings = settings
+        self.pinned = pinned
+        self.dialect = dialect
+        self._checked: dict[int, tuple[weakref.ref[RebuildRequest], APIVersion | None]] = {}
+        self._clock: tuple[datetime, float] | None = None
+
+    # -- versions --
+
+    async def versions(self) -> VersionRange | None:
+        """The microversions the service offers (None for a ``/v2`` endpoint)."""
+        return await self.session.service_versions()
+
+    async def negotiate(self, request: RebuildRequest | None = None) -> APIVersion | None:
+        """The microversion a request would be sent with (None: no microversion header)."""
+        fields = request.wire_fields() if request is not None else frozenset()
+        return negotiate(
+            fields,
+            await self.session.service_versions(),
+            pinned=self.pinned,
+            library_max=LIBRARY_MAX,
+        )
+
+    async def checked_version(self, request: RebuildRequest) -> APIVersion | None:
+        """The request's microversion, once its checks passed; remembered per request object,
+        so that a fleet sharing one request checks it (and warns about it) once."""
+        if not isinstance(request, RebuildRequest):
+            raise InvalidRequest("request must be a RebuildRequest", field="request")
+        remembered = self._checked.get(id(request))
+        if remembered is not None and remembered[0]() is request:
+            return remembered[1]
+        version = await self.negotiate(request)
+        request.check(dialect=self.dialect, microversion=version)
+        if len(self._checked) >= _CHECKED_KEPT:
+            self._checked.clear()
+        self._checked[id(request)] = (weakref.ref(request), version)
+        return version
+
+    async def read_version(self) -> APIVersion | None:
+        return await self.negotiate(None)
+
+    async def rebuild_url(self, server_id: str) -> str:
+        base = await self.session.compute_url()
+        return f"{base}/{_server_path(server_id)}/action"
+
+    # -- the service's clock --
+
+    def remember_clock(self, date: datetime | None) -> None:
+        if date is not None:
+            self._clock = (date, anyio.current_time())
+
+    def service_now(self) -> datetime | None:
+        """The service's time now, from its last ``Date`` and the time passed since."""
+        if self._clock is None:
+            return None
+        date, at = self._clock
+        return date + timedelta(seconds=anyio.current_time() - at)
+
+    # -- reads --
+
+    async def server_answer(self, server_id: str) -> tuple[Server, datetime | None]:
+        """``GET /servers/{id}``: the server and the service's time. Raises NotFound."""
+        answer = await self.session.request(
+            "GET", _server_path(server_id), version=await self.read_version()
+        )
+        self.remember_clock(answer.date)
+        server = server_from_wire(answer.body, status=answer.status, request_id=answer.request_id)
+        return server, answer.date
+
+    async def read_server(self, server_id: str) -> tuple[Server | None, datetime | None]:
+        """As :meth:`server_answer`, with None for a server that is gone."""
+        try:
+            return await self.server_answer(server_id)
+        except NotFound:
+            return None, None
+
+    async def fetch_for_poller(self, server_id: str) -> Server | None:
+        server, _ = await self.read_server(server_id)
+        return server
+
+    async def list_actions(self, server_id: str) -> Sequence[Mapping[str, Any]]:
+        """``GET /servers/{id}/os-instance-actions``: the raw action records."""
+        answer = await self.session.request(
+            "GET",
+            f"{_server_path(server_id)}/os-instance-actions",
+            version=await self.read_version(),
+        )
+        actions = answer.body.get("instanceActions") if isinstance(answer.body, dict) else None
+        if not isinstance(actions, list):
+            raise ResponseError("the instance actions answer has no 'instanceActions' list")
+        return actions
+
+    async def server_pages(
+        self, params: dict[str, str]
+    ) -> AsyncGenerator[tuple[list[Server], datetime | None], None]:
+        """``GET /servers/detail`` page by page (``limit`` and ``marker``): each page's servers
+        and the service's time of the answer."""
+        page_size = self.settings.list_page_size
+        params = {**params, "limit": str(page_size)}
+        version = await self.read_version()
+        while True:
+            answer = await self.session.request(
+                "GET", "servers/detail", params=params, version=version
+            )
+            self.remember_clock(answer.date)
+            servers, next_href = servers_from_wire(
+                answer.body, status=answer.status, request_id=answer.request_id
+            )
+            yield servers, answer.date
+            if not next_href or len(servers) < page_size:
+                return
+            params = {**params, "marker": servers[-1].id}
+
+    async def list_changed(self, since: datetime | None) -> tuple[list[Server], datetime | None]:
+        """Every server changed since ``since`` (service time; None: every server), by pages."""
+        params = {} if since is None else {"changes-since": _iso(since)}
+        found: list[Server] = []
+        answered_at: datetime | None = None
+        async for servers, date in self.server_pages(params):
+            found.extend(servers)
+            answered_at = date if answered_at is None else answered_at
+        return found, answered_at
+
+    # -- the rebuild --
+
+    async def post_rebuild(
+        self, server_id: str, request: RebuildRequest
+    ) -> tuple[Server, datetime | None]:
+        """``POST /servers/{id}/action`` with the rebuild, never retried by the session."""
+        version = await self.checked_version(request)
+        answer = await self.session.request(
+            "POST",
+            f"{_server_path(server_id)}/action",
+            json_body=request_to_wire(request),
+            version=version,
+            idempotent=False,
+        )
+        self.remember_clock(answer.date)
+        if answer.body is None:
+            raise ResponseError(
+                "the rebuild was accepted but the answer has no server body",
+                status=answer.status,
+                request_id=answer.request_id,
+            )
+        server = server_from_wire(answer.body, status=answer.status, request_id=answer.request_id)
+        return server, answer.date
