@@ -12,6 +12,7 @@ import attrs
 from ._clock import FakeClock
 from ._faults import FaultPlan
 from ._identity import Identity, TokenStore
+from ._quirks import Quirks
 from ._state import (
     IMAGE_FAULT,
     VM_STATE_OF_STATUS,
@@ -80,6 +81,7 @@ class Service:
         self.keypairs: set[str] = set()
         self.tokens = TokenStore()
         self.faults = FaultPlan(self.rng)
+        self.quirks = Quirks()
         self.stats = Stats()
 
     def new_uuid(self) -> str:
