@@ -17,10 +17,11 @@ from urllib.parse import quote
 
 import anyio
 
+from ._coverage import Listing
 from ._errors import InvalidRequest, NotFound, ResponseError
 from ._microversion import LIBRARY_MAX, APIVersion, VersionRange, negotiate
 from ._models import Dialect, RebuildRequest, Server
-from ._serde import request_to_wire, server_from_wire, servers_from_wire
+from ._serde import ServerPage, request_to_wire, server_from_wire, server_page_from_wire
 from ._session import Session
 from ._settings import ClientSettings
 
@@ -125,6 +126,13 @@ class ComputeApi:
         )
         self.remember_clock(answer.date)
         server = server_from_wire(answer.body, status=answer.status, request_id=answer.request_id)
+        if server.id != server_id:
+            # A proxy or cache mixed answers up: this body is not the server asked for.
+            raise ResponseError(
+                f"the answer for server {server_id} shows another server, {server.id!r:.80}",
+                status=answer.status,
+                request_id=answer.request_id,
+            )
         return server, answer.date
 
     async def read_server(self, server_id: str) -> tuple[Server | None, datetime | None]:
@@ -152,34 +160,70 @@ class ComputeApi:
 
     async def server_pages(
         self, params: dict[str, str]
-    ) -> AsyncGenerator[tuple[list[Server], datetime | None], None]:
-        """``GET /servers/detail`` page by page (``limit`` and ``marker``): each page's servers
-        and the service's time of the answer."""
-        page_size = self.settings.list_page_size
-        params = {**params, "limit": str(page_size)}
+    ) -> AsyncGenerator[tuple[ServerPage, datetime | None], None]:
+        """``GET /servers/detail`` page by page, to the page without a ``next`` link: each page
+        and the service's time of its answer.
+
+        A service may cap ``limit`` below ``list_page_size`` (Nova's ``[api]max_limit``), so a
+        short page ends nothing: only the absence of a ``next`` link does. Paging that does not
+        move (a marker seen before, a page with servers already listed) or that goes past
+        ``list_max_pages`` raises ResponseError."""
+        settings = self.settings
+        params = {**params, "limit": str(settings.list_page_size)}
         version = await self.read_version()
-        while True:
+        markers: set[str] = set()
+        listed: set[str] = set()
+        for _ in range(settings.list_max_pages):
             answer = await self.session.request(
                 "GET", "servers/detail", params=params, version=version
             )
             self.remember_clock(answer.date)
-            servers, next_href = servers_from_wire(
+            page = server_page_from_wire(
                 answer.body, status=answer.status, request_id=answer.request_id
             )
-            yield servers, answer.date
-            if not next_href or len(servers) < page_size:
+            ids = [s.id for s in page.servers]
+            ids.extend(page.unreadable)
+            if not listed.isdisjoint(ids):
+                raise ResponseError(
+                    "the server list repeats servers of an earlier page (is 'marker' ignored?)",
+                    status=answer.status,
+                    request_id=answer.request_id,
+                )
+            listed.update(ids)
+            yield page, answer.date
+            if not page.has_next:
                 return
-            params = {**params, "marker": servers[-1].id}
+            marker = page.marker
+            if marker is None or marker in markers:
+                raise ResponseError(
+                    "the server list's next link does not move on"
+                    + (f" from marker {marker!r:.80}" if marker else " (no marker)"),
+                    status=answer.status,
+                    request_id=answer.request_id,
+                )
+            markers.add(marker)
+            params = {**params, "marker": marker}
+        raise ResponseError(
+            f"the server list did not end within {settings.list_max_pages} pages"
+            " (ClientSettings.list_max_pages)"
+        )
 
-    async def list_changed(self, since: datetime | None) -> tuple[list[Server], datetime | None]:
-        """Every server changed since ``since`` (service time; None: every server), by pages."""
+    async def list_changed(self, since: datetime | None) -> Listing:
+        """Every server changed since ``since`` (service time; None: every server), all pages
+        read entry by entry. Raises ResponseError when the listing cannot be read whole."""
         params = {} if since is None else {"changes-since": _iso(since)}
-        found: list[Server] = []
+        servers: dict[str, Server] = {}
+        unreadable: set[str] = set()
+        anonymous = 0
         answered_at: datetime | None = None
-        async for servers, date in self.server_pages(params):
-            found.extend(servers)
-            answered_at = date if answered_at is None else answered_at
-        return found, answered_at
+        first = True
+        async for page, date in self.server_pages(params):
+            if first:
+                answered_at, first = date, False
+            servers.update((server.id, server) for server in page.servers)
+            unreadable.update(page.unreadable)
+            anonymous += page.anonymous
+        return Listing(servers, frozenset(unreadable), anonymous, since, answered_at)
 
     # -- the rebuild --
 

@@ -1,0 +1,115 @@
+"""What one shared listing proves about each watched server, and where the next one starts.
+
+Pure, like the lifecycle: no I/O, no clock, no event loop; the poller asks and acts.
+
+A ``GET /servers/detail?changes-since=T`` listing shows every server whose ``updated`` is at or
+after ``T``. Absence from such a listing is a proof too ("nothing changed since T"), but only a
+weak one, so it is trusted only when all of these hold:
+
+- the listing is complete (every page read, to the last one without a ``next`` link: the
+  pager raises otherwise) and none of its entries is an unreadable record without an id (that
+  entry could be any server);
+- the server has been seen since it was registered, by a listing or a read of its own
+  (``covered``): ``T`` may be later than its latest change (a ``Date`` that runs ahead, a lagging
+  replica);
+- it was shown (or read) recently enough: a change a listing missed is found by a read of its
+  own within ``listing_recheck_after`` seconds (``recheck_due``);
+- the listing had a changes-since filter: a listing of every server that does not show one is
+  a sign that it is gone, which only its own read can tell.
+
+``updated`` is written by the compute hosts' clocks, and ``changes-since`` compared with it;
+the ``Date`` header comes from the API host. So the next listing starts from the newest
+``updated`` the last one showed, a margin further back, capped by that answer's ``Date`` (or,
+without one, by the time passed here); a wait's own acceptance time (a ``Date``) only starts the
+listing that must show its server, and a server it does not show is read on its own.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+
+import attrs
+
+from ._models import Server
+
+__all__ = ["Action", "Listing", "decide", "next_bound", "plan_since"]
+
+
+@attrs.frozen
+class Listing:
+    """A complete listing (every page), read entry by entry."""
+
+    #: The readable entries, by id.
+    servers: Mapping[str, Server]
+    #: Ids of entries that could not be read as servers.
+    unreadable: frozenset[str] = frozenset()
+    #: Entries that could not be read and whose id could not be read either.
+    anonymous: int = 0
+    #: The changes-since sent (None: every server was listed).
+    since: datetime | None = None
+    #: The service's ``Date`` of the first page's answer (None: no usable ``Date``).
+    answered_at: datetime | None = None
+
+
+class Action(enum.Enum):
+    """What the poller does for one watched server after a listing."""
+
+    OFFER = "offer"  # the listing shows it: that entry is an observation
+    READ_ALONE = "read alone"  # read it on its own (GET /servers/{id})
+    TRUST_ABSENCE = "trust absence"  # not shown, and that proves it has not changed
+
+
+def decide(listing: Listing, server_id: str, *, covered: bool, recheck_due: bool) -> Action:
+    """The action for ``server_id`` after ``listing`` (see the module's rules)."""
+    if server_id in listing.servers:
+        return Action.OFFER
+    if server_id in listing.unreadable:
+        # Its own read says what it is: a server, or a typed error for this wait alone.
+        return Action.READ_ALONE
+    trusted = covered and not recheck_due and listing.anonymous == 0 and listing.since is not None
+    return Action.TRUST_ABSENCE if trusted else Action.READ_ALONE
+
+
+def plan_since(
+    bound: datetime | None, uncovered: Sequence[datetime | None], margin: timedelta
+) -> datetime | None:
+    """The changes-since to send (None: list every server).
+
+    ``bound`` is the service time from which listings must look (None: not known yet);
+    ``uncovered`` the acceptance times of the servers no listing has covered yet (None: a wait
+    that does not know when its rebuild was accepted). Such a server that the listing does not
+    show is read on its own, so an unknown time needs a listing of every server only while
+    there is no bound at all."""
+    known = [since for since in uncovered if since is not None]
+    if bound is not None:
+        known.append(bound)
+    elif len(known) < len(uncovered):
+        return None
+    if not known:
+        return None
+    return min(known) - margin
+
+
+def next_bound(listing: Listing, *, previous: datetime | None, elapsed: float) -> datetime | None:
+    """Where the listing after ``listing`` must look from (before the margin).
+
+    ``previous`` is the bound ``listing`` was planned with (None: none yet) and ``elapsed`` the
+    local seconds since that bound was set. The bound is the newest ``updated`` the listing
+    showed: a time of the clock that changes-since is compared with, which the ``Date`` header
+    is not (the API host's clock may run ahead of the compute hosts'). A ``Date`` only caps it,
+    and so does, without one, the time passed since ``previous``: one record written by a clock
+    far ahead must not carry every later listing past the changes it should show."""
+    newest = max(
+        (server.updated for server in listing.servers.values() if server.updated is not None),
+        default=None,
+    )
+    if newest is None:
+        # Nothing shown, so nothing to go by: the changes after ``previous`` are still ahead.
+        return previous
+    if listing.answered_at is not None:
+        return min(newest, listing.answered_at)
+    if previous is not None:
+        return min(newest, previous + timedelta(seconds=max(elapsed, 0.0)))
+    return newest
