@@ -10,7 +10,7 @@ service's own times with each other and never with the local clock.
 from __future__ import annotations
 
 import weakref
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Collection, Container, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import quote
@@ -159,10 +159,11 @@ class ComputeApi:
         return actions
 
     async def server_pages(
-        self, params: dict[str, str]
+        self, params: dict[str, str], *, wanted: Container[str] | None = None
     ) -> AsyncGenerator[tuple[ServerPage, datetime | None], None]:
         """``GET /servers/detail`` page by page, to the page without a ``next`` link: each page
-        and the service's time of its answer.
+        (with the servers of the ``wanted`` ids only, when given) and the service's time of its
+        answer.
 
         A service may cap ``limit`` below ``list_page_size`` (Nova's ``[api]max_limit``), so a
         short page ends nothing: only the absence of a ``next`` link does. Paging that does not
@@ -179,17 +180,15 @@ class ComputeApi:
             )
             self.remember_clock(answer.date)
             page = server_page_from_wire(
-                answer.body, status=answer.status, request_id=answer.request_id
+                answer.body, wanted=wanted, status=answer.status, request_id=answer.request_id
             )
-            ids = [s.id for s in page.servers]
-            ids.extend(page.unreadable)
-            if not listed.isdisjoint(ids):
+            if not listed.isdisjoint(page.ids):
                 raise ResponseError(
                     "the server list repeats servers of an earlier page (is 'marker' ignored?)",
                     status=answer.status,
                     request_id=answer.request_id,
                 )
-            listed.update(ids)
+            listed.update(page.ids)
             yield page, answer.date
             if not page.has_next:
                 return
@@ -208,22 +207,34 @@ class ComputeApi:
             " (ClientSettings.list_max_pages)"
         )
 
-    async def list_changed(self, since: datetime | None) -> Listing:
-        """Every server changed since ``since`` (service time; None: every server), all pages
-        read entry by entry. Raises ResponseError when the listing cannot be read whole."""
+    async def list_changed(self, since: datetime | None, wanted: Collection[str]) -> Listing:
+        """The ``wanted`` servers among those changed since ``since`` (service time; None:
+        every server), every page read entry by entry. Raises ResponseError when the listing
+        cannot be read whole."""
         params = {} if since is None else {"changes-since": _iso(since)}
+        wanted = frozenset(wanted)  # the watches may change while the pages are read
         servers: dict[str, Server] = {}
         unreadable: set[str] = set()
         anonymous = 0
         answered_at: datetime | None = None
+        newest: datetime | None = None
         first = True
-        async for page, date in self.server_pages(params):
+        async for page, date in self.server_pages(params, wanted=wanted):
             if first:
                 answered_at, first = date, False
             servers.update((server.id, server) for server in page.servers)
             unreadable.update(page.unreadable)
             anonymous += page.anonymous
-        return Listing(servers, frozenset(unreadable), anonymous, since, answered_at)
+            if page.newest is not None and (newest is None or page.newest > newest):
+                newest = page.newest
+        return Listing(
+            servers,
+            frozenset(unreadable),
+            anonymous,
+            since=since,
+            answered_at=answered_at,
+            newest=newest,
+        )
 
     # -- the rebuild --
 

@@ -39,11 +39,11 @@ __all__ = ["Action", "Listing", "decide", "next_bound", "plan_since"]
 
 @attrs.frozen
 class Listing:
-    """A complete listing (every page), read entry by entry."""
+    """A complete listing (every page), read entry by entry, for the watched servers."""
 
-    #: The readable entries, by id.
+    #: The readable entries of watched servers, by id.
     servers: Mapping[str, Server]
-    #: Ids of entries that could not be read as servers.
+    #: Ids of watched servers whose entries could not be read as servers.
     unreadable: frozenset[str] = frozenset()
     #: Entries that could not be read and whose id could not be read either.
     anonymous: int = 0
@@ -51,6 +51,8 @@ class Listing:
     since: datetime | None = None
     #: The service's ``Date`` of the first page's answer (None: no usable ``Date``).
     answered_at: datetime | None = None
+    #: The newest ``updated`` of any entry, watched or not (None: none could be read).
+    newest: datetime | None = None
 
 
 class Action(enum.Enum):
@@ -101,10 +103,7 @@ def next_bound(listing: Listing, *, previous: datetime | None, elapsed: float) -
     is not (the API host's clock may run ahead of the compute hosts'). A ``Date`` only caps it,
     and so does, without one, the time passed since ``previous``: one record written by a clock
     far ahead must not carry every later listing past the changes it should show."""
-    newest = max(
-        (server.updated for server in listing.servers.values() if server.updated is not None),
-        default=None,
-    )
+    newest = listing.newest
     if newest is None:
         # Nothing shown, so nothing to go by: the changes after ``previous`` are still ahead.
         return previous

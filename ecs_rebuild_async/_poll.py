@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime, timedelta
 
 import anyio
@@ -71,8 +71,9 @@ class Observation:
 
 
 FetchOne = Callable[[str], Awaitable[Server | None]]
-#: changes-since service time (None: every server) -> the complete listing
-ListChanged = Callable[[datetime | None], Awaitable[Listing]]
+#: (changes-since service time or None for every server, the watched ids) -> the complete
+#: listing, for those ids
+ListChanged = Callable[[datetime | None, Collection[str]], Awaitable[Listing]]
 EventCallback = Callable[[RebuildEvent], object]
 
 
@@ -249,7 +250,7 @@ class FleetPoller:
         margin = timedelta(seconds=self._settings.changes_since_margin)
         since = plan_since(self._bound, [w.since for w in watches if not w.covered], margin)
         try:
-            listing = await self._list_changed(since)
+            listing = await self._list_changed(since, self._watches.keys())
         except _LISTING_REFUSED as exc:
             logger.warning("listing servers failed (%s); reading them one by one", exc)
             self._listing_supported = False

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import sys
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -263,11 +263,16 @@ class ServerPage:
 
     An entry that cannot be read as a server does not spoil the page: it is kept in
     ``unreadable`` under its id when the id itself can be read, else counted in ``anonymous``
-    (an entry that could be any server)."""
+    (an entry that could be any server). Read for a set of ``wanted`` ids, the page holds only
+    their servers; the others are looked at for their id and ``updated`` alone."""
 
     servers: list[Server]
     unreadable: dict[str, ResponseError]
     anonymous: int
+    #: The id of every entry whose id could be read, in order.
+    ids: list[str]
+    #: The newest ``updated`` of any entry (None: no entry has a readable one).
+    newest: datetime | None
     #: The answer has a ``next`` link: the listing goes on.
     has_next: bool
     #: The ``marker`` the ``next`` link names (None: it names none).
@@ -289,6 +294,17 @@ def _entry_id(item: object) -> str | None:
         if type(value) is str and value:
             return value
     return None
+
+
+def _entry_updated(item: object) -> datetime | None:
+    """An entry's ``updated``, or None when it has none that can be read."""
+    value = item.get("updated") if isinstance(item, dict) else None
+    if not isinstance(value, str):
+        return None
+    try:
+        return parse_timestamp(value)
+    except (ValueError, OverflowError):
+        return None
 
 
 def _next_marker(
@@ -325,10 +341,16 @@ def _next_marker(
 
 
 def server_page_from_wire(
-    body: object, *, status: int | None = None, request_id: str | None = None
+    body: object,
+    *,
+    wanted: Container[str] | None = None,
+    status: int | None = None,
+    request_id: str | None = None,
 ) -> ServerPage:
-    """A ``/servers/detail`` page. ResponseError only when the page as a whole cannot be read
-    (no ``servers`` list, an unreadable ``next`` link); one bad entry spoils only itself."""
+    """A ``/servers/detail`` page: the servers of every entry, or of the ``wanted`` ids only.
+
+    ResponseError only when the page as a whole cannot be read (no ``servers`` list, an
+    unreadable ``next`` link); one bad entry spoils only itself."""
     if not isinstance(body, dict) or not isinstance(body.get("servers"), list):
         raise ResponseError(
             "the server list answer has no 'servers' list", status=status, request_id=request_id
@@ -336,21 +358,27 @@ def server_page_from_wire(
     servers: list[Server] = []
     unreadable: dict[str, ResponseError] = {}
     anonymous = 0
+    ids: list[str] = []
+    newest: datetime | None = None
     entries: list[object] = body["servers"]
     for item in entries:
         entry_id = _entry_id(item)
-        try:
-            server = server_from_wire(item, status=status, request_id=request_id)
-        except ResponseError as exc:
-            if entry_id is None:
-                anonymous += 1
-            else:
-                unreadable[entry_id] = exc
+        updated = _entry_updated(item)
+        if updated is not None and (newest is None or updated > newest):
+            newest = updated
+        if entry_id is None:
+            anonymous += 1  # a server needs an id: this entry is unreadable, and anyone's
             continue
-        servers.append(server)
+        ids.append(entry_id)
+        if wanted is not None and entry_id not in wanted:
+            continue
+        try:
+            servers.append(server_from_wire(item, status=status, request_id=request_id))
+        except ResponseError as exc:
+            unreadable[entry_id] = exc
     has_next, next_marker = _next_marker(body.get("servers_links"), status, request_id)
     last_id = _entry_id(entries[-1]) if entries else None
-    return ServerPage(servers, unreadable, anonymous, has_next, next_marker, last_id)
+    return ServerPage(servers, unreadable, anonymous, ids, newest, has_next, next_marker, last_id)
 
 
 # --- requests ----------------------------------------------------------------------------------

@@ -70,27 +70,32 @@ def test_plan_since(
     assert plan_since(bound, uncovered, MARGIN) == expected
 
 
-def _shown(*updated: datetime | None) -> dict[str, Server]:
-    return {f"s{i}": srv(f"s{i}", value) for i, value in enumerate(updated)}
+def _shown(*updated: datetime | None, date: datetime | None = None) -> Listing:
+    """A listing whose entries were last updated at ``updated`` (None: no readable time)."""
+    servers = {f"s{i}": srv(f"s{i}", value) for i, value in enumerate(updated)}
+    times = [value for value in updated if value is not None]
+    return Listing(servers, answered_at=date, newest=max(times, default=None))
 
 
 # (listing, previous bound, local seconds since it was set) -> next bound
 BOUNDS = [
     # The newest `updated` shown, capped by the answer's Date.
-    (Listing(_shown(at(1), at(4)), answered_at=at(6)), None, 0.0, at(4)),
+    (_shown(at(1), at(4), date=at(6)), None, 0.0, at(4)),
     # A Date that runs ahead of the compute hosts' clocks does not carry the bound past them.
-    (Listing(_shown(at(1), at(4)), answered_at=at(600)), at(0), 5.0, at(4)),
+    (_shown(at(1), at(4), date=at(600)), at(0), 5.0, at(4)),
     # A record written by a clock ahead is capped by the Date.
-    (Listing(_shown(at(1), at(900)), answered_at=at(6)), None, 0.0, at(6)),
+    (_shown(at(1), at(900), date=at(6)), None, 0.0, at(6)),
     # Without a Date: the newest `updated`, never faster than the time passed here.
-    (Listing(_shown(at(3))), at(0), 10.0, at(3)),
-    (Listing(_shown(at(900))), at(0), 10.0, at(10)),
-    (Listing(_shown(at(900))), None, 0.0, at(900)),
+    (_shown(at(3)), at(0), 10.0, at(3)),
+    (_shown(at(900)), at(0), 10.0, at(10)),
+    (_shown(at(900)), None, 0.0, at(900)),
     # Nothing shown: nothing to go by, the bound stays (with or without a Date).
-    (Listing({}, answered_at=at(600)), at(2), 30.0, at(2)),
-    (Listing({}), None, 30.0, None),
+    (_shown(date=at(600)), at(2), 30.0, at(2)),
+    (_shown(), None, 30.0, None),
     # Entries without an `updated` prove no time.
-    (Listing(_shown(None), answered_at=at(6)), at(2), 1.0, at(2)),
+    (_shown(None, date=at(6)), at(2), 1.0, at(2)),
+    # Entries of servers nobody watches count too: the listing's newest time is any entry's.
+    (Listing({}, answered_at=at(6), newest=at(5)), at(2), 1.0, at(5)),
 ]
 
 
@@ -108,9 +113,12 @@ def test_a_skewed_date_never_makes_the_next_listing_skip_a_change() -> None:
     skew = timedelta(minutes=10)
     for tick in range(5):
         listing_time = at(tick * 3)
-        shown = _shown(listing_time - timedelta(seconds=1))
+        changed = listing_time - timedelta(seconds=1)
         listing = Listing(
-            shown, since=plan_since(bound, [], MARGIN), answered_at=listing_time + skew
+            {"s": srv("s", changed)},
+            since=plan_since(bound, [], MARGIN),
+            answered_at=listing_time + skew,
+            newest=changed,
         )
         bound = next_bound(listing, previous=bound, elapsed=3.0)
         changed_next = listing_time + timedelta(seconds=1)

@@ -245,7 +245,8 @@ def test_server_list_sample_parses(relative: str) -> None:
     sample = load_sample(relative)
     page = server_page_from_wire(sample)
     assert [s.id for s in page.servers] == [item["id"] for item in sample["servers"]]
-    assert not page.unreadable and page.anonymous == 0
+    assert not page.unreadable
+    assert page.anonymous == 0
     for body, server in zip(sample["servers"], page.servers, strict=True):
         _check_server(body, relative, server)
     links = [link for link in sample.get("servers_links", []) if link["rel"] == "next"]
