@@ -29,6 +29,8 @@ __all__ = ["ComputeApi", "check_server_id"]
 
 # How many checked requests are remembered (a fleet usually shares one).
 _CHECKED_KEPT = 1024
+# A read answered with another server's body is asked again this many times.
+_MIXED_UP_RETRIES = 2
 
 
 def check_server_id(server_id: object) -> str:
@@ -120,20 +122,30 @@ class ComputeApi:
     # -- reads --
 
     async def server_answer(self, server_id: str) -> tuple[Server, datetime | None]:
-        """``GET /servers/{id}``: the server and the service's time. Raises NotFound."""
-        answer = await self.session.request(
-            "GET", _server_path(server_id), version=await self.read_version()
-        )
-        self.remember_clock(answer.date)
-        server = server_from_wire(answer.body, status=answer.status, request_id=answer.request_id)
-        if server.id != server_id:
-            # A proxy or cache mixed answers up: this body is not the server asked for.
-            raise ResponseError(
-                f"the answer for server {server_id} shows another server, {server.id!r:.80}",
-                status=answer.status,
-                request_id=answer.request_id,
+        """``GET /servers/{id}``: the server and the service's time. Raises NotFound.
+
+        An answer that shows another server (a proxy or cache mixed answers up) is never taken
+        for this one: the GET is asked again, and a ResponseError ends it when the mix-up
+        persists."""
+        retries = _MIXED_UP_RETRIES
+        while True:
+            answer = await self.session.request(
+                "GET", _server_path(server_id), version=await self.read_version()
             )
-        return server, answer.date
+            server = server_from_wire(
+                answer.body, status=answer.status, request_id=answer.request_id
+            )
+            if server.id == server_id:
+                # (A mixed-up answer's Date may be a cache's too: only this one is kept.)
+                self.remember_clock(answer.date)
+                return server, answer.date
+            if retries == 0:
+                raise ResponseError(
+                    f"the answer for server {server_id} shows another server, {server.id!r:.80}",
+                    status=answer.status,
+                    request_id=answer.request_id,
+                )
+            retries -= 1
 
     async def read_server(self, server_id: str) -> tuple[Server | None, datetime | None]:
         """As :meth:`server_answer`, with None for a server that is gone."""

@@ -13,6 +13,7 @@ import faulthandler
 import functools
 import logging
 import math
+import random
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -285,6 +286,18 @@ async def test_another_servers_body_is_a_typed_error_never_that_server() -> None
 
 
 @pytest.mark.anyio
+async def test_a_passing_mix_up_is_read_again_and_never_taken_for_the_server() -> None:
+    fake = FakeCompute(time_scale=0)
+    mine, _ = fake.add_servers(2)
+    async with client_for(fake) as ecs:
+        fake.faults.script("GET", "server", ["other_server", "other_server"])
+        server = await ecs.get_server(mine)
+    assert server.id == mine
+    assert fake.stats.faults["other_server"] == 2
+    assert fake.stats.requests[("GET", "server")] == 3
+
+
+@pytest.mark.anyio
 async def test_another_servers_body_fails_only_the_wait_it_was_read_for() -> None:
     fake = FakeCompute(time_scale=0, rebuild_seconds=3)
     ids = fake.add_servers(4)
@@ -412,3 +425,88 @@ async def test_many_waits_under_every_fault_at_once_end_true_and_by_their_deadli
     assert max(ended.values()) < timeout + final_budget
     assert stepper.steps >= 6
     assert stats["poll_listings"] >= 1
+
+
+# -- random fleets under random combinations ---------------------------------------------------
+
+
+def _random_world(seed: int) -> tuple[FakeCompute, dict[str, str], set[str], str]:
+    """A fake with a random mix of the faults the poller must survive: (the fake, the state
+    each target must end in, the targets whose rebuild fails, what was drawn)."""
+    rng = random.Random(seed)
+    rebuild_seconds = rng.choice([3.0, 6.0])
+    drawn: dict[str, Any] = {
+        # Shorter than the rebuild by a step or more: a REBUILD is always there to be seen.
+        "read_lag": rng.choice([0.0, 1.0, rebuild_seconds - 1.0]),
+        "date_header": rng.choice(["service", "missing", "garbage"]),
+        "date_skew": rng.choice([0.0, -90.0]),  # a Date behind the compute hosts' clocks
+        "max_limit": rng.choice([3, 7, 1000]),
+        "paging": rng.choice(["nova", "nova", "ignore_marker", "next_to_self"]),
+    }
+    fake = FakeCompute(
+        time_scale=0, rebuild_seconds=rebuild_seconds, accepted_body="stale", seed=seed, **drawn
+    )
+    expected: dict[str, str] = {}
+    for server_id in fake.add_servers(rng.randint(3, 25)):
+        expected[server_id] = "ACTIVE"
+    for server_id in fake.add_servers(rng.randint(0, 3), prefix="stopped", status="SHUTOFF"):
+        expected[server_id] = "SHUTOFF"
+    failing = set(fake.add_servers(rng.randint(0, 3), prefix="failing", fail=True))
+    expected.update(dict.fromkeys(failing, "ERROR"))
+    bystander = fake.add_server(name="bystander")
+    if rng.random() < 0.5:
+        drawn["bad bystander"] = rng.choice([None, {"id": 17}])
+        fake.corrupt_record(bystander, drawn["bad bystander"])
+    if rng.random() < 0.5:
+        drawn["bad in listings"] = 1
+        fake.corrupt_record(rng.choice(list(expected)), listings_only=True)
+    if rng.random() < 0.3:
+        drawn["other_server"] = 0.1
+        fake.faults.rate("other_server", 0.1, method="GET", route="server")
+    described = " ".join(f"{key}={value}" for key, value in drawn.items())
+    return fake, expected, failing, described
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("seed", range(6))
+async def test_random_fleets_under_random_faults_end_true_and_in_time(
+    seed: int, figures: list[str]
+) -> None:
+    fake, expected, failing, described = _random_world(seed)
+    targets = list(expected)
+    timeout = DEADLINE
+    ended: dict[str, float] = {}
+    async with client_for(fake) as ecs, stepping(fake, ecs):
+        started = anyio.current_time()
+
+        def record(outcome: RebuildOutcome) -> None:
+            ended[outcome.server_id] = anyio.current_time() - started
+
+        outcomes = await ecs.rebuild_many(
+            targets, REQUEST, concurrency=len(targets), timeout=timeout, on_outcome=record
+        )
+        stats = ecs.stats
+    assert [o.server_id for o in outcomes] == targets  # one outcome per server, in order
+    mixed_up = 0
+    for outcome in outcomes:
+        server_id = outcome.server_id
+        assert fake.rebuilds_accepted(server_id) == 1  # never twice
+        if outcome.ok:
+            assert server_id not in failing
+            assert rebuilt_truly(fake, server_id, expected[server_id]), outcome
+        elif server_id in failing:
+            assert isinstance(outcome.error, RebuildFailed), outcome
+        else:
+            # The one way a healthy server's wait may fail here: its own read was answered with
+            # another server's body.
+            assert isinstance(outcome.error, ResponseError), outcome
+            assert "another server" in str(outcome.error)
+            mixed_up += 1
+    final_budget = max(1.0, min(10.0, timeout * 0.1))
+    assert max(ended.values()) < timeout + final_budget
+    figures.append(
+        f"poller[{seed}] {described}: {len(targets)} waits, "
+        f"{sum(o.ok for o in outcomes)} ok, {len(failing)} failed, {mixed_up} mixed-up reads; "
+        f"listings {stats['poll_listings']}, single reads {stats['poll_single_reads']}, "
+        f"pages {listing_pages(fake)}"
+    )
