@@ -14,6 +14,7 @@ import json
 import logging
 import random
 import re
+import socket
 import ssl
 import time
 from collections import deque
@@ -206,6 +207,81 @@ def _maybe_sent(exc: httpx.TransportError) -> bool:
     return not isinstance(
         exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol)
     )
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and every exception behind it (causes, contexts, members of groups), bounded."""
+    seen: list[BaseException] = []
+    stack = [exc]
+    while stack and len(seen) < 32:
+        item = stack.pop()
+        if any(item is known for known in seen):
+            continue
+        seen.append(item)
+        stack.extend(getattr(item, "exceptions", ()) or ())  # an ExceptionGroup's members
+        for attribute in ("certificate_error", "os_error"):  # aiohttp keeps them here
+            inner = getattr(item, attribute, None)
+            if isinstance(inner, BaseException):
+                stack.append(inner)
+        for inner in (item.__cause__, item.__context__):
+            if inner is not None:
+                stack.append(inner)
+    return seen
+
+
+#: (what the OS said, reason): the first kind found behind a transport failure names it.
+_OS_REASONS: tuple[tuple[type[BaseException], str], ...] = (
+    (ssl.SSLError, "tls"),
+    (ssl.CertificateError, "tls"),
+    (ConnectionRefusedError, "refused"),
+    (socket.gaierror, "dns"),
+    (ConnectionResetError, "reset"),
+    (BrokenPipeError, "reset"),
+    (TimeoutError, "timeout"),
+)
+
+_REASON_WORDS = {
+    "tls": "TLS failed",
+    "refused": "connection refused",
+    "dns": "host name not resolved",
+    "reset": "connection reset",
+    "timeout": "timed out",
+    "other": "failed",
+}
+
+
+def transport_failure(exc: BaseException) -> tuple[str, BaseException | None]:
+    """(reason, the operating system's error) behind a transport failure. Pure.
+
+    The reason is ``tls``, ``refused``, ``dns``, ``reset``, ``timeout`` or ``other``: read
+    from the OS error under the HTTP stack's own exception, since httpx-aiohttp reports a
+    refused connection and a certificate failure alike as ``ConnectTimeout``.
+    """
+    causes = _causes(exc)
+    for kind, reason in _OS_REASONS:
+        for cause in causes:
+            if isinstance(cause, kind):
+                return reason, cause
+    if any(isinstance(cause, httpx.TimeoutException) for cause in causes):
+        return "timeout", None
+    if any(type(cause).__name__ == "ServerDisconnectedError" for cause in causes):
+        return "reset", None
+    return "other", next((c for c in causes if isinstance(c, OSError)), None)
+
+
+def transport_message(method: str, url: object, reason: str, cause: BaseException | None) -> str:
+    """One line for a failed request: what was asked, what happened, what the OS said."""
+    text = f"{method} {url} failed: {_REASON_WORDS.get(reason, 'failed')}"
+    if cause is not None:
+        said = " ".join(str(getattr(cause, "strerror", None) or cause).split())[:200]
+        if said and said.lower() not in text.lower():
+            text += f" ({said})"
+    return text
+
+
+#: Failures that the same request, repeated at once, would meet again: repeating them only
+#: delays the report (a refused connection retried with back-off took 12 s to be told).
+NOT_RETRIED_REASONS = frozenset({"refused", "dns", "tls"})
 
 
 def _failed_request(exc: httpx.TransportError) -> httpx.Request | None:
@@ -549,6 +625,8 @@ class Session:
             if isinstance(exc, RateLimited):
                 return True
             if isinstance(exc, TransportError):
+                if exc.reason in NOT_RETRIED_REASONS:
+                    return False
                 return idempotent or not exc.maybe_sent
             return idempotent and isinstance(exc, ServerError) and exc.status in _RETRYABLE_STATUS
 
@@ -617,18 +695,23 @@ class Session:
             # A failure of a request the auth flow sent first (a Keystone token request)
             # means this request never left.
             maybe_sent = _maybe_sent(exc) and _failed_request(exc) in (None, request)
+            reason, os_error = transport_failure(exc)
+            if reason in ("refused", "dns"):
+                maybe_sent = False  # no connection was made: nothing can have been sent
             logger.debug(
-                "%s %s failed after %.3fs: %s",
+                "%s %s failed after %.3fs: %s (%s)",
                 method,
                 url,
                 time.perf_counter() - started,
                 type(exc).__name__,
+                reason,
             )
+            message = transport_message(method, request.url.copy_with(query=None), reason, os_error)
             raise TransportError(
-                f"{method} {request.url.copy_with(query=None)} failed: {type(exc).__name__}"
-                + ("" if maybe_sent else " (not sent)"),
+                message + ("" if maybe_sent else " (not sent)"),
                 maybe_sent=maybe_sent,
-            ) from None
+                reason=reason,
+            ) from os_error
         except httpx.HTTPError as exc:
             raise TransportError(
                 f"{method} {url} failed: {type(exc).__name__}", maybe_sent=True
