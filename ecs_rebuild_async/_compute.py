@@ -73,7 +73,7 @@ class ComputeApi:
 
     async def negotiate(self, request: RebuildRequest | None = None) -> APIVersion | None:
         """The microversion a request would be sent with (None: no microversion header)."""
-        fields = request.wire_fields() if request is not None else frozenset()
+        fields = request.version_needs() if request is not None else frozenset()
         return negotiate(
             fields,
             await self.session.service_versions(),

@@ -42,6 +42,7 @@ from ._errors import (
 from ._microversion import APIVersion, VersionRange, parse_version
 from ._serde import wire_version_header
 from ._settings import ClientSettings
+from ._validation import check_endpoint
 from ._version import __version__
 
 __all__ = ["Answer", "Session", "default_transport"]
@@ -454,7 +455,7 @@ class Session:
         verify: bool | str = True,
     ) -> None:
         self._verify = verify
-        self._endpoint = endpoint.rstrip("/") if endpoint else None
+        self._endpoint = check_endpoint(endpoint).rstrip("/") if endpoint is not None else None
         self._auth = auth
         self._settings = settings
         self._given_client = http_client
@@ -473,6 +474,11 @@ class Session:
     @property
     def settings(self) -> ClientSettings:
         return self._settings
+
+    @property
+    def endpoint(self) -> str | None:
+        """The compute endpoint, once known (given, or read from the catalog)."""
+        return self._endpoint
 
     # -- lifecycle --
 
