@@ -273,6 +273,22 @@ class AsyncEcsClient:
         server, _ = await self._compute.server_answer(server_id)
         return server
 
+    async def find_servers(self, name: str) -> list[Server]:
+        """The servers called exactly ``name`` (none, one, or several: names need not be
+        unique), through the server listing."""
+        if not isinstance(name, str) or not name:
+            raise InvalidRequest("a server name is a non-empty string", field="name")
+        return await self._compute.servers_named(name)
+
+    async def find_images(self, name: str) -> list[str]:
+        """The ids of the images called exactly ``name``, from the catalog's image service.
+
+        Raises InvalidRequest when the credentials have no service catalog (a token or AK/SK).
+        """
+        if not isinstance(name, str) or not name:
+            raise InvalidRequest("an image name is a non-empty string", field="image_ref")
+        return await self._compute.image_ids_named(name)
+
     async def rebuild(self, server_id: str, request: RebuildRequest) -> Server:
         """Send the rebuild (at most once) and return the server of the 202 answer.
 
@@ -408,6 +424,7 @@ class AsyncEcsClient:
         on_outcome: OutcomeCallback | None = None,
         on_event: EventCallback | None = None,
         report: BulkReport | None = None,
+        before: Mapping[str, Server] | None = None,
     ) -> list[RebuildOutcome]:
         """Rebuild many servers and wait for each; one RebuildOutcome per server, in order.
 
@@ -417,10 +434,14 @@ class AsyncEcsClient:
         most ``concurrency`` rebuilds are in flight; ``timeout`` bounds each server's wait.
         One server's failure never stops the others. ``report`` (a BulkReport) is filled as
         the run goes, so that after a cancellation it says which rebuilds were submitted.
+        ``before`` holds servers as the caller read them just before the run: each one's wait
+        starts from that state instead of a read of its own.
         """
         targets = normalize_targets(servers, request)
         report = report if report is not None else BulkReport()
-        befores = await self._read_fleet([server_id for server_id, _ in targets])
+        known = dict(before or {})
+        befores = await self._read_fleet([sid for sid, _ in targets if sid not in known])
+        befores.update(known)
 
         async def run_one(server_id: str, one_request: RebuildRequest, mark: Any) -> Server:
             before = befores.get(server_id)

@@ -528,6 +528,12 @@ class Session:
                 self._endpoint = found.rstrip("/")
             return self._endpoint
 
+    async def service_url(self, service_type: str) -> str | None:
+        """Another service's endpoint (``image``...) from the auth's catalog; None without."""
+        return await self._auth.service_endpoint(
+            self._http(), service_type, interface=self._interface, region=self._region
+        )
+
     @staticmethod
     def _version_root(compute_url: str) -> tuple[str, str | None]:
         """(root URL of the compute API, "v2.1" / "v2" / None) from the endpoint's path."""
