@@ -65,6 +65,9 @@ __all__ = [
 
 _CONFIG_ERRORS = (UsageError, InvalidRequest, MicroversionError, Forbidden)
 
+# Up to this many servers, each is read before the run; more are listed by the library.
+_READ_ALL_UP_TO = 50
+
 
 @attrs.frozen
 class Io:
@@ -131,7 +134,10 @@ async def _rebuild_online(
         # The servers are read before anything is sent, once each: rejected credentials or an
         # unreachable service stop the run here; a dry run checks each server; without --image
         # each server's current image is the one to rebuild with.
-        must_read = server_ids if (args.dry_run or image is None) else server_ids[:1]
+        # A run of a few servers reads them all (the library would read each one anyway): the
+        # results then name every server, conflicts and not-found ones included.
+        few = len(server_ids) <= _READ_ALL_UP_TO
+        must_read = server_ids if (args.dry_run or image is None or few) else server_ids[:1]
         unread = [sid for sid in must_read if sid not in before]
         before.update(await read_servers(client, unread, args.concurrency))
         requests = _requests(args, image, server_ids, before)
@@ -415,24 +421,27 @@ def _exit_for(exc: BaseException, io: Io) -> int | None:
 
 
 class _Logging:
-    """Library logs on standard error while a command runs (-v: info, -vv: debug and HTTP)."""
-
-    _NAMES = ("ecs_rebuild_async", "httpx")
+    """Library logs on standard error while a command runs: -v the library's notices (the
+    changes of state are printed by the run), -vv every HTTP request and the debug detail."""
 
     def __init__(self, verbose: int, stream: TextIO) -> None:
         self._handler = logging.StreamHandler(stream)
         self._handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-        self._level = (
-            logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-        )
+        debug = verbose >= 2
+        self._levels = {
+            "ecs_rebuild_async": (
+                logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
+            ),
+            "httpx": logging.INFO if debug else logging.WARNING,
+        }
         self._saved: list[tuple[logging.Logger, int, bool]] = []
 
     def __enter__(self) -> None:
-        for name in self._NAMES:
+        for name, level in self._levels.items():
             logger = logging.getLogger(name)
             self._saved.append((logger, logger.level, logger.propagate))
             logger.addHandler(self._handler)
-            logger.setLevel(self._level)
+            logger.setLevel(level)
             logger.propagate = False
 
     def __exit__(self, *exc: object) -> None:
