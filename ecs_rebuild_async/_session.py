@@ -275,6 +275,8 @@ def transport_message(method: str, url: object, reason: str, cause: BaseExceptio
     text = f"{method} {url} failed: {_REASON_WORDS.get(reason, 'failed')}"
     if cause is not None:
         said = " ".join(str(getattr(cause, "strerror", None) or cause).split())[:200]
+        if not said and isinstance(cause, ConnectionResetError):
+            said = "the connection was reset while it was being set up"
         if said and said.lower() not in text.lower():
             text += f" ({said})"
     return text
@@ -710,6 +712,11 @@ class Session:
             reason, os_error = transport_failure(exc)
             if reason in ("refused", "dns"):
                 maybe_sent = False  # no connection was made: nothing can have been sent
+            elif reason == "reset" and not maybe_sent and request.url.scheme == "https":
+                # Connected, then cut off before a request could go: under asyncio a failed
+                # TLS handshake often reads as a bare reset (a plain-HTTP port, say).
+                reason = "tls"
+                os_error = os_error or ConnectionResetError("connection reset during TLS setup")
             logger.debug(
                 "%s %s failed after %.3fs: %s (%s)",
                 method,

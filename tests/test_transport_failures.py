@@ -8,11 +8,13 @@ import socket
 import ssl
 
 import anyio
+import anyio.abc
 import httpx
 import pytest
 
-from ecs_rebuild_async import AsyncEcsClient, TokenAuth, TransportError
+from ecs_rebuild_async import AsyncEcsClient, ClientSettings, TokenAuth, TransportError
 from ecs_rebuild_async._session import transport_failure
+from ecs_rebuild_async.testing import FakeCompute
 
 
 def _chained(outer: BaseException, *inner: BaseException) -> BaseException:
@@ -85,3 +87,44 @@ async def test_a_refused_connection_is_reported_at_once_with_the_os_error() -> N
     assert "reason='refused'" in repr(error)
     # One try: nothing listens, and repeating it would only delay the answer.
     assert ecs.stats.get("GET versions", 0) == 1
+
+
+@pytest.mark.anyio
+async def test_https_to_a_plain_http_server_is_a_tls_failure() -> None:
+    fake = FakeCompute()
+    async with fake.serve_tcp() as base:
+        url = base.replace("http://", "https://") + f"/v2.1/{fake.project_id}"
+        async with AsyncEcsClient(url, auth=TokenAuth(fake.token)) as ecs:
+            with anyio.fail_after(10), pytest.raises(TransportError) as caught:
+                await ecs.get_server("a0a80a94-3d81-4a10-822a-daa0cf9e870b")
+
+    assert caught.value.reason == "tls"
+    # trio's httpx reports the SSLError; asyncio's aiohttp a reset of the handshake.
+    assert isinstance(caught.value.__cause__, (ssl.SSLError, ConnectionResetError))
+    assert "TLS failed" in str(caught.value)
+
+
+@pytest.mark.anyio
+async def test_a_service_that_never_answers_is_a_timeout_retried_like_one() -> None:
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    held: list[anyio.abc.SocketStream] = []
+
+    async def hold(stream: anyio.abc.SocketStream) -> None:
+        held.append(stream)  # accepted, never answered
+        await anyio.sleep_forever()
+
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    settings = ClientSettings(
+        request_timeout=0.2, connect_timeout=0.2, retry_attempts=2, backoff_initial=0.01
+    )
+    async with anyio.create_task_group() as group:
+        group.start_soon(listener.serve, hold)
+        url = f"http://127.0.0.1:{port}/v2.1/6f70656e"
+        async with AsyncEcsClient(url, auth=TokenAuth("t"), settings=settings) as ecs:
+            with anyio.fail_after(10), pytest.raises(TransportError) as caught:
+                await ecs.get_server("a0a80a94-3d81-4a10-822a-daa0cf9e870b")
+        group.cancel_scope.cancel()
+
+    assert caught.value.reason == "timeout"
+    assert "timed out" in str(caught.value)
+    assert len(held) == 2  # a timeout may be passing: it is tried again
