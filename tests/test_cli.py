@@ -730,3 +730,15 @@ def test_a_ca_bundle_from_clouds_yaml_is_used_and_a_missing_one_is_a_configurati
     assert code == 2
     assert len(err.strip().splitlines()) == 1
     assert "no-such-ca.pem" in err
+
+
+def test_the_readme_documents_exactly_the_json_fields() -> None:
+    from ecs_rebuild_async.cli.output import RECORD_FIELDS
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("## The command line", 1)[1].split("\n## ", 1)[0]
+    table = section.split("| field | meaning |", 1)[1].split("\n\n", 1)[0]
+    documented = [line.split("`")[1] for line in table.splitlines() if line.startswith("| `")]
+
+    assert documented == list(RECORD_FIELDS)
+    assert set(RECORD_FIELDS) == RECORD_KEYS
