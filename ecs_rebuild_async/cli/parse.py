@@ -235,7 +235,8 @@ def connection_options(parser: argparse.ArgumentParser) -> None:
         ("--os-interface", "INTERFACE"),
         ("--os-cacert", "PATH"),
     ):
-        group.add_argument(flag, metavar=metavar, help=argparse.SUPPRESS)
+        variable = flag[2:].upper().replace("-", "_")
+        group.add_argument(flag, metavar=metavar, help=f"as {variable}")
     group.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
 
 
