@@ -691,9 +691,11 @@ class Session:
         await self.pacer.acquire()
         started = time.perf_counter()
         key = _request_kind(method, url)
-        self.counts[key] = self.counts.get(key, 0) + 1
         try:
             async with self._in_flight:
+                # Counted once it is past the last point where a cancellation can stop it
+                # unsent, so that "requests sent" does not count one that never left.
+                self.counts[key] = self.counts.get(key, 0) + 1
                 # Once a request that must not run twice is on the wire, its answer is awaited
                 # even if the caller is cancelled meanwhile (bounded by the request timeout):
                 # only then is it known whether the service carried it out.
