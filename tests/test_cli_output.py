@@ -268,3 +268,22 @@ def test_os_compute_api_version_pins_the_microversion(
     assert code == 0, capsys.readouterr().err
     (post,) = [r for r in fake.requests if r.method == "POST"]
     assert post.header("OpenStack-API-Version") == "compute 2.19"
+
+
+def test_a_401_says_what_was_refused(fake: FakeCompute, capsys: pytest.CaptureFixture[str]) -> None:
+    server_id = fake.add_server()
+    wrong = [a if a != fake.password else "wrong-password" for a in keystone(fake)]
+
+    code = run(fake, ["rebuild", server_id, "--image", fake.default_image, *wrong], environ={})
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "HTTP 401: Keystone refused the credentials" in err
+    assert "wrong-password" not in err
+
+    fake.expire_tokens()
+    code = run(fake, ["rebuild", server_id, "--image", fake.default_image])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "the token was refused: it has expired or been revoked" in err
+    assert fake.token not in err
+    assert fake.stats.requests[("POST", "rebuild")] == 0
