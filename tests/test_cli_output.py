@@ -244,6 +244,12 @@ def test_a_token_cloud_with_an_endpoint_and_an_endpoint_override(
 
     assert code == 0, capsys.readouterr().err
     assert fake.stats.requests[("POST", "rebuild")] == 1
+    # And the entry's own endpoint, without --endpoint.
+    clouds.write_text(
+        clouds.read_text().replace("https://elsewhere.example.com/v2.1/p", fake.compute_url)
+    )
+    assert run(fake, argv, environ=environ) == 0, capsys.readouterr().err
+    assert fake.stats.requests[("POST", "rebuild")] == 2
 
 
 def test_an_endpoint_without_its_version_says_how_to_write_it(
