@@ -204,6 +204,18 @@ async def test_a_page_cap_below_the_page_size_is_followed_by_next_links() -> Non
     assert listing_pages(fake) >= 3 * stats["poll_listings"]
 
 
+@pytest.mark.anyio
+async def test_find_servers_reads_past_a_capped_page() -> None:
+    # The name filter is a regular expression to Nova: a name with a dot lists every server.
+    fake = FakeCompute(time_scale=0, max_limit=3)
+    wanted = fake.add_server(name="web.1")
+    fake.add_servers(10)
+    async with client_for(fake) as ecs:
+        found = await ecs.find_servers("web.1")
+    assert [server.id for server in found] == [wanted]
+    assert listing_pages(fake) == 4  # 11 servers, 3 a page
+
+
 # -- case 7: one unreadable record in the shared listing ---------------------------------------
 
 
