@@ -77,6 +77,14 @@ class Stepper:
         self.ecs = ecs
         self.step = step
         self.steps = 0
+        self._waiting: list[tuple[int, anyio.Event]] = []
+
+    async def reached(self, steps: int) -> None:
+        """Return once the clock has been moved on ``steps`` times."""
+        if self.steps < steps:
+            event = anyio.Event()
+            self._waiting.append((steps, event))
+            await event.wait()
 
     async def run(self) -> None:
         seen = self.ecs.stats["poll_ticks"]
@@ -88,6 +96,9 @@ class Stepper:
                 self.fake.advance(self.step)
                 self.steps += 1
                 seen = ticks
+                for steps, event in self._waiting:
+                    if steps <= self.steps:
+                        event.set()
 
 
 @asynccontextmanager
@@ -437,6 +448,44 @@ async def test_many_waits_under_every_fault_at_once_end_true_and_by_their_deadli
     assert max(ended.values()) < timeout + final_budget
     assert stepper.steps >= 6
     assert stats["poll_listings"] >= 1
+
+
+@pytest.mark.anyio
+async def test_waits_cancelled_mid_tick_leave_the_others_served() -> None:
+    # Half the waits are cancelled at different points of the run (one of them may be the
+    # waiter that happens to be ticking, in the middle of its listing or reads); the others
+    # still end true.
+    fake = FakeCompute(time_scale=0, rebuild_seconds=6, max_limit=3, date_header="missing")
+    ids = fake.add_servers(10)
+    fake.corrupt_record(fake.add_server(name="bystander"), {"id": 17})
+    results: dict[str, object] = {}
+    async with client_for(fake) as ecs:
+        for server_id in ids:
+            await ecs.rebuild(server_id, REQUEST)
+        async with stepping(fake, ecs) as stepper:
+
+            async def wait(server_id: str, cancel_at_step: int | None) -> None:
+                with anyio.CancelScope() as scope:
+                    if cancel_at_step is not None:
+
+                        async def cancel_later() -> None:
+                            await stepper.reached(cancel_at_step)
+                            scope.cancel()
+
+                        group.start_soon(cancel_later)
+                    results[server_id] = await ecs.wait_for_rebuild(server_id, timeout=DEADLINE)
+                    return
+                results[server_id] = "cancelled"
+
+            async with anyio.create_task_group() as group:
+                for index, server_id in enumerate(ids):
+                    group.start_soon(wait, server_id, index if index % 2 else None)
+    for index, server_id in enumerate(ids):
+        if index % 2:  # cancelled by step 9, before its 6 s (12 steps) rebuild could end
+            assert results[server_id] == "cancelled"
+        else:
+            assert getattr(results[server_id], "id", None) == server_id, results[server_id]
+            assert rebuilt_truly(fake, server_id)
 
 
 # -- random fleets under random combinations ---------------------------------------------------
