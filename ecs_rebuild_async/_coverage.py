@@ -20,15 +20,16 @@ weak one, so it is trusted only when all of these hold:
 ``updated`` is written by the compute hosts' clocks, and ``changes-since`` compared with it;
 the ``Date`` header comes from the API host. So the next listing starts from the newest
 ``updated`` the last one showed, a margin further back, capped by that answer's ``Date`` (or,
-without one, by the time passed here); a wait's own acceptance time (a ``Date``) only starts the
-listing that must show its server, and a server it does not show is read on its own.
+without one, taken from the watched servers alone and capped by the time passed here); a wait's
+own acceptance time (a ``Date``) only starts the listing that must show its server, and a server
+it does not show is read on its own.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import attrs
 
@@ -91,7 +92,20 @@ def plan_since(
         return None
     if not known:
         return None
-    return min(known) - margin
+    try:
+        return min(known) - margin
+    except OverflowError:  # a time at the start of the calendar: no filter can start earlier
+        return None
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """``moment`` in UTC; None when it is unknown, or when UTC cannot hold it."""
+    if moment is None:
+        return None
+    try:
+        return moment.astimezone(timezone.utc)
+    except (OverflowError, ValueError):
+        return None
 
 
 def next_bound(listing: Listing, *, previous: datetime | None, elapsed: float) -> datetime | None:
@@ -100,15 +114,24 @@ def next_bound(listing: Listing, *, previous: datetime | None, elapsed: float) -
     ``previous`` is the bound ``listing`` was planned with (None: none yet) and ``elapsed`` the
     local seconds since that bound was set. The bound is the newest ``updated`` the listing
     showed: a time of the clock that changes-since is compared with, which the ``Date`` header
-    is not (the API host's clock may run ahead of the compute hosts'). A ``Date`` only caps it,
-    and so does, without one, the time passed since ``previous``: one record written by a clock
-    far ahead must not carry every later listing past the changes it should show."""
-    newest = listing.newest
-    if newest is None:
-        # Nothing shown, so nothing to go by: the changes after ``previous`` are still ahead.
-        return previous
+    is not (the API host's clock may run ahead of the compute hosts'). A ``Date`` caps it. With
+    no ``Date``, nothing vouches for the times of servers nobody waits for, so only the watched
+    servers' own count, and the bound never moves faster than time passes here: one record
+    written by a clock far ahead must not carry every later listing past the changes it should
+    show."""
     if listing.answered_at is not None:
+        newest = _utc(listing.newest)
+        if newest is None:
+            # Nothing shown, so nothing to go by: the changes after ``previous`` are ahead.
+            return previous
         return min(newest, listing.answered_at)
+    times = [_utc(server.updated) for server in listing.servers.values()]
+    newest = max((moment for moment in times if moment is not None), default=None)
+    if newest is None:
+        return previous
     if previous is not None:
-        return min(newest, previous + timedelta(seconds=max(elapsed, 0.0)))
+        try:
+            return min(newest, previous + timedelta(seconds=max(elapsed, 0.0)))
+        except OverflowError:  # ``previous`` at the end of the calendar caps nothing
+            return newest
     return newest

@@ -297,12 +297,13 @@ def _entry_id(item: object) -> str | None:
 
 
 def _entry_updated(item: object) -> datetime | None:
-    """An entry's ``updated``, or None when it has none that can be read."""
+    """An entry's ``updated`` in UTC, or None when it has none that can be read (or that UTC
+    cannot hold: ``9999-12-31T23:59:59-23:59``)."""
     value = item.get("updated") if isinstance(item, dict) else None
     if not isinstance(value, str):
         return None
     try:
-        return parse_timestamp(value)
+        return parse_timestamp(value).astimezone(timezone.utc)
     except (ValueError, OverflowError):
         return None
 

@@ -60,6 +60,8 @@ PLANS = [
     (at(9), [at(5)], at(3)),  # an earlier acceptance wins
     (at(9), [at(20)], at(7)),  # a Date ahead of the bound does not move it forward
     (at(9), [None], at(7)),  # unknown time, but a bound: its server is read if not shown
+    # The start of the calendar: no changes-since can look further back, so none is sent.
+    (datetime(1, 1, 1, tzinfo=timezone.utc), [], None),
 ]
 
 
@@ -94,8 +96,15 @@ BOUNDS = [
     (_shown(), None, 30.0, None),
     # Entries without an `updated` prove no time.
     (_shown(None, date=at(6)), at(2), 1.0, at(2)),
-    # Entries of servers nobody watches count too: the listing's newest time is any entry's.
+    # A bound at the end of the calendar caps nothing (and does not overflow).
+    (_shown(at(3)), datetime.max.replace(tzinfo=timezone.utc), 10.0, at(3)),
+    # Entries of servers nobody watches count too: the listing's newest time is any entry's,
     (Listing({}, answered_at=at(6), newest=at(5)), at(2), 1.0, at(5)),
+    # ... but without a Date nothing vouches for them: only the watched servers' times count.
+    (Listing(_shown(at(3)).servers, newest=at(900)), None, 0.0, at(3)),
+    (Listing({}, newest=at(900)), at(2), 1.0, at(2)),
+    # A time UTC cannot hold proves nothing.
+    (_shown(datetime.max.replace(tzinfo=timezone(-timedelta(hours=23)))), at(2), 1.0, at(2)),
 ]
 
 

@@ -95,3 +95,18 @@ def test_a_next_link_that_cannot_be_read_makes_the_listing_unreadable(links: Any
 def test_a_page_without_a_servers_list_is_a_response_error(body: Any) -> None:
     with pytest.raises(ResponseError, match="'servers' list"):
         server_page_from_wire(body)
+
+
+@pytest.mark.parametrize(
+    ("updated", "newest"),
+    [
+        ("2026-11-29T12:00:00+01:00", datetime(2026, 11, 29, 11, 0, tzinfo=timezone.utc)),
+        ("9999-12-31T23:59:59-23:59", None),  # past what UTC can hold
+        ("0001-01-01T00:00:00+01:00", None),  # before it
+        ("yesterday", None),
+        (5, None),
+    ],
+)
+def test_an_entrys_time_counts_only_when_utc_can_hold_it(updated: Any, newest: Any) -> None:
+    read = server_page_from_wire(page({"id": "x", "updated": updated}))
+    assert read.newest == newest

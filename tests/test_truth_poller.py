@@ -192,6 +192,25 @@ async def test_without_a_date_a_fleet_is_proven_by_observation(date_header: str)
     assert stats["poll_listings"] >= 1
 
 
+@pytest.mark.anyio
+@pytest.mark.parametrize("date_header", ["service", "missing"])
+@pytest.mark.parametrize("updated", ["9999-12-31T23:59:59Z", "9999-12-31T23:59:59-23:59"])
+async def test_a_record_from_the_end_of_time_does_not_carry_listings_past_changes(
+    date_header: str, updated: str
+) -> None:
+    fake = FakeCompute(time_scale=0, rebuild_seconds=3, date_header=date_header)  # type: ignore[arg-type]
+    ids = fake.add_servers(6)
+    fake.corrupt_record(fake.add_server(name="bystander"), {"updated": updated})
+    async with client_for(fake) as ecs, stepping(fake, ecs) as stepper:
+        outcomes = await ecs.rebuild_many(ids, REQUEST, timeout=DEADLINE)
+        stats = ecs.stats
+    assert all(o.ok for o in outcomes), [o.error for o in outcomes]
+    assert all(rebuilt_truly(fake, server_id) for server_id in ids)
+    # Seen by the listings, a few ticks after the 3 s rebuild, not by a recheck a minute on.
+    assert stepper.steps < 40
+    assert stats["poll_single_reads"] == 0
+
+
 # -- case 2: a page cap below list_page_size ---------------------------------------------------
 
 
