@@ -277,6 +277,8 @@ class AsyncEcsClient:
         tracker = self._accepted.get(server_id)
         if tracker is None:
             tracker = RebuildTracker.start(server_id, before=None, accepted_at=since)
+        elif since is not None:
+            tracker = tracker.knowing_acceptance(since)
         return await self._wait(tracker, limit, on_event)
 
     def _checked_timeout(self, timeout: object) -> float:

@@ -294,6 +294,12 @@ class RebuildTracker:
             return tracker
         return tracker._absorb(accepted)
 
+    def knowing_acceptance(self, accepted_at: datetime) -> RebuildTracker:
+        """This tracker, told when the service accepted the rebuild (if it did not know)."""
+        if self.accepted_at is not None:
+            return self
+        return attrs.evolve(self, accepted_at=_utc(accepted_at))
+
     # -- what is known -------------------------------------------------------------------
 
     @property
