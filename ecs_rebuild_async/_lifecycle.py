@@ -114,7 +114,8 @@ RULES: Final[tuple[Rule, ...]] = (
     Rule(
         "settled-before-acceptance",
         "stale",
-        "it is settled and its `updated` is before the second the service accepted the "
+        "it is settled (no task, not REBUILD) and its `updated` is before the second the "
+        "service accepted the "
         "rebuild (the `Date` of the 202), while no read has shown the rebuild running",
         "a `Date` ahead of the compute clock discards settled reads until one read shows the "
         "rebuild running; from then on the rule no longer applies",
@@ -218,7 +219,11 @@ class _Kind(enum.Enum):
 def _kind(status: ServerStatus, targets: frozenset[ServerStatus]) -> _Kind:
     if status is ServerStatus.REBUILD:
         return _Kind.REBUILD
-    if status in targets:
+    if status in targets or status is _SHUTOFF:
+        # A rebuild never passes through SHUTOFF: settled there (after proof), it has ended,
+        # even when the state read before said ACTIVE (the server was stopped before the POST,
+        # and no read showed the vm_state it kept while rebuilding). ACTIVE is not like that:
+        # a stopped server shows it for a moment before powering off.
         return _Kind.TARGET
     if status in _EITHER_STABLE:
         return _Kind.SETTLING
@@ -420,6 +425,7 @@ def _settled_before_acceptance(tracker: RebuildTracker, server: Server) -> str |
     floor = _whole_second(tracker.accepted_at)
     if (
         server.task_state is not None
+        or shows_rebuild(server)
         or updated is None
         or floor is None
         or updated >= floor

@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import email.utils
 import math
+import random
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import anyio
+import attrs
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ecs_rebuild_async import (
     AsyncEcsClient,
@@ -26,6 +31,7 @@ from ecs_rebuild_async import (
     ClientSettings,
     InvalidRequest,
     OutcomeKind,
+    RebuildOutcome,
     RebuildOutcomeUnknown,
     RebuildRequest,
     RebuildTimeout,
@@ -450,3 +456,187 @@ async def test_timeout_bounds_the_reconciliation_and_says_unknown() -> None:
     assert outcomes[0].submitted
     assert report.submitted == {sid}
     assert fake.rebuilds_accepted(sid) == 1
+
+
+# -- the adversarial property: random fleets under random combinations of all of it -------------
+
+PROPERTY_TIMEOUT = 2.0  # each server's whole rebuild, in real seconds
+FINAL_READ_BUDGET = 1.0  # the wait's one last read at the deadline (max(1, 10 % of timeout))
+SCHEDULING_SLACK = 5.0  # generous: only a wait that ignores its deadline can exceed it
+
+
+@attrs.frozen
+class Scenario:
+    stopped: tuple[bool, ...]  # which servers start SHUTOFF
+    durations: tuple[float, ...]  # fake seconds of each server's rebuild
+    same_image: tuple[bool, ...]  # rebuilt onto the image it has
+    stop_target: int | None  # a server stopped by someone else while the run goes on
+    concurrency: int
+    read_lag: float
+    skew: float
+    max_limit: int
+    faults: tuple[tuple[str, float], ...]  # (kind, probability) on the rebuild POST
+    read_faults: float  # probability of a 503 on any read
+    seed: int
+
+
+@st.composite
+def scenarios(draw: st.DrawFn) -> Scenario:
+    size = draw(st.integers(2, 5))
+    post_faults = st.tuples(
+        st.sampled_from(
+            ["lost", "500", "503", "500_after", "503_after", "empty_2xx", "html_2xx", "429"]
+        ),
+        st.sampled_from([0.2, 0.5]),
+    )
+    return Scenario(
+        stopped=tuple(draw(st.lists(st.booleans(), min_size=size, max_size=size))),
+        durations=tuple(
+            draw(st.lists(st.sampled_from([2.0, 4.0, 8.0]), min_size=size, max_size=size))
+        ),
+        same_image=tuple(draw(st.lists(st.booleans(), min_size=size, max_size=size))),
+        stop_target=draw(st.one_of(st.none(), st.integers(0, size - 1))),
+        concurrency=draw(st.sampled_from([1, size])),
+        read_lag=draw(st.sampled_from([0.0, 1.0, 3.0])),
+        skew=draw(st.sampled_from([0.0, 30.0, -30.0, 3600.0, -3600.0])),
+        max_limit=draw(st.sampled_from([1000, 2])),
+        faults=tuple(draw(st.lists(post_faults, max_size=3))),
+        read_faults=draw(st.sampled_from([0.0, 0.1])),
+        seed=draw(st.integers(0, 2**16)),
+    )
+
+
+def fault_hook(scenario: Scenario) -> Callable[[str, str], InjectedFault | str | None]:
+    rng = random.Random(scenario.seed)
+
+    def pick(method: str, route: str) -> InjectedFault | str | None:
+        if method == "POST" and route == "rebuild":
+            for kind, probability in scenario.faults:
+                if rng.random() < probability:
+                    return InjectedFault("429", retry_after="1") if kind == "429" else kind
+        reads = ("server", "servers_detail", "instance_actions")
+        if method == "GET" and route in reads and rng.random() < scenario.read_faults:
+            return "503"
+        return None
+
+    return pick
+
+
+async def run_scenario(scenario: Scenario, totals: Counter[str]) -> None:
+    fake = FakeCompute(time_scale=20, read_lag=scenario.read_lag, max_limit=scenario.max_limit)
+    ids = [
+        fake.add_server(
+            name=f"p-{index}",
+            status="SHUTOFF" if stopped else "ACTIVE",
+            image_id=IMAGE_A,
+            rebuild_seconds=duration,
+        )
+        for index, (stopped, duration) in enumerate(
+            zip(scenario.stopped, scenario.durations, strict=True)
+        )
+    ]
+    fake.advance(30)
+    wanted = {
+        sid: IMAGE_A if same else IMAGE_B
+        for sid, same in zip(ids, scenario.same_image, strict=True)
+    }
+    expected = {
+        sid: "SHUTOFF" if stopped else "ACTIVE"
+        for sid, stopped in zip(ids, scenario.stopped, strict=True)
+    }
+    fake.faults.hook = fault_hook(scenario)
+    truth_at_outcome: dict[str, tuple[str, str | None, str, int]] = {}
+
+    def record(outcome: RebuildOutcome) -> None:
+        truth = fake.truth(outcome.server_id)
+        truth_at_outcome[outcome.server_id] = (
+            truth.status,
+            truth.task_state,
+            truth.image_id,
+            fake.rebuilds_accepted(outcome.server_id),
+        )
+
+    async def stop_someone() -> None:
+        # Someone else stops a server once the run has sent its first rebuild: between the
+        # fleet's listing and that server's own rebuild, if it has not been sent yet.
+        assert scenario.stop_target is not None
+        target = ids[scenario.stop_target]
+        await until(lambda: posts(fake) >= 1)
+        if fake.rebuilds_accepted(target) or fake.truth(target).status != "ACTIVE":
+            return
+        status = await stop(fake, target)
+        totals[f"stops answered {status}"] += 1
+        if status == 202:
+            expected[target] = "SHUTOFF"
+
+    requests = [(sid, RebuildRequest(image_ref=wanted[sid])) for sid in ids]
+    report = BulkReport()
+    started = anyio.current_time()
+    async with client_for(fake, skew=scenario.skew) as ecs, anyio.create_task_group() as group:
+        if scenario.stop_target is not None:
+            group.start_soon(stop_someone)
+        with anyio.fail_after(60):
+            outcomes = await ecs.rebuild_many(
+                requests,
+                concurrency=scenario.concurrency,
+                timeout=PROPERTY_TIMEOUT,
+                on_outcome=record,
+                report=report,
+            )
+        group.cancel_scope.cancel()
+    elapsed = anyio.current_time() - started
+
+    # One outcome per server, and the report agrees.
+    assert [outcome.server_id for outcome in outcomes] == ids
+    assert report.outcomes.keys() == set(ids)
+    rounds = math.ceil(len(ids) / scenario.concurrency)
+    # Every wait ended within its deadline plus the final read's budget.
+    bound = rounds * (PROPERTY_TIMEOUT + FINAL_READ_BUDGET) + SCHEDULING_SLACK
+    assert elapsed <= bound, (elapsed, bound)
+    totals["runs"] += 1
+    totals["servers"] += len(ids)
+    for outcome in outcomes:
+        sid = outcome.server_id
+        totals[f"outcome {outcome.kind.value}"] += 1
+        # Never two accepted rebuilds for one call.
+        assert fake.rebuilds_accepted(sid) <= 1, outcome
+        if fake.rebuilds_accepted(sid):
+            assert outcome.submitted, outcome  # accepted, so it says it was submitted
+        if not outcome.ok:
+            continue
+        # No ok unless the service's record shows this rebuild finished in the right state.
+        status, task_state, image, accepted = truth_at_outcome[sid]
+        assert (status, task_state, image, accepted) == (expected[sid], None, wanted[sid], 1), (
+            outcome,
+            scenario,
+        )
+        assert outcome.server is not None
+        assert outcome.server.status.value == expected[sid]
+        assert outcome.server.image_id == wanted[sid]
+    for kind, count in fake.stats.faults.items():
+        totals[f"fault {kind}"] += count
+    totals["max seconds over the deadline"] = max(
+        totals["max seconds over the deadline"],
+        math.ceil(max(0.0, elapsed - rounds * PROPERTY_TIMEOUT)),
+    )
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_adversarial_fleets_never_get_a_false_ok(backend: str, figures: list[str]) -> None:
+    totals: Counter[str] = Counter()
+
+    @settings(
+        max_examples=12,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    @given(scenario=scenarios())
+    def check(scenario: Scenario) -> None:
+        anyio.run(run_scenario, scenario, totals, backend=backend)
+
+    check()
+    assert totals["runs"] >= 12
+    assert totals["outcome ok"] > 0
+    summary = ", ".join(f"{key}={value}" for key, value in sorted(totals.items()))
+    figures.append(f"adversarial[{backend}]: {summary}")
