@@ -477,7 +477,17 @@ class AsyncEcsClient:
                     updated=accepted.server.updated,
                 )
             )
-        return await self._wait(tracker, max(0.0, deadline - anyio.current_time()), on_event)
+        try:
+            return await self._wait(tracker, max(0.0, deadline - anyio.current_time()), on_event)
+        except RebuildTimeout as exc:
+            # The wait had what was left of the call's timeout: name the timeout the caller gave.
+            last = exc.server
+            seen = f"{last.status}/{last.task_state}" if last is not None else "never read"
+            raise RebuildTimeout(
+                f"server {server_id} did not finish rebuilding within {timeout:g}s "
+                f"(last seen: {seen})",
+                server=last,
+            ) from None
 
     # -- fleets --
 

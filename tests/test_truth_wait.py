@@ -425,6 +425,20 @@ async def test_timeout_bounds_a_retry_after_pause_before_the_post() -> None:
 
 
 @pytest.mark.anyio
+async def test_a_timed_out_call_names_the_timeout_it_was_given() -> None:
+    fake = FakeCompute(time_scale=0)  # frozen: the rebuild never ends
+    sid = fake.add_server(image_id=IMAGE_A)
+    async with client_for(fake) as ecs:
+        with (
+            anyio.fail_after(GUARD),
+            pytest.raises(RebuildTimeout, match=r"within 0\.3s") as caught,
+        ):
+            await ecs.rebuild_and_wait(sid, RebuildRequest(image_ref=IMAGE_B), timeout=0.3)
+    assert caught.value.server is not None
+    assert caught.value.server.status is ServerStatus.REBUILD
+
+
+@pytest.mark.anyio
 async def test_timeout_bounds_the_read_before() -> None:
     fake = FakeCompute(time_scale=40)
     sid = fake.add_server(image_id=IMAGE_A)
