@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterable
 
 import attrs
 
+from ._aftermath import AFTERMATH_KINDS
+
 __all__ = ["FAULT_KINDS", "FaultPlan", "InjectedFault"]
 
 #: "500"/"503": a 5xx fault instead of the answer (the action is not carried out).
@@ -16,6 +18,8 @@ __all__ = ["FAULT_KINDS", "FaultPlan", "InjectedFault"]
 #: ``GET /servers/{id}`` is answered with another server's body (a proxy or cache mix-up; on
 #: other routes, and in a fake with one server, it changes nothing).
 FAULT_KINDS = frozenset({"500", "503", "429", "413", "latency", "lost", "other_server"})
+# The faults that spoil an answer after the service acted (see _aftermath).
+FAULT_KINDS = FAULT_KINDS | AFTERMATH_KINDS
 
 
 @attrs.frozen
