@@ -257,11 +257,12 @@ async def test_an_unreadable_record_of_another_server_fails_no_wait(
     fake = FakeCompute(time_scale=0, rebuild_seconds=3)
     ids = fake.add_servers(4)
     unrelated = fake.add_server(name="unrelated")
-    fake.corrupt_record(unrelated, fields)
     async with client_for(fake) as ecs, stepping(fake, ecs):
         # The unrelated server is rebuilt too (nobody waits for it): it changes all along, so
-        # every changes-since listing shows its unreadable record.
+        # every changes-since listing shows its unreadable record (spoilt once its rebuild,
+        # which reads it first, was accepted).
         await ecs.rebuild(unrelated, REQUEST)
+        fake.corrupt_record(unrelated, fields)
         outcomes = await ecs.rebuild_many(ids, REQUEST, timeout=DEADLINE)
         stats = ecs.stats
     assert [o.ok for o in outcomes] == [True] * 4, [o.error for o in outcomes]
@@ -344,11 +345,12 @@ async def test_another_servers_body_fails_only_the_wait_it_was_read_for() -> Non
     fake = FakeCompute(time_scale=0, rebuild_seconds=3)
     ids = fake.add_servers(4)
     # The listing cannot show ids[0], so its wait reads it alone and gets ids[1]'s body.
-    fake.corrupt_record(ids[0], listings_only=True)
-    fake.faults.rate("other_server", 1.0, method="GET", route="server")
     async with client_for(fake) as ecs:
         for server_id in ids:
             await ecs.rebuild(server_id, REQUEST)
+        # Spoilt once the rebuilds (each read first) were accepted.
+        fake.corrupt_record(ids[0], listings_only=True)
+        fake.faults.rate("other_server", 1.0, method="GET", route="server")
         results: dict[str, object] = {}
 
         async def wait(server_id: str) -> None:
@@ -431,8 +433,6 @@ async def test_many_waits_under_every_fault_at_once_end_true_and_by_their_deadli
     stopped = fake.add_servers(4, prefix="stopped", status="SHUTOFF")
     failing = fake.add_servers(4, prefix="failing", fail=True)
     bystanders = fake.add_servers(3, prefix="bystander")
-    fake.corrupt_record(bystanders[0])  # metadata {"count": 3}: unreadable, with its id
-    fake.corrupt_record(bystanders[1], {"id": 17})  # unreadable, and its id too
     fake.corrupt_record(ok_ids[5], listings_only=True)  # a watched one, unreadable in listings
     targets = [*ok_ids, *stopped, *failing]
     ended: dict[str, float] = {}
@@ -440,7 +440,9 @@ async def test_many_waits_under_every_fault_at_once_end_true_and_by_their_deadli
 
     async with client_for(fake) as ecs, stepping(fake, ecs) as stepper:
         for server_id in bystanders[:2]:  # changing all along, so every listing shows them
-            await ecs.rebuild(server_id, REQUEST)
+            await ecs.rebuild(server_id, REQUEST)  # reads it first: spoilt once accepted
+        fake.corrupt_record(bystanders[0])  # metadata {"count": 3}: unreadable, with its id
+        fake.corrupt_record(bystanders[1], {"id": 17})  # unreadable, and its id too
         started = anyio.current_time()
 
         def record(outcome: RebuildOutcome) -> None:
