@@ -19,10 +19,10 @@ weak one, so it is trusted only when all of these hold:
 
 ``updated`` is written by the compute hosts' clocks, and ``changes-since`` compared with it;
 the ``Date`` header comes from the API host. So the next listing starts from the newest
-``updated`` the last one showed, a margin further back, capped by that answer's ``Date`` (or,
-without one, taken from the watched servers alone and capped by the time passed here); a wait's
-own acceptance time (a ``Date``) only starts the listing that must show its server, and a server
-it does not show is read on its own.
+``updated`` the last one showed (the watched servers' first), a margin further back, capped by
+that answer's ``Date`` (or, without one, by the time passed here); a wait's own acceptance time
+(a ``Date``) only starts the listing that must show its server, and a server it does not show
+is read on its own.
 """
 
 from __future__ import annotations
@@ -114,24 +114,23 @@ def next_bound(listing: Listing, *, previous: datetime | None, elapsed: float) -
     ``previous`` is the bound ``listing`` was planned with (None: none yet) and ``elapsed`` the
     local seconds since that bound was set. The bound is the newest ``updated`` the listing
     showed: a time of the clock that changes-since is compared with, which the ``Date`` header
-    is not (the API host's clock may run ahead of the compute hosts'). A ``Date`` caps it. With
-    no ``Date``, nothing vouches for the times of servers nobody waits for, so only the watched
-    servers' own count, and the bound never moves faster than time passes here: one record
-    written by a clock far ahead must not carry every later listing past the changes it should
-    show."""
+    is not (the API host's clock may run ahead of the compute hosts'). The watched servers'
+    own times come first (a server nobody waits for may carry any time); a ``Date`` caps the
+    bound, and without one it never moves faster than time passes here: one record written by
+    a clock far ahead must not carry every later listing past the changes it should show."""
+    times = [_utc(server.updated) for server in listing.servers.values()]
+    watched = max((moment for moment in times if moment is not None), default=None)
     if listing.answered_at is not None:
-        newest = _utc(listing.newest)
+        newest = watched if watched is not None else _utc(listing.newest)
         if newest is None:
             # Nothing shown, so nothing to go by: the changes after ``previous`` are ahead.
             return previous
         return min(newest, listing.answered_at)
-    times = [_utc(server.updated) for server in listing.servers.values()]
-    newest = max((moment for moment in times if moment is not None), default=None)
-    if newest is None:
+    if watched is None:
         return previous
     if previous is not None:
         try:
-            return min(newest, previous + timedelta(seconds=max(elapsed, 0.0)))
+            return min(watched, previous + timedelta(seconds=max(elapsed, 0.0)))
         except OverflowError:  # ``previous`` at the end of the calendar caps nothing
-            return newest
-    return newest
+            return watched
+    return watched

@@ -100,7 +100,9 @@ BOUNDS = [
     (_shown(at(3)), datetime.max.replace(tzinfo=timezone.utc), 10.0, at(3)),
     # Entries of servers nobody watches count too: the listing's newest time is any entry's,
     (Listing({}, answered_at=at(6), newest=at(5)), at(2), 1.0, at(5)),
-    # ... but without a Date nothing vouches for them: only the watched servers' times count.
+    # ... when no watched server is shown; else the watched servers' own times come first,
+    (Listing(_shown(at(4)).servers, answered_at=at(600), newest=at(900)), None, 0.0, at(4)),
+    # ... and without a Date nothing vouches for the others: only the watched servers' count.
     (Listing(_shown(at(3)).servers, newest=at(900)), None, 0.0, at(3)),
     (Listing({}, newest=at(900)), at(2), 1.0, at(2)),
     # A time UTC cannot hold proves nothing.

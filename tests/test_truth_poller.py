@@ -69,14 +69,16 @@ async def client_for(fake: FakeCompute, **settings: Any) -> AsyncIterator[AsyncE
 
 
 class Stepper:
-    """Moves the frozen fake clock on by ``step`` fake seconds whenever the client's poller has
-    run a whole tick since the last step."""
+    """Moves the frozen fake clock on by ``step`` fake seconds, each time after every watched
+    server has been polled again: once each wait's poll has fallen due (``poll_interval_max``,
+    jitter included, since the last step) and a whole tick of the poller has run since."""
 
     def __init__(self, fake: FakeCompute, ecs: AsyncEcsClient, step: float = 0.5) -> None:
         self.fake = fake
         self.ecs = ecs
         self.step = step
         self.steps = 0
+        self._settle = FAST["poll_interval_max"] * 1.2
         self._waiting: list[tuple[int, anyio.Event]] = []
 
     async def reached(self, steps: int) -> None:
@@ -87,18 +89,19 @@ class Stepper:
             await event.wait()
 
     async def run(self) -> None:
-        seen = self.ecs.stats["poll_ticks"]
         while True:
-            await anyio.sleep(0.002)
-            ticks = self.ecs.stats["poll_ticks"]
-            # A tick is counted as it starts: two more means one whole tick in between.
-            if ticks >= seen + 2:
-                self.fake.advance(self.step)
-                self.steps += 1
-                seen = ticks
-                for steps, event in self._waiting:
-                    if steps <= self.steps:
-                        event.set()
+            await anyio.sleep(self._settle)
+            seen = self.ecs.stats["poll_ticks"]
+            while True:
+                await anyio.sleep(0.002)
+                # A tick is counted as it starts: two more means one whole tick in between.
+                if self.ecs.stats["poll_ticks"] >= seen + 2:
+                    break
+            self.fake.advance(self.step)
+            self.steps += 1
+            for steps, event in self._waiting:
+                if steps <= self.steps:
+                    event.set()
 
 
 @asynccontextmanager
