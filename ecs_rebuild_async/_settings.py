@@ -58,10 +58,22 @@ class ClientSettings:
     changes_since_margin: float = 2.0
     list_page_size: int = 1000
 
+    # The largest answer read, in bytes (compressed or not), checked while it is read: a
+    # bigger (or endless) one is a ResponseError. A page of 1,000 servers is a few megabytes.
+    max_answer_bytes: int = 64 * 1024 * 1024
+    # A compute endpoint from the service catalog on plain http while Keystone is on https is
+    # refused (the token would travel in clear) unless this says otherwise.
+    allow_http_from_catalog: bool = False
+
     def __attrs_post_init__(self) -> None:
         for field in attrs.fields(type(self)):
             value = getattr(self, field.name)
             if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
                 raise ValueError(f"ClientSettings.{field.name} must not be negative")
-        if self.max_in_flight < 1 or self.max_connections < 1 or self.list_page_size < 1:
+        if (
+            self.max_in_flight < 1
+            or self.max_connections < 1
+            or self.list_page_size < 1
+            or self.max_answer_bytes < 1
+        ):
             raise ValueError("ClientSettings limits must be at least 1")
