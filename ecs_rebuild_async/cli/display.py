@@ -13,12 +13,14 @@ from typing import TYPE_CHECKING, TextIO
 import anyio
 
 from .._bulk import BulkReport
+from .._escape import escape_control
 from .config import UsageError
 from .output import tally
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
 __all__ = ["RICH_MISSING", "LiveProgress", "make_console", "print_summary"]
 
@@ -96,6 +98,15 @@ class LiveProgress:
             await anyio.sleep(interval)
 
 
+def _cell(text: str, *, keep_underscores: bool = False) -> Text:
+    """A table cell shown as plain text: no rich markup read into it, control characters
+    escaped (see ``_escape``)."""
+    from rich.text import Text
+
+    shown = text if keep_underscores else text.replace("_", " ")
+    return Text(escape_control(shown))
+
+
 def _outcome_table(report: BulkReport, elapsed: float) -> Table:
     from rich.table import Table
 
@@ -104,9 +115,9 @@ def _outcome_table(report: BulkReport, elapsed: float) -> Table:
     table.add_column("servers", justify="right")
     counts = report.counts()
     for kind in _ALWAYS:
-        table.add_row(kind.replace("_", " "), str(counts.pop(kind, 0)))
+        table.add_row(_cell(kind), str(counts.pop(kind, 0)))
     for kind, count in sorted(counts.items()):
-        table.add_row(kind.replace("_", " "), str(count))
+        table.add_row(_cell(kind), str(count))
     not_finished = report.total - report.finished
     if not_finished:
         table.add_row("not finished", str(not_finished))
@@ -122,7 +133,7 @@ def _requests_table(stats: Mapping[str, int]) -> Table:
     table.add_column("count", justify="right")
     for kind, count in sorted(stats.items()):
         if kind[:1].isupper():  # "GET list", "POST action", ...: the HTTP requests
-            table.add_row(kind, str(count))
+            table.add_row(_cell(kind, keep_underscores=True), str(count))
     for kind in ("poll_ticks", "rate_limited"):
         table.add_row(kind.replace("_", " "), str(stats.get(kind, 0)), style="dim")
     return table

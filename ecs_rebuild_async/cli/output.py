@@ -13,6 +13,7 @@ import httpx
 
 from .._auth import Auth, KeystoneAuth
 from .._bulk import BulkReport
+from .._escape import escape_control
 from .._microversion import parse_version
 from .._models import OutcomeKind, RebuildOutcome
 from .._serde import wire_version_header
@@ -54,11 +55,23 @@ def outcome_record(outcome: RebuildOutcome, *, submit_only: bool = False) -> dic
 
 
 def _human_line(record: Mapping[str, Any]) -> str:
+    """One line for people. Every piece the service chose (status, image, error message) is
+    escaped: an ESC sequence or a ``\r`` / ``\n`` in it must not drive the terminal or forge a
+    line of output. (JSON lines escape them by themselves.)"""
     error = record["error"]
     detail = (
-        f"image {record['image_id']}" if error is None else f"{error['type']}: {error['message']}"
+        f"image {_shown(record['image_id'])}"
+        if error is None
+        else f"{error['type']}: {_shown(error['message'])}"
     )
-    return f"{record['kind']:<10} {record['server_id']}  {record['status'] or '-'}  {detail}"
+    return (
+        f"{record['kind']:<10} {_shown(record['server_id'])}  "
+        f"{_shown(record['status'] or '-')}  {detail}"
+    )
+
+
+def _shown(value: object) -> str:
+    return escape_control(str(value))
 
 
 class LineSink(Protocol):
@@ -170,7 +183,7 @@ def print_dry_run(record: Mapping[str, Any], stream: TextIO, *, as_json: bool) -
         stream.write(json.dumps(record, sort_keys=True) + "\n")
         return
     version = record["microversion"] or "none (no microversion header)"
-    lines = [f"{record['method']} {record['url']}", f"microversion: {version}", "headers:"]
-    lines += [f"  {name}: {value}" for name, value in record["headers"].items()]
+    lines = [f"{record['method']} {_shown(record['url'])}", f"microversion: {version}", "headers:"]
+    lines += [f"  {_shown(name)}: {_shown(value)}" for name, value in record["headers"].items()]
     lines += ["body:", json.dumps(record["body"], indent=2, sort_keys=True), ""]
     stream.write("\n".join(lines) + "\n")
