@@ -213,7 +213,7 @@ async def hostile_server(
         await anyio.create_tcp_listener(local_host=HOST, local_port=0),
         await anyio.create_tcp_listener(local_host=HOST, local_port=0),
     ]
-    ports = [listener.extra(SocketAttribute.local_port) for listener in listeners]  # noqa: S610
+    ports = [listener.extra(SocketAttribute.local_port) for listener in listeners]
     server.port, server.other_port = ports
     server.url, server.other_url = (f"http://{HOST}:{port}" for port in ports)
     serving: list[tuple[Any, int]] = list(zip(listeners, ports, strict=True))
@@ -227,7 +227,7 @@ async def hostile_server(
         server.ca_path = tmp / "hostile-ca.pem"
         ca.cert_pem.write_to_path(str(server.ca_path))
         tcp = await anyio.create_tcp_listener(local_host=HOST, local_port=0)
-        tls_port = tcp.extra(SocketAttribute.local_port)  # noqa: S610
+        tls_port = tcp.extra(SocketAttribute.local_port)
         server.https_url = f"https://{HOST}:{tls_port}"
         serving.append((TLSListener(tcp, context, standard_compatible=False), tls_port))
 

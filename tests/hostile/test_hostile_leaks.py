@@ -14,8 +14,8 @@ from hostile_service import Reply, Seen, hostile_server
 from scenes import (
     AK,
     PROJECT,
-    SK,
     SERVER_ID,
+    SK,
     assert_no_canary,
     auth_of,
     debug_everything,
@@ -118,15 +118,17 @@ async def test_a_redirect_is_never_followed_with_credentials(
         server.route(
             "POST", f"/v2.1/{PROJECT}/servers/", lambda r: Reply(307, (("Location", elsewhere),))
         )
-        async with httpx.AsyncClient(follow_redirects=follow) as given:
-            async with AsyncEcsClient(
+        async with (
+            httpx.AsyncClient(follow_redirects=follow) as given,
+            AsyncEcsClient(
                 f"{server.url}/v2.1/{PROJECT}",
                 auth=keystone_auth(server.url),
                 http_client=given,
                 settings=FAST,
-            ) as ecs:
-                with pytest.raises(ResponseError) as caught:
-                    await ecs.rebuild(SERVER_ID, rebuild_request())
+            ) as ecs,
+        ):
+            with pytest.raises(ResponseError) as caught:
+                await ecs.rebuild(SERVER_ID, rebuild_request())
         assert server.seen_on(server.other_port) == []  # nothing went to the other host
     assert keystone.issued
     text = str(caught.value)
@@ -251,7 +253,7 @@ async def test_clouds_yaml_insecure_and_verify_path_are_obeyed(
     async with AsyncEcsClient.from_cloud("lax", environ=environ):
         pass
     assert [r for r in caplog.records if "verification is off" in r.getMessage()]
-    with pytest.raises(EcsError, match="missing-ca.pem"):
+    with pytest.raises(EcsError, match=r"missing-ca\.pem"):
         async with AsyncEcsClient.from_cloud("pinned", environ=environ):
             pass  # the CA bundle named by 'verify' is used: here it does not exist
 
