@@ -205,7 +205,7 @@ async def test_poller_log_lines_escape_the_services_status(
     logged = [r.getMessage() for r in caplog.records if "WEIRD" in r.getMessage()]
     assert logged
     for line in logged:
-        assert "\x1b" not in line and "\r" not in line and "\n" not in line
+        assert not any(char in line for char in "\x1b\r\n")
         assert "\\x1b" in line
 
 
@@ -234,8 +234,8 @@ def test_cli_output_escapes_the_services_text(monkeypatch: pytest.MonkeyPatch) -
                 ),
             )
             argv = [
-                "rebuild", "--no-wait", "--image", IMAGE, SERVER_ID, failing,
-                "--endpoint", f"{server.url}/v2.1/{PROJECT}", "--token", "t", "--microversion", "2.1",
+                "rebuild", "--no-wait", "--image", IMAGE, SERVER_ID, failing, "--token", "t",
+                "--endpoint", f"{server.url}/v2.1/{PROJECT}", "--microversion", "2.1",
             ]  # fmt: skip
             import anyio
 
@@ -248,7 +248,7 @@ def test_cli_output_escapes_the_services_text(monkeypatch: pytest.MonkeyPatch) -
     assert len(lines) == 2, out  # one line per server: nothing forged
     assert all(not line.startswith("ok ") or SERVER_ID in line for line in lines)
     for text in (out, err):
-        assert "\x1b" not in text and "\r" not in text and "\x07" not in text
+        assert not any(char in text for char in "\x1b\r\x07")
     assert code == 1
 
 
@@ -271,7 +271,8 @@ def test_cli_bad_endpoint_is_a_usage_error_not_a_traceback(
     code, _, err = _cli(argv, monkeypatch)
     assert code == 2
     assert "Traceback" not in err
-    assert "endpoint" in err and len(err.strip().splitlines()) == 1
+    assert "endpoint" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_cli_from_file_that_is_not_utf8_is_a_usage_error(
@@ -279,7 +280,9 @@ def test_cli_from_file_that_is_not_utf8_is_a_usage_error(
 ) -> None:
     ids = tmp_path / "ids.txt"
     ids.write_bytes(b"\xff\xfe" + SERVER_ID.encode("utf-16-le"))
-    argv = ["rebuild", "--image", IMAGE, "--from-file", str(ids), "--endpoint", "http://127.0.0.1:9/v2.1", "--token", "t"]  # fmt: skip
+    argv = ["rebuild", "--image", IMAGE, "--from-file", str(ids), "--token", "t",
+            "--endpoint", "http://127.0.0.1:9/v2.1"]  # fmt: skip
     code, _, err = _cli(argv, monkeypatch)
     assert code == 2
-    assert "not UTF-8" in err and "Traceback" not in err
+    assert "not UTF-8" in err
+    assert "Traceback" not in err
