@@ -19,6 +19,7 @@ from ._settings import ClientSettings
 
 __all__ = [
     "DEFAULT_MAX_ANSWER_BYTES",
+    "AnswerTooLarge",
     "MAX_ANSWER_BYTES",
     "answer_limit",
     "read_body",
@@ -37,9 +38,13 @@ def answer_limit(request: httpx.Request) -> int:
     return value if isinstance(value, int) and value > 0 else DEFAULT_MAX_ANSWER_BYTES
 
 
+class AnswerTooLarge(ResponseError):
+    """An answer larger than ``max_answer_bytes`` (a ResponseError to the caller)."""
+
+
 def _too_large(response: httpx.Response, limit: int, size: str) -> ResponseError:
     request = response.request
-    return ResponseError(
+    return AnswerTooLarge(
         f"the answer to {request.method} {request.url.copy_with(query=None)} is larger than "
         f"{limit} bytes ({size}); refused (see ClientSettings.max_answer_bytes)",
         status=response.status_code,

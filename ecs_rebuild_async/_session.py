@@ -26,7 +26,7 @@ import httpx
 import tenacity
 
 from ._auth import Auth
-from ._bounded import MAX_ANSWER_BYTES, read_body, redirect_error
+from ._bounded import MAX_ANSWER_BYTES, AnswerTooLarge, read_body, redirect_error
 from ._errors import (
     EcsError,
     InvalidRequest,
@@ -469,6 +469,8 @@ class Session:
             return None
         try:
             answer = await self.request("GET", root, version=None, authenticated=False)
+        except AnswerTooLarge:
+            raise
         except ResponseError as exc:
             raise ResponseError(
                 f"the version document at {root} is not JSON",
