@@ -45,6 +45,8 @@ MASK = "***"
 
 # Shorter values are not masked: masking every "ab" in a message would hide the message.
 _MIN_SECRET = 3
+# Lines of a user_data known one by one (the whole text is known anyway).
+_MAX_LINES = 32
 
 SECRET_HEADERS = (
     "x-auth-token",
@@ -56,8 +58,10 @@ SECRET_HEADERS = (
     "set-cookie",
 )
 # Header text as the HTTP stack logs it: (b'x-subject-token', b'gAAAA...'), name=value, name: value.
+# A quoted value runs to its closing quote; a bare one to the next space, ";" or ",".
 _HEADER_PAIR = re.compile(
-    r"""(?P<name>['"]?(?:%s)['"]?\s*[,:=]\s*b?)(?P<quote>['"]?)(?P<value>[^'",)\]\s][^'")\]]*)"""
+    r"""(?P<name>['"]?(?:%s)['"]?\s*[,:=]\s*(?:b(?=['"]))?)"""
+    r"""(?:(?P<quote>['"])[^'"]*|(?P<bare>[^'"\s;,)\]]+))"""
     % "|".join(re.escape(name) for name in SECRET_HEADERS),
     re.IGNORECASE,
 )
@@ -67,9 +71,12 @@ _JSON_SECRETS = re.compile(
     r"""(?P<value>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|["'][^"']*$)""",  # or cut off at the end
     re.IGNORECASE,
 )
+_JSON_WORDS = ("password", "secret", "adminpass", "user_data", "token", "sk", "ak", "access")
+_JSON_WORDS += ("contents",)
 # Huawei's Authorization value, and bearer tokens, wherever they are quoted.
 _CREDENTIAL_PARTS = re.compile(
-    r"(?P<name>\b(?:Access|Credential|Signature)=|\bBearer\s+)(?P<value>[^,\s\"']+)",
+    r"(?P<name>\b(?:Access|Credential|Signature)=|\b(?:Bearer|Basic|Negotiate|Digest)\s+)"
+    r"(?P<value>[^,;\s\"']+)",
     re.IGNORECASE,
 )
 
@@ -83,7 +90,7 @@ class SecretStore:
 
     __slots__ = ("__weakref__", "_limit", "_values")
 
-    def __init__(self, *values: str | None, limit: int = 256) -> None:
+    def __init__(self, *values: str | None, limit: int = 1024) -> None:
         self._values: dict[str, None] = {}
         self._limit = limit
         _register(self)
@@ -96,6 +103,8 @@ class SecretStore:
             return
         if isinstance(value, (bytes, bytearray)):
             value = bytes(value).decode("utf-8", "replace")
+        if value in self._values:
+            return  # known, with its forms (a fleet sends one request thousands of times)
         forms = _forms(value)
         if all(form in self._values for form in forms):
             return
@@ -107,18 +116,19 @@ class SecretStore:
         _changed()
 
     def add_encoded(self, encoded: str) -> None:
-        """Know a base64 value as a secret, and its decoded text too, whole and line by line
-        (a service may echo ``user_data`` decoded, or quote one line of it)."""
-        self.add(encoded)
-        try:
-            raw = base64.b64decode(encoded, validate=False)
-        except (binascii.Error, ValueError):
+        """Know a base64 value as a secret, and its decoded text too, whole and by its first
+        lines (a service may echo ``user_data`` decoded, or quote a line of it)."""
+        if encoded in self._values:
             return
-        text = raw.decode("utf-8", "replace")
+        try:
+            text = base64.b64decode(encoded, validate=False).decode("utf-8", "replace")
+        except (binascii.Error, ValueError):
+            text = ""
+        lines = dict.fromkeys(line.strip() for line in text.splitlines() if len(line.strip()) >= 8)
+        for line in list(lines)[:_MAX_LINES]:
+            self.add(line)
         self.add(text)
-        for line in text.splitlines():
-            if len(line.strip()) >= 8:
-                self.add(line.strip())
+        self.add(encoded)  # last: the most recent, so the last to be forgotten
 
     def values(self) -> Iterable[str]:
         return tuple(self._values)
@@ -136,7 +146,7 @@ def _forms(value: str) -> list[str]:
     forms.add(json.dumps(value, ensure_ascii=False)[1:-1])
     forms.add(repr(value)[1:-1])
     forms.add(quote(value, safe=""))
-    forms.add(value.replace("/", "\\/"))  # JSON encoders that escape "/"
+    forms |= {form.replace("/", "\\/") for form in forms}  # JSON encoders that escape "/"
     return [form for form in forms if len(form) >= _MIN_SECRET]
 
 
@@ -173,14 +183,28 @@ def _known() -> tuple[str, ...]:
     return values
 
 
+_SCHEMES = ("bearer", "basic", "negotiate", "digest")
+
+
+def _masked_header(match: re.Match[str]) -> str:
+    if match.group("bare") is not None and match.group("bare") == MASK:
+        return match.group(0)
+    return f"{match.group('name')}{match.group('quote') or ''}{MASK}"
+
+
 def scrub(text: str) -> str:
     """``text`` with every known secret, and every credential header or secret JSON field
     value, replaced by ``***``."""
     if not text:
         return text
-    text = _HEADER_PAIR.sub(lambda m: f"{m.group('name')}{m.group('quote')}{MASK}", text)
-    text = _JSON_SECRETS.sub(lambda m: f'{m.group("name")}"{MASK}"', text)
-    text = _CREDENTIAL_PARTS.sub(lambda m: f"{m.group('name')}{MASK}", text)
+    lower = text.lower()
+    # Each pattern runs only when the text has a word it looks for: most text has none.
+    if "=" in text or any(word in lower for word in _SCHEMES):
+        text = _CREDENTIAL_PARTS.sub(lambda m: f"{m.group('name')}{MASK}", text)
+    if any(name in lower for name in SECRET_HEADERS):
+        text = _HEADER_PAIR.sub(_masked_header, text)
+    if ("'" in text or '"' in text) and any(word in lower for word in _JSON_WORDS):
+        text = _JSON_SECRETS.sub(lambda m: f'{m.group("name")}"{MASK}"', text)
     for secret in _known():
         if secret in text:
             text = text.replace(secret, MASK)
