@@ -71,8 +71,8 @@ _JSON_SECRETS = re.compile(
     r"""(?P<value>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|["'][^"']*$)""",  # or cut off at the end
     re.IGNORECASE,
 )
-_JSON_WORDS = ("password", "secret", "adminpass", "user_data", "token", "sk", "ak", "access")
-_JSON_WORDS += ("contents",)
+_JSON_WORDS: tuple[str, ...] = ("password", "secret", "adminpass", "user_data", "token")
+_JSON_WORDS += ("sk", "ak", "access", "contents")
 # Huawei's Authorization value, and bearer tokens, wherever they are quoted.
 _CREDENTIAL_PARTS = re.compile(
     r"(?P<name>\b(?:Access|Credential|Signature)=|\b(?:Bearer|Basic|Negotiate|Digest)\s+)"
