@@ -286,3 +286,34 @@ def test_cli_from_file_that_is_not_utf8_is_a_usage_error(
     assert code == 2
     assert "not UTF-8" in err
     assert "Traceback" not in err
+
+
+def test_cli_at_debug_against_an_echoing_service_prints_no_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from scenes import TOKEN, USER_DATA, assert_no_canary, echo
+
+    user_data = tmp_path / "user-data.yaml"
+    user_data.write_text(USER_DATA)
+
+    async def scenario() -> tuple[int, str, str]:
+        async with hostile_server() as server:
+            play_compute(server)
+            server.route("POST", f"/v2.1/{PROJECT}/servers/", echo(400, "rebuild"))
+            argv = [
+                "rebuild", "-vv", "--no-wait", "--image", IMAGE, SERVER_ID, "--token", TOKEN,
+                "--user-data", str(user_data), "--endpoint", f"{server.url}/v2.1/{PROJECT}",
+            ]  # fmt: skip
+            import anyio
+
+            result = await anyio.to_thread.run_sync(lambda: _cli(argv, monkeypatch))
+            assert [r for r in server.seen if r.method == "POST"]  # the rebuild was echoed
+            return result
+
+    import anyio
+
+    code, out, err = anyio.run(scenario)
+    assert code == 1
+    assert "DEBUG" in err  # the HTTP stack really logged
+    assert "***" in out
+    assert_no_canary([out, err])
