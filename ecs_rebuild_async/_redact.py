@@ -287,6 +287,15 @@ def _scrub_record(record: logging.LogRecord) -> None:
         record.exc_text = scrub(text)
 
 
+class _ScrubbingFilter(logging.Filter):
+    """A backstop on the top loggers, should the application replace the record factory
+    without calling the one it replaced: records made there are still scrubbed."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        _scrub_record(record)
+        return True
+
+
 _installed = False
 
 
@@ -308,4 +317,7 @@ def install_log_scrubbing() -> None:
             return record
 
         logging.setLogRecordFactory(factory)
+        backstop = _ScrubbingFilter()
+        for name in SCRUBBED_LOGGERS:
+            logging.getLogger(name).addFilter(backstop)
         _installed = True

@@ -66,3 +66,30 @@ def test_control_characters_are_escaped(text: str, expected: str) -> None:
 def test_clean_text_is_idempotent() -> None:
     text = "X-Auth-Token: abc\x1b[0m"
     assert clean_text(clean_text(text)) == clean_text(text)
+
+
+def test_log_records_of_child_loggers_are_scrubbed_whatever_the_handler() -> None:
+    import logging
+
+    import ecs_rebuild_async  # noqa: F401 (installs the scrubbing)
+
+    store = SecretStore("ChildLoggerCanary-91")
+    seen: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(self.format(record))
+
+    child = logging.getLogger("hpack.hpack.some.future.child")
+    handler = Keep()
+    child.addHandler(handler)
+    child.setLevel(logging.DEBUG)
+    try:
+        child.debug("Decoded %s", (b"x-subject-token", b"FreshTokenCanary-7"))
+        child.debug("echo ChildLoggerCanary-91 \x1b[2J")
+    finally:
+        child.removeHandler(handler)
+    assert seen
+    assert not any("FreshTokenCanary" in text or "ChildLoggerCanary" in text for text in seen)
+    assert not any("\x1b" in text for text in seen)
+    del store
