@@ -13,21 +13,16 @@ from typing import TYPE_CHECKING, TextIO
 import anyio
 
 from .._bulk import BulkReport
-from .._escape import escape_control
 from .config import UsageError
 from .output import tally
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
-    from rich.text import Text
 
 __all__ = ["RICH_MISSING", "LiveProgress", "make_console", "print_summary"]
 
 RICH_MISSING = "this needs rich: pip install 'ecs-rebuild-async[cli]'"
-
-#: Outcome kinds always shown in the summary, even at zero.
-_ALWAYS = ("ok", "failed", "timed_out")
 
 
 def make_console(stream: TextIO) -> Console:
@@ -57,7 +52,7 @@ class LiveProgress:
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("[green]{task.fields[ok]} ok"),
-            TextColumn("[red]{task.fields[failed]} failed"),
+            TextColumn("[red]{task.fields[not_ok]} not ok"),
             TextColumn("[yellow]{task.fields[running]} running"),
             TimeElapsedColumn(),
             console=console,
@@ -65,7 +60,7 @@ class LiveProgress:
             redirect_stdout=False,
             redirect_stderr=False,
         )
-        self._task = self._progress.add_task(label, total=total, ok=0, failed=0, running=0)
+        self._task = self._progress.add_task(label, total=total, ok=0, not_ok=0, running=0)
 
     def __enter__(self) -> LiveProgress:
         self._progress.start()
@@ -86,7 +81,7 @@ class LiveProgress:
             self._task,
             completed=self._report.finished,
             ok=counts["ok"],
-            failed=counts["failed"],
+            not_ok=counts["not_ok"],
             running=counts["running"],
         )
         self._progress.refresh()
@@ -98,26 +93,20 @@ class LiveProgress:
             await anyio.sleep(interval)
 
 
-def _cell(text: str, *, keep_underscores: bool = False) -> Text:
-    """A table cell shown as plain text: no rich markup read into it, control characters
-    escaped (see ``_escape``)."""
-    from rich.text import Text
-
-    shown = text if keep_underscores else text.replace("_", " ")
-    return Text(escape_control(shown))
-
-
 def _outcome_table(report: BulkReport, elapsed: float) -> Table:
     from rich.table import Table
 
     table = Table(title="Outcomes", caption=f"time taken: {elapsed:.1f} s")
     table.add_column("outcome")
     table.add_column("servers", justify="right")
+    # The same ok / not ok counts as the progress line, then the not-ok ones by kind.
+    counted = tally(report)
     counts = report.counts()
-    for kind in _ALWAYS:
-        table.add_row(_cell(kind), str(counts.pop(kind, 0)))
+    counts.pop("ok", None)
+    table.add_row("ok", str(counted["ok"]))
+    table.add_row("not ok", str(counted["not_ok"]))
     for kind, count in sorted(counts.items()):
-        table.add_row(_cell(kind), str(count))
+        table.add_row(f"  {kind.replace('_', ' ')}", str(count), style="dim")
     not_finished = report.total - report.finished
     if not_finished:
         table.add_row("not finished", str(not_finished))
@@ -133,7 +122,7 @@ def _requests_table(stats: Mapping[str, int]) -> Table:
     table.add_column("count", justify="right")
     for kind, count in sorted(stats.items()):
         if kind[:1].isupper():  # "GET list", "POST action", ...: the HTTP requests
-            table.add_row(_cell(kind, keep_underscores=True), str(count))
+            table.add_row(kind, str(count))
     for kind in ("poll_ticks", "rate_limited"):
         table.add_row(kind.replace("_", " "), str(stats.get(kind, 0)), style="dim")
     return table
