@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._redact import clean_text, scrub
+from ._redact import clean_text
 
 if TYPE_CHECKING:
     from ._models import Fault, Server
@@ -344,8 +344,15 @@ def _code_and_message(body: object) -> tuple[str | None, str | None, object]:
 
 
 def _shorten(text: str) -> str:
-    text = " ".join(text.split())
+    """One line of at most ``_MAX_MESSAGE`` characters: whitespace runs made one space, then
+    secrets masked and control characters escaped (before the cut: a secret cut in two would
+    no longer be recognized, and escapes lengthen the text)."""
+    text = clean_text(" ".join(text.split()))
     return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 3] + "..."
+
+
+# Of a body quoted as the message, only this much is read: the message keeps 500 characters.
+_QUOTED = 20_000
 
 
 def error_from_response(
@@ -369,7 +376,7 @@ def error_from_response(
             raw = content.decode("utf-8", "replace")
             # Compact JSON, as Huawei's SDK reports a body it cannot read.
             compact = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
-            message = _shorten(raw) if body is None else _shorten(compact[:2000])
+            message = raw[:_QUOTED] if body is None else compact[:_QUOTED]
         else:
             message = f"HTTP {status} with an empty body"
     if code is None and isinstance(body, dict) and "error_code" in body:
@@ -388,8 +395,7 @@ def error_from_response(
     else:
         cls = ServiceError
     return cls(
-        # Scrubbed before it is shortened: a secret cut in two would no longer be recognized.
-        _shorten(scrub(message)),
+        _shorten(message),
         status=status,
         code=code,
         request_id=request_id,
