@@ -50,6 +50,22 @@ def endless(chunk: bytes = b"[" * 65536) -> AsyncIterator[bytes]:
 
 
 @pytest.mark.anyio
+async def test_an_answer_declared_too_large_is_refused_before_it_is_read() -> None:
+    async with hostile_server() as server:
+        play_compute(server)
+        huge = Reply(200, (*JSON, ("Content-Length", str(10**12))), chunks=lambda: endless())
+        server.route("GET", f"/v2.1/{PROJECT}/servers/", lambda r: huge)
+        async with AsyncEcsClient(
+            f"{server.url}/v2.1/{PROJECT}",
+            auth=auth_of("token", server),
+            settings=ClientSettings(max_answer_bytes=1_000_000),
+        ) as ecs:
+            with pytest.raises(ResponseError, match="Content-Length 1000000000000") as caught:
+                await ecs.get_server(SERVER_ID)
+    assert caught.value.status == 200
+
+
+@pytest.mark.anyio
 @pytest.mark.parametrize("where", ["compute", "keystone"])
 async def test_an_endless_answer_is_cut_at_max_answer_bytes(where: str) -> None:
     limit = 512 * 1024
