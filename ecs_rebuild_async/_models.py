@@ -9,13 +9,16 @@ import enum
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 import attrs
 
 from . import _validation as rules
 from ._errors import EcsError, InvalidRequest
 from ._microversion import APIVersion, check_fields, required_range
+from ._redact import clean_text
+
+_T = TypeVar("_T")
 
 __all__ = [
     "ECS",
@@ -110,6 +113,19 @@ class ServerStatus(str, enum.Enum):
         return str(self.value)
 
 
+def _scrubbed_repr(cls: type[_T]) -> type[_T]:
+    """The class's repr, scrubbed of known secrets and escaped: it shows the service's text
+    (a name, a fault message), which a hostile service may fill with anything."""
+    original = cls.__repr__
+
+    def __repr__(self: object) -> str:
+        return clean_text(original(self))
+
+    cls.__repr__ = __repr__  # type: ignore[method-assign]
+    return cls
+
+
+@_scrubbed_repr
 @attrs.frozen
 class Fault:
     """Why a server is in ERROR, as the service reports it."""
@@ -152,6 +168,7 @@ class Address:
     type: str | None = None
 
 
+@_scrubbed_repr
 @attrs.frozen
 class Server:
     """A server as the service shows it. Fields the library does not know are kept in ``extra``.
@@ -405,6 +422,7 @@ class OutcomeKind(str, enum.Enum):
     CANCELLED = "cancelled"  # the run was cancelled before this server finished
 
 
+@_scrubbed_repr
 @attrs.frozen
 class RebuildOutcome:
     """How one server's rebuild ended. ``error`` is the library's typed error when not ``ok``.
@@ -435,6 +453,7 @@ class RebuildOutcome:
         return " ".join(parts)
 
 
+@_scrubbed_repr
 @attrs.frozen
 class RebuildEvent:
     """One observed change of a server during a rebuild, for progress displays and logs."""

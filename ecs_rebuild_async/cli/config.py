@@ -239,9 +239,13 @@ def _ids_from_lines(lines: Iterable[str]) -> list[str]:
 
 def _read_file(path: str) -> list[str]:
     try:
-        return _ids_from_lines(Path(path).read_text().splitlines())
+        return _ids_from_lines(Path(path).read_text(encoding="utf-8").splitlines())
     except OSError as exc:
         raise UsageError(f"cannot read --from-file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"cannot read --from-file {path}: not UTF-8 text (byte {exc.start})"
+        ) from None
 
 
 def read_server_ids(args: argparse.Namespace, stdin: TextIO) -> tuple[list[str], list[str]]:

@@ -15,6 +15,7 @@ import httpx
 from .._auth import Auth, KeystoneAuth
 from .._bulk import BulkReport
 from .._errors import EcsError
+from .._escape import escape_control
 from .._microversion import parse_version
 from .._models import OutcomeKind, RebuildEvent, RebuildOutcome, Server
 from .._serde import wire_version_header
@@ -114,11 +115,14 @@ def outcome_record(
 
 
 def _text(value: Any) -> str:
+    """A value shown to people. What the service chose (a status, a name, an error message) is
+    escaped: an ESC sequence or a ``\\r`` / ``\\n`` in it must not drive the terminal or forge
+    a line of output (JSON and YAML escape them by themselves)."""
     if value is None:
         return "-"
     if isinstance(value, dict):
-        return f"{value.get('type')}: {value.get('message')}"
-    return str(value)
+        return escape_control(f"{value.get('type')}: {value.get('message')}")
+    return escape_control(str(value))
 
 
 #: The columns of the text table, and their widths (the last one takes the rest of the line).
@@ -129,7 +133,7 @@ def _detail(record: Mapping[str, Any]) -> str:
     if record["error"] is not None:
         return _text(record["error"])
     took = "" if record["seconds"] is None else f" in {record['seconds']:.1f} s"
-    return f"image {record['image_after'] or '-'}{took}"
+    return f"image {_text(record['image_after'])}{took}"
 
 
 def table_line(record: Mapping[str, Any], id_width: int = 36) -> str:
@@ -367,11 +371,11 @@ def dry_run_text(record: Mapping[str, Any], *, as_json: bool) -> str:
     checked = f"checked: {', '.join(record['checks'])}"
     if not record["ok"]:
         error = record["error"]
-        lines = [f"{record['server_id']}: not sent: {error['type']}: {error['message']}", checked]
+        lines = [f"{_text(record['server_id'])}: not sent: {_text(error)}", checked]
         return "\n".join(lines) + "\n\n"
     version = record["microversion"] or "none (no microversion header)"
-    lines = [f"{record['method']} {record['url']}", f"microversion: {version}", checked]
+    lines = [f"{record['method']} {_text(record['url'])}", f"microversion: {version}", checked]
     lines += ["headers:"]
-    lines += [f"  {name}: {value}" for name, value in record["headers"].items()]
+    lines += [f"  {_text(name)}: {_text(value)}" for name, value in record["headers"].items()]
     lines += ["body:", json.dumps(record["body"], indent=2, sort_keys=True), ""]
     return "\n".join(lines) + "\n"
