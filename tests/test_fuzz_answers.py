@@ -27,7 +27,7 @@ from ecs_rebuild_async import (
     TokenAuth,
 )
 from ecs_rebuild_async._errors import error_from_response, parse_retry_after
-from ecs_rebuild_async._serde import server_from_wire, servers_from_wire
+from ecs_rebuild_async._serde import server_from_wire, server_page_from_wire
 from ecs_rebuild_async._session import _echoed_version, _service_date
 
 KEYS = [
@@ -81,11 +81,13 @@ def test_server_parser_raises_only_response_errors(body: Any) -> None:
 @given(JSON_VALUES, st.lists(JSON_VALUES, max_size=3))
 def test_listing_parser_raises_only_response_errors(links: Any, servers: list[Any]) -> None:
     try:
-        found, next_href = servers_from_wire({"servers": servers, "servers_links": links})
+        page = server_page_from_wire({"servers": servers, "servers_links": links})
     except ResponseError:
         return
-    assert len(found) == len(servers)
-    assert next_href is None or isinstance(next_href, str)
+    # Entry by entry: every entry is read for its id, or counted as one without a readable id.
+    assert len(page.ids) + page.anonymous == len(servers)
+    assert {server.id for server in page.servers} <= set(page.ids)
+    assert page.next_marker is None or isinstance(page.next_marker, str)
 
 
 HEADER_TEXT = st.text(max_size=40) | st.sampled_from(
