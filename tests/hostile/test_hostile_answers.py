@@ -171,7 +171,10 @@ async def test_a_date_in_year_9999_then_a_rebuild_stays_typed() -> None:
             status, task = "REBUILD", "rebuilding"
         else:
             status, task = "ACTIVE", None
-        reply = server_reply(status, **{"OS-EXT-STS:task_state": task})
+        # `updated` moves on with each change, as Nova's does: a settled read later than the
+        # read of it running is the proof (without a usable Date, no other proof is left).
+        updated = f"2026-01-01T00:00:{min(len(reads), 3):02d}Z"
+        reply = server_reply(status, **{"OS-EXT-STS:task_state": task, "updated": updated})
         return Reply(reply.status, (*reply.headers, date), reply.body)
 
     async with hostile_server() as server:
@@ -188,7 +191,9 @@ async def test_a_date_in_year_9999_then_a_rebuild_stays_typed() -> None:
             f"{server.url}/v2.1/{PROJECT}", auth=auth_of("token", server), settings=settings
         ) as ecs:
             try:
-                done = await ecs.rebuild_and_wait(SERVER_ID, RebuildRequest(image_ref=IMAGE))
+                done = await ecs.rebuild_and_wait(
+                    SERVER_ID, RebuildRequest(image_ref=IMAGE), timeout=30
+                )
             except EcsError:
                 pass  # a typed outcome is acceptable; an OverflowError is not
             else:
