@@ -9,9 +9,11 @@ here; ```sh and ```text blocks are not run (CI runs the two main commands). A bl
   images is a server of the fake (so the README can show real-looking ids);
 - a pytest file: it defines ``test_*`` functions. It is written to a file and run by pytest in
   a subprocess, as a user's test file would be;
-- anything else: a fragment, run with the names of CONTEXT below predefined (top-level
-  ``await`` allowed). Each function it defines whose parameters are all names of CONTEXT is
-  then called with them.
+- anything else: a fragment, run (after the same substitutions) with the names of the
+  ``context`` fixture below predefined, top-level ``await`` allowed. Each function it defines
+  is then called with those names as its arguments.
+
+No block is run while it names an address other than loopback or the in-process fake's.
 """
 
 from __future__ import annotations
@@ -26,13 +28,14 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import attrs
 import pytest
 
 from ecs_rebuild_async import AsyncEcsClient, ClientSettings, RebuildRequest, TokenAuth
-from ecs_rebuild_async.testing import DEFAULT_IMAGES, FakeCompute
+from ecs_rebuild_async.testing import DEFAULT_IMAGES, IN_PROCESS_BASE, FakeCompute
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -134,6 +137,15 @@ def substituted(source: str, fake: FakeCompute) -> str:
     return source
 
 
+def assert_no_outside_address(block: Block, source: str) -> None:
+    """A block is never run against a real address: each one it shows needs a substitution."""
+    for url in re.findall(r"https?://[^\s\"'<>]+", source):
+        host = urlsplit(url).hostname or ""
+        assert host.startswith("127.") or host == urlsplit(IN_PROCESS_BASE).hostname, (
+            f"{block.name} would reach {url}: add it to SUBSTITUTIONS"
+        )
+
+
 @pytest.mark.parametrize(
     "block", [b for b in PYTHON_BLOCKS if kind_of(b) == "program"], ids=_block_id
 )
@@ -146,6 +158,7 @@ def test_a_program_block_runs_as_written(block: Block, capsys: pytest.CaptureFix
     fake.advance(60)  # the servers were last changed a while ago
     with served_on_loopback(fake):
         source = substituted(block.source, fake)
+        assert_no_outside_address(block, source)
         code = compile(source, block.name, "exec")
         exec(code, {"__name__": "__main__"})
     printed = capsys.readouterr().out
@@ -217,8 +230,10 @@ async def test_a_fragment_block_runs_with_the_names_it_is_given(
     for server_id in set(_UUID.findall(block.source)) - set(DEFAULT_IMAGES.values()):
         fake.add_server(server_id=server_id, name=f"readme-{server_id[:8]}")
     fake.advance(60)
+    source = substituted(block.source, fake)
+    assert_no_outside_address(block, source)
     namespace: dict[str, Any] = {"__name__": f"readme_{block.line}", **context}
-    code = compile(block.source, block.name, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    code = compile(source, block.name, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
     result = eval(code, namespace)  # the README's own code, on purpose
     if inspect.iscoroutine(result):
         await result
