@@ -25,9 +25,12 @@ async def main() -> None:
     ids = fake.add_servers(SERVERS, prefix="smoke")
     fake.advance(60)
     image = DEFAULT_IMAGES["ubuntu-24.04"]
-    async with fake.serve_tcp():
-        async with AsyncEcsClient(fake.compute_url, auth=TokenAuth(fake.token)) as ecs:
-            outcomes = await ecs.rebuild_many(ids, RebuildRequest(image_ref=image), timeout=60)
+    # The client is made once the fake serves: compute_url is then its loopback URL.
+    async with (
+        fake.serve_tcp(),
+        AsyncEcsClient(fake.compute_url, auth=TokenAuth(fake.token)) as ecs,
+    ):
+        outcomes = await ecs.rebuild_many(ids, RebuildRequest(image_ref=image), timeout=60)
     kinds = [outcome.kind for outcome in outcomes]
     assert kinds == [OutcomeKind.OK] * SERVERS, outcomes
     assert all(fake.rebuilds_accepted(server_id) == 1 for server_id in ids)
