@@ -222,7 +222,8 @@ async def test_soak_one_outcome_per_server_nothing_twice_truth_matches(
             assert fake.rebuilds_accepted(sid) <= 1
         else:
             # A POST that failed twice (5xx, or an answer lost in the latency), each time proven
-            # not carried out, is not sent a third time: nothing happened to the server.
+            # not carried out, is not sent a third time: nothing happened to the server. Never
+            # Unauthorized: on the stepped clock no token expires before its repeat.
             assert outcome.kind is OutcomeKind.ERROR, outcome
             assert isinstance(error, (ServerError, TransportError)), outcome
             assert not outcome.submitted
