@@ -18,7 +18,7 @@ from ._auth import Auth, build_auth
 from ._bulk import BulkReport, normalize_targets, run_bulk
 from ._compute import ComputeApi, check_server_id
 from ._config import ClientConfig, config_from_cloud, config_from_env
-from ._errors import EcsError, InvalidRequest, RebuildTimeout
+from ._errors import EcsError, InvalidRequest, MicroversionError, NotFound, RebuildTimeout
 from ._lifecycle import RebuildTracker
 from ._microversion import APIVersion, VersionRange, parse_version
 from ._models import (
@@ -32,6 +32,8 @@ from ._models import (
 )
 from ._poll import EventCallback, FleetPoller, wait_for_rebuild
 from ._rebuild import Accepted, Operations, submit_rebuild
+from ._rollout import RolloutPlan, RolloutPolicy, matches, plan_rollout
+from ._selection import TAGS_VERSION, make_filter
 from ._serde import request_to_wire
 from ._session import Session
 from ._settings import ClientSettings
@@ -342,29 +344,111 @@ class AsyncEcsClient:
         on_outcome: Any = None,
         on_event: EventCallback | None = None,
         report: BulkReport | None = None,
+        policy: RolloutPolicy | None = None,
     ) -> list[RebuildOutcome]:
         """Rebuild many servers and wait for each; one RebuildOutcome per server, in order.
 
         ``servers`` are ids (rebuilt with ``request``) or ``(id, RebuildRequest)`` pairs. At
         most ``concurrency`` rebuilds are in flight; ``timeout`` bounds each server's wait.
-        One server's failure never stops the others. ``report`` (a BulkReport) is filled as
-        the run goes, so that after a cancellation it says which rebuilds were submitted.
+        One server's failure never stops the others, unless ``policy`` (a RolloutPolicy) says
+        so: it paces the run, gates it on a canary, health checks and checkpoints, stops it on
+        a failure budget and can roll it back. ``report`` (a BulkReport) is filled as the run
+        goes, so that after a cancellation it says which rebuilds were submitted.
         """
         targets = normalize_targets(servers, request)
+        _check_policy(policy)
         report = report if report is not None else BulkReport()
         befores = await self._read_fleet([server_id for server_id, _ in targets])
 
-        async def run_one(server_id: str, one_request: RebuildRequest, mark: Any) -> Server:
-            before = befores.get(server_id)
-            if before is None:
-                before = await self.get_server(server_id)
+        async def read_before(server_id: str) -> Server:
+            before = befores.pop(server_id, None)
+            return before if before is not None else await self.get_server(server_id)
+
+        async def run_one(
+            server_id: str, one_request: RebuildRequest, before: Server | None, mark: Any
+        ) -> Server:
             return await self._rebuild_and_wait(
                 server_id, one_request, timeout, on_event, before, mark
             )
 
         return await run_bulk(
-            targets, run_one, concurrency=concurrency, report=report, on_outcome=on_outcome
+            targets,
+            run_one,
+            concurrency=concurrency,
+            report=report,
+            on_outcome=on_outcome,
+            policy=policy,
+            read_before=read_before,
         )
+
+    async def plan_rollout(
+        self,
+        servers: Iterable[str | tuple[str, RebuildRequest]],
+        request: RebuildRequest | None = None,
+        *,
+        policy: RolloutPolicy | None = None,
+        concurrency: int = 50,
+    ) -> RolloutPlan:
+        """What :meth:`rebuild_many` with this policy would do, without sending any rebuild:
+        the servers skipped as already matching, the canary, the waves the pacing allows, and
+        the request each server gets. Every request is checked as a rebuild would check it;
+        servers are read only for ``skip_matching``."""
+        _check_policy(policy)
+        policy = policy or RolloutPolicy()
+        requests: dict[str, RebuildRequest] = {}
+        for server_id, one_request in normalize_targets(servers, request):
+            check_server_id(server_id)
+            if one_request is None:
+                raise InvalidRequest(f"no RebuildRequest given for server {server_id!r}")
+            await self._compute.checked_version(one_request)
+            requests.setdefault(server_id, one_request)
+        skipped: list[str] = []
+        if policy.skip_matching:
+            befores = await self._read_fleet(list(requests))
+            for server_id, one_request in requests.items():
+                before = befores.get(server_id)
+                if before is None:
+                    try:
+                        before = await self.get_server(server_id)
+                    except NotFound:
+                        continue  # the run will report it not found
+                if matches(before, one_request):
+                    skipped.append(server_id)
+        to_run = [server_id for server_id in requests if server_id not in skipped]
+        return plan_rollout(
+            policy,
+            to_run,
+            {server_id: requests[server_id] for server_id in to_run},
+            concurrency=concurrency,
+            skipped=skipped,
+        )
+
+    async def find_servers(
+        self,
+        *,
+        name: str | None = None,
+        image: str | None = None,
+        status: str | ServerStatus | None = None,
+        metadata: Mapping[str, str] | None = None,
+        tags: Iterable[str] | None = None,
+    ) -> list[Server]:
+        """The servers matching every condition given: ``name`` a regular expression searched
+        in the name, ``image`` an image id, ``status`` (``ACTIVE``...), ``metadata`` items that
+        must all be set, ``tags`` that must all be present (2.26+). The service filters what it
+        can; every server listed is checked again here."""
+        wanted = make_filter(name=name, image=image, status=status, metadata=metadata, tags=tags)
+        version = await self._compute.read_version()
+        if wanted.tags and (version is None or version < TAGS_VERSION):
+            raise MicroversionError(
+                f"servers show their tags from microversion {TAGS_VERSION} on; "
+                f"this endpoint serves {version or '2.1'}",
+                field="tags",
+                required=str(TAGS_VERSION),
+            )
+        found: list[Server] = []
+        async for page, _ in self._compute.server_pages(wanted.params(version)):
+            found.extend(server for server in page if wanted(server))
+        return found
 
     async def _read_fleet(self, server_ids: list[str]) -> dict[str, Server]:
         """The servers' states before a bulk run, by listing rather than one GET each.
@@ -400,6 +484,7 @@ class AsyncEcsClient:
         concurrency: int = 50,
         timeout: float | None = None,
         report: BulkReport | None = None,
+        policy: RolloutPolicy | None = None,
     ) -> AsyncIterator[MemoryObjectReceiveStream[RebuildOutcome]]:
         """Run :meth:`rebuild_many` and receive outcomes as they complete::
 
@@ -408,7 +493,10 @@ class AsyncEcsClient:
                     ...
 
         Leaving the block early cancels the rest of the run (and ``report`` says what was sent).
+        With a ``policy`` that rolls back, a server rolled back is received again, with the
+        kind ``rolled_back`` (or ``rollback_failed``).
         """
+        _check_policy(policy)
         send, receive = anyio.create_memory_object_stream[RebuildOutcome](
             max_buffer_size=float("inf")
         )
@@ -422,6 +510,7 @@ class AsyncEcsClient:
                     timeout=timeout,
                     on_outcome=send.send_nowait,
                     report=report,
+                    policy=policy,
                 )
 
         async with receive, anyio.create_task_group() as group:
@@ -430,3 +519,8 @@ class AsyncEcsClient:
                 yield receive
             finally:
                 group.cancel_scope.cancel()
+
+
+def _check_policy(policy: object) -> None:
+    if policy is not None and not isinstance(policy, RolloutPolicy):
+        raise InvalidRequest("policy must be a RolloutPolicy", field="policy")
