@@ -294,7 +294,7 @@ class RolloutScheduler:
         state = self.state
         if state.phase not in (RolloutPhase.CANARY, RolloutPhase.ROLLING):
             return []
-        room = self.width - state.unavailable
+        room = self._room()
         if state.phase is RolloutPhase.CANARY:
             room = min(room, len(self._canary_left) - state.in_flight)
         if self._checkpoints:
@@ -367,6 +367,15 @@ class RolloutScheduler:
     def rolled_back(self) -> None:
         self.state.rollback_finished += 1
 
+    def _room(self) -> int:
+        """How many more may start: ``concurrency`` bounds rebuilds in flight, and
+        ``max_unavailable`` bounds those in flight plus the failed ones."""
+        state = self.state
+        room = self._concurrency - state.in_flight
+        if state.max_unavailable is not None:
+            room = min(room, state.max_unavailable - state.unavailable)
+        return room
+
     def _settle(self) -> None:
         """Move on from the canary, to a due checkpoint, to done, or stop when stuck."""
         state = self.state
@@ -380,7 +389,7 @@ class RolloutScheduler:
             state.checkpoint_due = self._checkpoints[0][0]
         elif not self._pending:
             state.phase = RolloutPhase.DONE
-        elif self.width - state.unavailable <= 0:
+        elif self._room() <= 0:
             # Failed servers fill every place max_unavailable allows: nothing can start again.
             self.stop(f"{state.down} failed servers fill max_unavailable ({self.width})")
 
