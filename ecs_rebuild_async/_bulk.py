@@ -44,7 +44,14 @@ from ._rollout import (
     restore_request,
 )
 
-__all__ = ["BulkReport", "BulkRun", "normalize_targets", "outcome_kind", "run_bulk"]
+__all__ = [
+    "BulkReport",
+    "BulkRun",
+    "check_run_options",
+    "normalize_targets",
+    "outcome_kind",
+    "run_bulk",
+]
 
 logger = logging.getLogger("ecs_rebuild_async")
 
@@ -137,6 +144,14 @@ def normalize_targets(
     return targets
 
 
+def check_run_options(concurrency: object, policy: object) -> None:
+    """InvalidRequest for a bad ``concurrency`` or ``policy``, before anything is read or sent."""
+    if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
+        raise InvalidRequest("concurrency must be at least 1", field="concurrency")
+    if policy is not None and not isinstance(policy, RolloutPolicy):
+        raise InvalidRequest("policy must be a RolloutPolicy", field="policy")
+
+
 def _error_outcome(server_id: str, error: EcsError, submitted: bool) -> RebuildOutcome:
     return RebuildOutcome(
         server_id=server_id,
@@ -162,10 +177,7 @@ class BulkRun:
         policy: RolloutPolicy | None = None,
         read_before: ReadBefore | None = None,
     ) -> None:
-        if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
-            raise InvalidRequest("concurrency must be at least 1", field="concurrency")
-        if policy is not None and not isinstance(policy, RolloutPolicy):
-            raise InvalidRequest("policy must be a RolloutPolicy", field="policy")
+        check_run_options(concurrency, policy)
         self._targets = targets
         self._run_one = run_one
         self._read_before = read_before

@@ -15,7 +15,7 @@ import httpx
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from ._auth import Auth, build_auth
-from ._bulk import BulkReport, normalize_targets, run_bulk
+from ._bulk import BulkReport, check_run_options, normalize_targets, run_bulk
 from ._compute import ComputeApi, check_server_id
 from ._config import ClientConfig, config_from_cloud, config_from_env
 from ._errors import EcsError, InvalidRequest, MicroversionError, NotFound, RebuildTimeout
@@ -356,7 +356,7 @@ class AsyncEcsClient:
         goes, so that after a cancellation it says which rebuilds were submitted.
         """
         targets = normalize_targets(servers, request)
-        _check_policy(policy)
+        check_run_options(concurrency, policy)
         report = report if report is not None else BulkReport()
         befores = await self._read_fleet([server_id for server_id, _ in targets])
 
@@ -393,7 +393,7 @@ class AsyncEcsClient:
         the servers skipped as already matching, the canary, the waves the pacing allows, and
         the request each server gets. Every request is checked as a rebuild would check it;
         servers are read only for ``skip_matching``."""
-        _check_policy(policy)
+        check_run_options(concurrency, policy)
         policy = policy or RolloutPolicy()
         requests: dict[str, RebuildRequest] = {}
         for server_id, one_request in normalize_targets(servers, request):
@@ -496,7 +496,7 @@ class AsyncEcsClient:
         With a ``policy`` that rolls back, a server rolled back is received again, with the
         kind ``rolled_back`` (or ``rollback_failed``).
         """
-        _check_policy(policy)
+        check_run_options(concurrency, policy)
         send, receive = anyio.create_memory_object_stream[RebuildOutcome](
             max_buffer_size=float("inf")
         )
@@ -519,8 +519,3 @@ class AsyncEcsClient:
                 yield receive
             finally:
                 group.cancel_scope.cancel()
-
-
-def _check_policy(policy: object) -> None:
-    if policy is not None and not isinstance(policy, RolloutPolicy):
-        raise InvalidRequest("policy must be a RolloutPolicy", field="policy")

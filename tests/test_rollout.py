@@ -1,0 +1,506 @@
+"""Rolling a fleet through the public API, on the fake service: canary, failure budget,
+pacing, health gates, checkpoints, skip-matching, rollback, the plan, and cancellation."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import pytest
+
+from ecs_rebuild_async import (
+    NOVA,
+    AsyncEcsClient,
+    BulkReport,
+    ClientSettings,
+    InvalidRequest,
+    MicroversionError,
+    OutcomeKind,
+    RebuildOutcome,
+    RebuildRequest,
+    RolloutPhase,
+    RolloutPolicy,
+    RolloutProgress,
+    Server,
+    ServerStatus,
+    TokenAuth,
+)
+from ecs_rebuild_async.testing import DEFAULT_IMAGES, FakeCompute
+
+NEW = DEFAULT_IMAGES["ubuntu-24.04"]
+OLD = DEFAULT_IMAGES["ubuntu-22.04"]
+OTHER = DEFAULT_IMAGES["centos-9"]
+REQUEST = RebuildRequest(image_ref=NEW)
+FAST = ClientSettings(
+    poll_first_delay=0.01,
+    poll_interval=0.02,
+    poll_interval_max=0.05,
+    backoff_initial=0.001,
+    retry_after_cap=0.05,
+    reconcile_settle=0.01,
+)
+
+
+@asynccontextmanager
+async def client_for(fake: FakeCompute, **options: Any) -> AsyncIterator[AsyncEcsClient]:
+    async with AsyncEcsClient(
+        fake.compute_url,
+        auth=TokenAuth(fake.token),
+        transport=fake.transport(),
+        settings=FAST,
+        **options,
+    ) as ecs:
+        yield ecs
+
+
+def posts(fake: FakeCompute) -> int:
+    return fake.stats.requests[("POST", "rebuild")]
+
+
+def kinds(outcomes: list[RebuildOutcome]) -> list[OutcomeKind]:
+    return [outcome.kind for outcome in outcomes]
+
+
+def health_of(fake: FakeCompute) -> Any:
+    async def check(server: Server) -> bool:
+        return fake.health(server.id)
+
+    return check
+
+
+@pytest.mark.anyio
+async def test_a_failing_canary_stops_the_run_with_only_the_canary_touched() -> None:
+    fake = FakeCompute(time_scale=50)
+    canary = [fake.add_server(name="c0"), fake.add_server(name="c1", fail_image=NEW)]
+    rest = fake.add_servers(6, prefix="rest")
+    report = BulkReport()
+    async with client_for(fake) as ecs:
+        outcomes = await ecs.rebuild_many(
+            [*canary, *rest], REQUEST, policy=RolloutPolicy(canary=2), report=report, timeout=30
+        )
+    assert kinds(outcomes) == [OutcomeKind.OK, OutcomeKind.FAILED] + [OutcomeKind.SKIPPED] * 6
+    assert [fake.rebuilds_accepted(sid) for sid in canary + rest] == [1, 1] + [0] * 6
+    assert posts(fake) == 2
+    assert report.stopped_reason == f"canary {canary[1]} did not pass"
+    assert all(o.reason == f"not started: {report.stopped_reason}" for o in outcomes[2:])
+    assert report.rollout is not None
+    assert not report.rollout.canary_passed
+    assert report.finished == report.total == 8
+    assert report.submitted == set(canary)
+
+
+@pytest.mark.anyio
+async def test_a_passing_canary_lets_the_rest_roll() -> None:
+    fake = FakeCompute(time_scale=50)
+    servers = fake.add_servers(6)
+    report = BulkReport()
+    async with client_for(fake) as ecs:
+        outcomes = await ecs.rebuild_many(
+            servers, REQUEST, policy=RolloutPolicy(canary=2), report=report, timeout=30
+        )
+    assert kinds(outcomes) == [OutcomeKind.OK] * 6
+    assert report.rollout is not None
+    assert report.rollout.canary_passed
+    assert report.rollout.phase is RolloutPhase.DONE
+    assert report.stopped_reason is None
+    assert all(fake.truth(sid).image_id == NEW for sid in servers)
+
+
+@pytest.mark.anyio
+async def test_max_failures_two_stops_after_the_third_failure_and_sends_nothing_later() -> None:
+    fake = FakeCompute(time_scale=50)
+    servers = fake.add_servers(10, fail_image=NEW)
+    report = BulkReport()
+    async with client_for(fake) as ecs:
+        outcomes = await ecs.rebuild_many(
+            servers,
+            REQUEST,
+            concurrency=1,
+            policy=RolloutPolicy(max_failures=2),
+            report=report,
+            timeout=30,
+        )
+        sent = posts(fake)
+        fake.advance(60)
+        await anyio.sleep(0.1)  # nothing of the run is left to send anything
+    assert kinds(outcomes) == [OutcomeKind.FAILED] * 3 + [OutcomeKind.SKIPPED] * 7
+    assert sent == posts(fake) == 3
+    assert report.stopped_reason == "3 failures exceed max_failures (2)"
+    assert report.rollout is not None
+    assert report.rollout.budget_left == 0
+
+
+@pytest.mark.anyio
+async def test_in_flight_rebuilds_finish_when_the_budget_is_spent() -> None:
+    fake = FakeCompute(time_scale=50)
+    bad = fake.add_server(name="bad", fail_image=NEW, rebuild_seconds=0.5)
+    slow = fake.add_servers(3, prefix="slow", rebuild_seconds=3.0)
+    later = fake.add_servers(4, prefix="later")
+    async with client_for(fake) as ecs:
+        outcomes = await ecs.rebuild_many(
+            [bad, *slow, *later],
+            REQUEST,
+            concurrency=4,
+            policy=RolloutPolicy(max_failures=0),
+            timeout=30,
+        )
+    # All four started together; the failure stops new starts, the three in flight finish ok.
+    assert (
+        kinds(outcomes) == [OutcomeKind.FAILED] + [OutcomeKind.OK] * 3 + [OutcomeKind.SKIPPED] * 4
+    )
+    assert posts(fake) == 4
+    assert all(fake.truth(sid).image_id == NEW for sid in slow)
+
+
+@pytest.mark.anyio
+async def test_max_unavailable_is_never_exceeded() -> None:
+    fake = FakeCompute(time_scale=50, jitter=0.5)
+    servers = fake.add_servers(24)
+    async with client_for(fake) as ecs:
+        outcomes = await ecs.rebuild_many(
+            servers, REQUEST, concurrency=50, policy=RolloutPolicy(max_unavailable=0.125)
+        )
+    assert kinds(outcomes) == [OutcomeKind.OK] * 24
+    assert fake.max_rebuilding == 3  # 12.5 % of 24, reached and never passed
+
+
+@pytest.mark.anyio
+async def test_failed_servers_keep_counting_as_unavailable() -> None:
+    fake = FakeCompute(time_scale=50)
+    broken = fake.add_servers(3, prefix="broken", fail_image=NEW)
+    fine = fake.add_servers(5, prefix="fine")
+    report = BulkReport()
+    async with client_for(fake) as ecs:
+        outcomes = await ecs.rebuild_many(
+            [*broken, *fine], REQUEST, policy=RolloutPolicy(max_unavailable=3), report=report
+        )
+    # Three failed servers fill the three places: the rollout cannot go on, and says so.
+    assert kinds(outcomes) == [OutcomeKind.FAILED] * 3 + [OutcomeKind.SKIPPED] * 5
+    assert report.stopped_reason == "3 failed servers fill max_unavailable (3)"
+    assert posts(fake) == 3
+
+
+@pytest.mark.anyio
+async def test_unhealthy_servers_count_against_the_budget() -> None:
+    fake = FakeCompute(time_scale=50)
+    fine = fake.add_server(name="fine")
+    sick = fake.add_servers(2, prefix="sick", health=False)
+    rest = fake.add_servers(3, prefix="rest")
+    report = BulkReport()
+    policy = RolloutPolicy(
+        max_failures=1, health_check=health_of(fake), warmup=0.1, health_interval=0.02
+    )
+    async with client_for(fake) as ecs:
+        outcomes = await ecs.rebuild_many(
+            [fine, *sick, *rest], REQUEST, concurrency=1, policy=policy, report=report, timeout=30
+        )
+    assert (
+        kinds(outcomes)
+        == [OutcomeKind.OK, OutcomeKind.UNHEALTHY, OutcomeKind.UNHEALTHY]
+        + [OutcomeKind.SKIPPED] * 3
+    )
+    assert outcomes[1].reason == "the health check did not pass within 0.1 s"
+    assert outcomes[1].server is not None
+    assert outcomes[1].server.image_id == NEW
+    assert report.stopped_reason == "2 failures exceed max_failures (1)"
+    assert posts(fake) == 3
+
+
+@pytest.mark.anyio
+async def test_a_server_that_turns_healthy_within_its_warmup_is_ok() -> None:
+    fake = FakeCompute(time_scale=50)
+    servers = fake.add_servers(3, health=5.0)  # healthy 5 fake seconds (0.1 s) after spawning
+    tries: list[bool] = []
+
+    async def check(server: Server) -> bool:
+        tries.append(fake.health(server.id))
+        return tries[-1]
+
+    policy = RolloutPolicy(health_check=check, warmup=60, health_interval=0.02)
+    async with client_for(fake) as ecs:
+        outcomes = await ecs.rebuild_many(servers, REQUEST, policy=policy, timeout=30)
+    assert kinds(outcomes) == [OutcomeKind.OK] * 3
+    assert False in tries  # it was tried before it was healthy, and tried again
+    assert tries.count(True) == 3
+
+
+@pytest.mark.anyio
+async def test_a_health_check_that_raises_is_a_failed_try() -> None:
+    fake = FakeCompute(time_scale=50)
+    server_id = fake.add_server()
+
+    async def check(server: Server) -> bool:
+        raise ConnectionError("refused")
+
+    policy = RolloutPolicy(health_check=check, warmup=0.05, health_interval=0.01)
+    async with client_for(fake) as ecs:
+        (outcome,) = await ecs.rebuild_many([server_id], REQUEST, policy=policy, timeout=30)
+    assert outcome.kind is OutcomeKind.UNHEALTHY
+    assert outcome.reason is not None
+    assert "ConnectionError" in outcome.reason
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("answer", [True, False])
+async def test_a_checkpoint_pauses_until_the_callback_answers(answer: bool) -> None:
+    fake = FakeCompute(time_scale=50)
+    servers = fake.add_servers(8)
+    report = BulkReport()
+    asked = anyio.Event()
+    release = anyio.Event()
+    progress: list[RolloutProgress] = []
+
+    async def on_checkpoint(seen: RolloutProgress) -> bool:
+        progress.append(seen)
+        asked.set()
+        await release.wait()
+        return answer
+
+    policy = RolloutPolicy(checkpoints=(0.5,), on_checkpoint=on_checkpoint)
+    results: list[list[RebuildOutcome]] = []
+    async with client_for(fake) as ecs, anyio.create_task_group() as group:
+
+        async def run() -> None:
+            results.append(await ecs.rebuild_many(servers, REQUEST, policy=policy, report=report))
+
+        group.start_soon(run)
+        await asked.wait()
+        fake.advance(30)  # time passes at the checkpoint; nothing new starts
+        for _ in range(5):
+            await anyio.sleep(0.02)
+            assert posts(fake) == 4
+        assert report.rollout is not None
+        assert report.rollout.phase is RolloutPhase.PAUSED
+        release.set()
+    assert progress == [RolloutProgress(0.5, 4, 8, 4, 0, None)]
+    (outcomes,) = results
+    if answer:
+        assert kinds(outcomes) == [OutcomeKind.OK] * 8
+        assert report.rollout.checkpoints_passed == [0.5]
+        assert posts(fake) == 8
+    else:
+        assert kinds(outcomes) == [OutcomeKind.OK] * 4 + [OutcomeKind.SKIPPED] * 4
+        assert report.stopped_reason == "stopped at checkpoint 50%"
+        assert posts(fake) == 4
+
+
+@pytest.mark.anyio
+async def test_a_checkpoint_without_a_callback_waits_its_delay() -> None:
+    fake = FakeCompute(time_scale=50)
+    servers = fake.add_servers(4)
+    report = BulkReport()
+    policy = RolloutPolicy(checkpoints=(0.25, 0.5), checkpoint_delay=0.01)
+    async with client_for(fake) as ecs:
+        outcomes = await ecs.rebuild_many(servers, REQUEST, policy=policy, report=report)
+    assert kinds(outcomes) == [OutcomeKind.OK] * 4
+    assert report.rollout is not None
+    assert report.rollout.checkpoints_passed == [0.25, 0.5]
+
+
+@pytest.mark.anyio
+async def test_skip_matching_sends_nothing_for_matching_servers() -> None:
+    fake = FakeCompute(time_scale=50)
+    done = fake.add_servers(3, prefix="web", image_id=NEW)
+    renamed = fake.add_server(name="other", image_id=NEW)  # right image, other name
+    old = fake.add_servers(2, prefix="old")
+    request = RebuildRequest(image_ref=NEW, metadata={})
+    async with client_for(fake) as ecs:
+        outcomes = await ecs.rebuild_many(
+            [*done, renamed, *old],
+            request,
+            policy=RolloutPolicy(skip_matching=True),
+        )
+        by_name = await ecs.rebuild_many(
+            [*done, renamed],
+            RebuildRequest(image_ref=NEW, name="web-0"),
+            policy=RolloutPolicy(skip_matching=True),
+        )
+    assert kinds(outcomes) == [OutcomeKind.SKIPPED] * 4 + [OutcomeKind.OK] * 2
+    assert all(o.reason == "already matches" and not o.submitted for o in outcomes[:4])
+    assert [fake.rebuilds_accepted(sid) for sid in [*done, renamed]] == [0, 1, 1, 1]
+    # web-0 already has the name; the others do not (a second request, same image).
+    assert kinds(by_name) == [OutcomeKind.SKIPPED] + [OutcomeKind.OK] * 3
+    assert posts(fake) == 2 + 3
+
+
+@pytest.mark.anyio
+async def test_rollback_restores_every_rebuilt_server_and_rebuilds_each_exactly_twice() -> None:
+    fake = FakeCompute(time_scale=50, dialect="nova")
+    formers = [OLD, OTHER, OLD, OTHER]
+    rebuilt = [
+        fake.add_server(name=f"web-{i}", image_id=image, metadata={"v": "1"})
+        for i, image in enumerate(formers[:3])
+    ]
+    broken = fake.add_server(name="web-3", image_id=OTHER, metadata={"v": "1"}, fail_image=NEW)
+    untouched = fake.add_servers(3, prefix="later")
+    report = BulkReport()
+    seen: list[RebuildOutcome] = []
+    request = RebuildRequest(image_ref=NEW, name="new", metadata={"v": "2"})
+    async with client_for(fake, dialect=NOVA) as ecs:
+        outcomes = await ecs.rebuild_many(
+            [*rebuilt, broken, *untouched],
+            request,
+            concurrency=1,
+            policy=RolloutPolicy(max_failures=0, rollback=True),
+            report=report,
+            on_outcome=seen.append,
+            timeout=30,
+        )
+    assert kinds(outcomes) == [OutcomeKind.ROLLED_BACK] * 4 + [OutcomeKind.SKIPPED] * 3
+    for sid, former in zip([*rebuilt, broken], formers, strict=True):
+        truth = fake.truth(sid)
+        assert fake.rebuild_images(sid) == [NEW, former]
+        assert fake.rebuilds_accepted(sid) == 2
+        assert (truth.image_id, truth.status, truth.metadata) == (former, "ACTIVE", {"v": "1"})
+        assert truth.name == f"web-{[*rebuilt, broken].index(sid)}"
+    assert all(fake.rebuilds_accepted(sid) == 0 for sid in untouched)
+    assert report.rollout is not None
+    assert report.rollout.phase is RolloutPhase.ROLLING_BACK
+    assert (report.rollout.rollback_total, report.rollout.rollback_finished) == (4, 4)
+    assert report.rollback_submitted == report.submitted == {*rebuilt, broken}
+    assert outcomes[0].reason == f"rebuilt back to image {OLD}: 1 failures exceed max_failures (0)"
+    # Each rolled-back server was received twice by on_outcome: forward, then rolled back.
+    assert [o.kind for o in seen if o.server_id == rebuilt[0]] == [
+        OutcomeKind.OK,
+        OutcomeKind.ROLLED_BACK,
+    ]
+
+
+@pytest.mark.anyio
+async def test_a_rollback_that_cannot_run_says_so() -> None:
+    # ECS cannot rebuild a server in ERROR: the failed one cannot be rolled back.
+    fake = FakeCompute(time_scale=50)
+    fine = fake.add_server(name="fine")
+    broken = fake.add_server(name="broken", fail_image=NEW)
+    async with client_for(fake) as ecs:
+        outcomes = await ecs.rebuild_many(
+            [fine, broken],
+            REQUEST,
+            concurrency=1,
+            policy=RolloutPolicy(max_failures=0, rollback=True),
+            timeout=30,
+        )
+    assert kinds(outcomes) == [OutcomeKind.ROLLED_BACK, OutcomeKind.ROLLBACK_FAILED]
+    assert isinstance(outcomes[1].error, InvalidRequest)
+    assert fake.rebuilds_accepted(fine) == 2
+    assert fake.rebuilds_accepted(broken) == 1
+    assert fake.truth(fine).image_id == OLD
+
+
+@pytest.mark.anyio
+async def test_rollback_after_a_checkpoint_says_stop() -> None:
+    fake = FakeCompute(time_scale=50)
+    servers = fake.add_servers(4)
+
+    async def stop(progress: RolloutProgress) -> bool:
+        return False
+
+    policy = RolloutPolicy(checkpoints=(0.5,), on_checkpoint=stop, rollback=True)
+    async with client_for(fake) as ecs:
+        outcomes = await ecs.rebuild_many(servers, REQUEST, policy=policy, timeout=30)
+    assert kinds(outcomes) == [OutcomeKind.ROLLED_BACK] * 2 + [OutcomeKind.SKIPPED] * 2
+    assert [fake.rebuilds_accepted(sid) for sid in servers] == [2, 2, 0, 0]
+
+
+@pytest.mark.anyio
+async def test_the_plan_sends_no_rebuild() -> None:
+    fake = FakeCompute(time_scale=50)
+    matching = fake.add_servers(2, prefix="done", image_id=NEW)
+    servers = fake.add_servers(10)
+    policy = RolloutPolicy(canary=2, max_unavailable=3, checkpoints=(0.5,), skip_matching=True)
+    async with client_for(fake) as ecs:
+        plan = await ecs.plan_rollout([*matching, *servers], REQUEST, policy=policy)
+        with pytest.raises(InvalidRequest):
+            await ecs.plan_rollout(servers, None, policy=policy)
+    assert posts(fake) == 0
+    assert plan.skipped == tuple(matching)
+    assert plan.canary == tuple(servers[:2])
+    assert plan.waves == (
+        tuple(servers[:2]),
+        tuple(servers[2:5]),
+        tuple(servers[5:8]),
+        tuple(servers[8:]),
+    )
+    assert plan.checkpoints == ((0.5, 2),)
+    assert all(plan.requests[sid] is REQUEST for sid in servers)
+
+
+@pytest.mark.anyio
+async def test_find_servers_filters_on_the_service_and_the_client() -> None:
+    fake = FakeCompute(time_scale=50)
+    web = fake.add_servers(3, prefix="web", metadata={"tier": "front"}, tags=("prod",))
+    fake.add_servers(2, prefix="db", metadata={"tier": "back"}, tags=("prod",))
+    other = fake.add_server(name="web-x", image_id=OTHER, status="SHUTOFF")
+    async with client_for(fake) as ecs:
+        by_name = await ecs.find_servers(name="^web-[0-9]$")
+        by_image = await ecs.find_servers(image=OTHER)
+        by_status = await ecs.find_servers(status="shutoff")
+        by_meta = await ecs.find_servers(metadata={"tier": "front"}, tags=["prod"])
+        combined = await ecs.find_servers(name="web", status=ServerStatus.ACTIVE)
+        with pytest.raises(InvalidRequest):
+            await ecs.find_servers(name="(")
+        with pytest.raises(InvalidRequest):
+            await ecs.find_servers(metadata={"a": 1})  # type: ignore[dict-item]  # on purpose
+    assert {s.id for s in by_name} == set(web)
+    assert [s.id for s in by_image] == [other] == [s.id for s in by_status]
+    assert {s.id for s in by_meta} == set(web) == {s.id for s in combined}
+    assert fake.stats.requests[("GET", "servers_detail")] == 5
+
+
+@pytest.mark.anyio
+async def test_find_servers_by_tag_needs_2_26() -> None:
+    fake = FakeCompute(time_scale=50, max_version="2.25")
+    fake.add_server()
+    async with client_for(fake) as ecs:
+        with pytest.raises(MicroversionError):
+            await ecs.find_servers(tags=["prod"])
+    assert fake.stats.requests[("GET", "servers_detail")] == 0
+
+
+@pytest.mark.anyio
+async def test_rebuild_stream_rolls_with_a_policy() -> None:
+    fake = FakeCompute(time_scale=50)
+    servers = [fake.add_server(name="bad", fail_image=NEW), *fake.add_servers(3)]
+    report = BulkReport()
+    received: list[RebuildOutcome] = []
+    async with (
+        client_for(fake) as ecs,
+        ecs.rebuild_stream(
+            servers, REQUEST, policy=RolloutPolicy(canary=1), report=report, timeout=30
+        ) as stream,
+    ):
+        async for outcome in stream:
+            received.append(outcome)
+    assert [o.kind for o in received] == [OutcomeKind.FAILED] + [OutcomeKind.SKIPPED] * 3
+    assert report.stopped_reason == f"canary {servers[0]} did not pass"
+
+
+@pytest.mark.anyio
+async def test_a_bad_policy_fails_before_anything_is_sent() -> None:
+    fake = FakeCompute(time_scale=50)
+    servers = fake.add_servers(2)
+    async with client_for(fake) as ecs:
+        with pytest.raises(InvalidRequest):
+            await ecs.rebuild_many(servers, REQUEST, policy={"canary": 1})  # type: ignore[arg-type]  # on purpose
+        with pytest.raises(InvalidRequest):
+            await ecs.rebuild_many(servers, REQUEST, policy=RolloutPolicy(), concurrency=0)
+    assert posts(fake) == 0
+    assert fake.stats.requests[("GET", "servers_detail")] == 0
+
+
+@pytest.mark.anyio
+async def test_repeated_ids_leave_a_report_that_agrees_with_the_outcomes() -> None:
+    fake = FakeCompute(time_scale=50)
+    a, b = fake.add_servers(2)
+    report = BulkReport()
+    async with client_for(fake) as ecs:
+        outcomes = await ecs.rebuild_many([a, b, a, a], REQUEST, report=report, timeout=30)
+    assert kinds(outcomes) == [OutcomeKind.OK, OutcomeKind.OK] + [OutcomeKind.INVALID] * 2
+    assert report.outcomes[a] is outcomes[0]
+    assert report.outcomes[b] is outcomes[1]
+    assert report.total == report.finished == 2
+    assert report.repeated == [a, a]
+    assert report.submitted == {a, b}
+    assert fake.rebuilds_accepted(a) == 1
