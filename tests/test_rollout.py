@@ -504,3 +504,115 @@ async def test_repeated_ids_leave_a_report_that_agrees_with_the_outcomes() -> No
     assert report.repeated == [a, a]
     assert report.submitted == {a, b}
     assert fake.rebuilds_accepted(a) == 1
+
+
+async def never_healthy_yet(server: Server) -> bool:
+    await anyio.sleep_forever()
+    return True  # pragma: no cover - never reached
+
+
+async def never_answers(progress: RolloutProgress) -> bool:
+    await anyio.sleep_forever()
+    return True  # pragma: no cover - never reached
+
+
+def _in_canary(report: BulkReport) -> bool:
+    state = report.rollout
+    return state is not None and state.phase is RolloutPhase.CANARY and len(report.submitted) == 2
+
+
+def _rolling(report: BulkReport) -> bool:
+    state = report.rollout
+    return (
+        state is not None
+        and state.phase is RolloutPhase.ROLLING
+        and report.finished >= 3
+        and len(report.submitted) > report.finished
+    )
+
+
+def _warming_up(report: BulkReport) -> bool:
+    return len(report.submitted) == 2
+
+
+def _paused(report: BulkReport) -> bool:
+    return report.rollout is not None and report.rollout.phase is RolloutPhase.PAUSED
+
+
+def _rolling_back(report: BulkReport) -> bool:
+    state = report.rollout
+    return (
+        state is not None
+        and state.phase is RolloutPhase.ROLLING_BACK
+        and len(report.rollback_submitted) >= 2
+    )
+
+
+PHASES = {
+    "canary": (RolloutPolicy(canary=2), _in_canary),
+    "rolling": (RolloutPolicy(max_unavailable=2), _rolling),
+    "warming up": (RolloutPolicy(health_check=never_healthy_yet, max_unavailable=2), _warming_up),
+    "paused at a checkpoint": (
+        RolloutPolicy(checkpoints=(0.5,), on_checkpoint=never_answers),
+        _paused,
+    ),
+    "rolling back": (RolloutPolicy(max_failures=0, rollback=True, max_unavailable=1), _rolling_back),
+}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("phase", list(PHASES))
+async def test_cancelling_in_any_phase_stops_cleanly_with_the_report_true(phase: str) -> None:
+    policy, reached = PHASES[phase]
+    fake = FakeCompute(time_scale=50, dialect="nova", rebuild_seconds=4.0)
+    # Three servers roll, the fourth fails (a rollback then has three to put back), two more.
+    servers = fake.add_servers(3, prefix="web")
+    servers.append(fake.add_server(name="bad", fail_image=NEW))
+    servers.extend(fake.add_servers(2, prefix="more"))
+    report = BulkReport()
+    got_there = False
+    async with client_for(fake, dialect=NOVA) as ecs:
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as group:
+
+                async def watch() -> None:
+                    nonlocal got_there
+                    for _ in range(2000):  # bounded: 2000 looks at the report
+                        if reached(report):
+                            got_there = True
+                            scope.cancel()
+                            return
+                        await anyio.sleep(0.005)
+
+                group.start_soon(watch)
+                await ecs.rebuild_many(servers, REQUEST, policy=policy, report=report, timeout=60)
+        assert got_there, f"the run never reached the phase {phase!r}"
+        sent = posts(fake)
+        fake.advance(120)
+        await anyio.sleep(0.05)
+    assert posts(fake) == sent  # nothing of the run is left behind to send anything
+    accepted = {sid: fake.rebuilds_accepted(sid) for sid in servers}
+    assert report.submitted == {sid for sid, count in accepted.items() if count >= 1}
+    assert report.rollback_submitted == {sid for sid, count in accepted.items() if count == 2}
+    for sid, outcome in report.outcomes.items():
+        truth = fake.truth(sid)
+        if sid in report.rollback_submitted and outcome.kind is not OutcomeKind.ROLLED_BACK:
+            # Its rollback was sent and had not finished: the image is already the former one.
+            assert truth.image_id == OLD
+        elif outcome.kind is OutcomeKind.OK:
+            assert truth.image_id == NEW
+        elif outcome.kind is OutcomeKind.ROLLED_BACK:
+            assert truth.image_id == OLD
+            assert accepted[sid] == 2
+        else:
+            assert outcome.kind in (OutcomeKind.FAILED, OutcomeKind.SKIPPED)
+    # Some had not finished, and no outcome is made up for them.
+    state = report.rollout
+    assert state is not None
+    if phase == "rolling back":
+        assert state.rollback_finished < state.rollback_total
+        assert state.rollback_finished == sum(
+            o.kind is OutcomeKind.ROLLED_BACK for o in report.outcomes.values()
+        )
+    else:
+        assert len(report.outcomes) < report.total
