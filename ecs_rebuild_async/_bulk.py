@@ -268,9 +268,10 @@ class BulkRun:
             before = self._befores.get(server_id)
             if before is not None and matches(before, self._requests[server_id]):
                 self._record(
+                    # ok: the server is as asked, proven by this read; nothing was sent.
                     RebuildOutcome(
                         server_id,
-                        False,
+                        True,
                         OutcomeKind.SKIPPED,
                         server=before,
                         reason="already matches",

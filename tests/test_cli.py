@@ -29,6 +29,7 @@ RECORD_KEYS = {
     "image_id",
     "error",
     "submitted",
+    "reason",
 }
 FAST = ["--poll-interval", "0.02"]
 

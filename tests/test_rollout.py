@@ -556,7 +556,10 @@ PHASES = {
         RolloutPolicy(checkpoints=(0.5,), on_checkpoint=never_answers),
         _paused,
     ),
-    "rolling back": (RolloutPolicy(max_failures=0, rollback=True, max_unavailable=1), _rolling_back),
+    "rolling back": (
+        RolloutPolicy(max_failures=0, rollback=True, max_unavailable=1),
+        _rolling_back,
+    ),
 }
 
 

@@ -43,6 +43,7 @@ from .._settings import ClientSettings
 from .._version import __version__
 from .config import UsageError, build_request, client_spec, read_server_ids
 from .output import dry_run_record, print_dry_run
+from .rollout import add_rollout_options, find_arguments, policy_from_args, run_plan
 from .run import EXIT_INTERRUPTED, BulkOptions, run_bulk_command
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "main"]
@@ -164,6 +165,7 @@ def _add_rebuild(commands: Any) -> None:
     rebuild.add_argument(
         "--dry-run", action="store_true", help="print the requests without sending them"
     )
+    add_rollout_options(rebuild)
     rebuild.set_defaults(handler=_cmd_rebuild)
 
 
@@ -217,14 +219,39 @@ def build_parser() -> argparse.ArgumentParser:
 async def _cmd_rebuild(args: argparse.Namespace, io: Io) -> int:
     request = build_request(args)
     assert request is not None  # --image is required
-    server_ids, repeated = read_server_ids(args, io.stdin)
-    for server_id in repeated:
-        io.stderr.write(f"warning: {server_id} is listed more than once; rebuilt once\n")
+    policy = policy_from_args(args, io.stdin, io.stderr)
+    if policy is not None and args.no_wait:
+        raise UsageError("a rollout waits for each server: --no-wait cannot be used with it")
+    where = find_arguments(args)
+    server_ids: list[str] = []
+    if where is None:
+        server_ids, repeated = read_server_ids(args, io.stdin)
+        for server_id in repeated:
+            io.stderr.write(f"warning: {server_id} is listed more than once; rebuilt once\n")
+    elif args.server_ids or args.from_file:
+        raise UsageError("--where chooses the servers: give no SERVER_ID or --from-file with it")
     spec = client_spec(args, io.environ)
-    console = None if args.json or args.dry_run else _console(io.stderr)
+    quiet = args.json or args.dry_run or args.plan
+    console = None if quiet else _console(io.stderr)
     async with spec.open(transport=io.transport, settings=_settings(args)) as client:
+        if where is not None:
+            server_ids = [server.id for server in await client.find_servers(**where)]
+            io.stderr.write(f"--where chose {len(server_ids)} servers\n")
+            if not server_ids:
+                return EXIT_OK
         # Every check a rebuild makes, before anything is sent: bad input fails here, once.
         await client.prepare(server_ids[0], request)
+        if args.plan:
+            await run_plan(
+                client,
+                server_ids,
+                request,
+                policy,
+                concurrency=args.concurrency,
+                stdout=io.stdout,
+                as_json=args.json,
+            )
+            return EXIT_OK
         if args.dry_run:
             for server_id in server_ids:
                 prepared = await client.prepare(server_id, request)
@@ -238,6 +265,7 @@ async def _cmd_rebuild(args: argparse.Namespace, io: Io) -> int:
             wait=not args.no_wait,
             as_json=args.json,
             label="submitting" if args.no_wait else "rebuilding",
+            policy=policy,
         )
         return await run_bulk_command(
             client,

@@ -50,6 +50,7 @@ def outcome_record(outcome: RebuildOutcome, *, submit_only: bool = False) -> dic
         "image_id": None if server is None else server.image_id,
         "error": None if error is None else {"type": type(error).__name__, "message": str(error)},
         "submitted": outcome.submitted,
+        "reason": outcome.reason,
     }
 
 
@@ -58,6 +59,8 @@ def _human_line(record: Mapping[str, Any]) -> str:
     detail = (
         f"image {record['image_id']}" if error is None else f"{error['type']}: {error['message']}"
     )
+    if record["reason"]:
+        detail = f"{detail}; {record['reason']}"
     return f"{record['kind']:<10} {record['server_id']}  {record['status'] or '-'}  {detail}"
 
 

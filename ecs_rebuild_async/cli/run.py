@@ -15,7 +15,9 @@ from .._bulk import BulkReport, outcome_kind
 from .._client import AsyncEcsClient
 from .._errors import EcsError, RebuildOutcomeUnknown
 from .._models import OutcomeKind, RebuildOutcome, RebuildRequest
+from .._rollout import RolloutPolicy
 from .output import LineSink, OutcomeWriter, plain_summary
+from .rollout import describe_phase, stopped_line
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -99,6 +101,7 @@ class BulkOptions:
     as_json: bool
     label: str
     write_outcomes: bool = True
+    policy: RolloutPolicy | None = None
 
 
 def _report_interrupt(
@@ -149,6 +152,7 @@ async def run_bulk_command(
                 timeout=options.timeout,
                 on_outcome=on_outcome,
                 report=report,
+                policy=options.policy,
             )
         else:
             await _submit_only(
@@ -163,6 +167,9 @@ async def run_bulk_command(
     started = anyio.current_time()
     finished = await _run_with_display(work, report, console, options.label)
     _summarize(report, anyio.current_time() - started, client.stats, stderr, console)
+    stopped = stopped_line(report)
+    if stopped is not None:
+        stderr.write(stopped + "\n")
     if not finished:
         _report_interrupt(report, server_ids, stdout, stderr, options.as_json)
         return EXIT_INTERRUPTED
@@ -179,7 +186,9 @@ async def _run_with_display(
         return await run_interruptibly(work)
     from .display import LiveProgress
 
-    with LiveProgress(console, report, total=report.total, label=label) as live:
+    with LiveProgress(
+        console, report, total=report.total, label=label, describe=describe_phase
+    ) as live:
         return await run_interruptibly(work, [live.keep_updating])
 
 
