@@ -324,12 +324,14 @@ class BulkRun:
         deadline = anyio.current_time() + warmup
         last_error = ""
         while True:
-            try:
-                healthy = bool(await check(server))
-            except Exception as exc:
-                # A probe that cannot connect fails, as a probe does; it is tried again.
-                healthy = False
-                last_error = f" (last try: {type(exc).__name__})"
+            healthy = False
+            # One try may not outlast the warmup (a probe that hangs is a probe that failed).
+            with anyio.move_on_after(max(deadline - anyio.current_time(), 0.0) + 1.0):
+                try:
+                    healthy = bool(await check(server))
+                except Exception as exc:
+                    # A probe that cannot connect fails, as a probe does; it is tried again.
+                    last_error = f" (last try: {type(exc).__name__})"
             if healthy:
                 return RebuildOutcome(
                     server_id, True, OutcomeKind.OK, server=server, submitted=True

@@ -619,3 +619,14 @@ async def test_cancelling_in_any_phase_stops_cleanly_with_the_report_true(phase:
         )
     else:
         assert len(report.outcomes) < report.total
+
+
+@pytest.mark.anyio
+async def test_a_health_check_that_hangs_ends_with_its_warmup() -> None:
+    fake = FakeCompute(time_scale=50)
+    server_id = fake.add_server()
+    policy = RolloutPolicy(health_check=never_healthy_yet, warmup=0.05, health_interval=0.01)
+    async with client_for(fake) as ecs:
+        with anyio.fail_after(30):  # a bound far above the warmup and the probe's grace
+            (outcome,) = await ecs.rebuild_many([server_id], REQUEST, policy=policy, timeout=30)
+    assert outcome.kind is OutcomeKind.UNHEALTHY

@@ -304,7 +304,7 @@ def describe_phase(report: BulkReport, default: str) -> str:
     elif state.phase is RolloutPhase.ROLLING_BACK:
         words += f" {state.rollback_finished}/{state.rollback_total}"
     if state.budget_left is not None:
-        words += f" · {state.budget_left} failures left"
+        words += f" · failure budget left: {state.budget_left}"
     return words
 
 
