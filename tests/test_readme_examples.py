@@ -23,3 +23,11 @@ async def test_the_readme_user_test_example_passes() -> None:
     exec(compile(_example("example-user-test"), "README.md", "exec"), namespace)
     test = namespace["test_my_orchestrator_rebuilds_the_fleet"]
     await test()  # type: ignore[operator]  # the example defines an async test function
+
+
+@pytest.mark.anyio
+async def test_the_readme_rollout_example_passes() -> None:
+    namespace: dict[str, object] = {}
+    exec(compile(_example("example-rollout"), "README.md", "exec"), namespace)
+    test = namespace["test_a_bad_image_stops_the_rollout_and_is_rolled_back"]
+    await test()  # type: ignore[operator]  # the example defines an async test function
