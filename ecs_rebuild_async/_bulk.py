@@ -37,10 +37,12 @@ from ._errors import (
 from ._models import OutcomeKind, RebuildOutcome, RebuildRequest, Server
 from ._rollout import (
     RolloutPhase,
+    RolloutPlan,
     RolloutPolicy,
     RolloutScheduler,
     RolloutState,
     matches,
+    plan_rollout,
     restore_request,
 )
 
@@ -49,6 +51,7 @@ __all__ = [
     "BulkRun",
     "check_run_options",
     "normalize_targets",
+    "plan_bulk",
     "outcome_kind",
     "run_bulk",
 ]
@@ -289,6 +292,8 @@ class BulkRun:
                 group.start_soon(self._one, scheduler, server_id)
             if scheduler.state.checkpoint_due is not None:
                 await self._checkpoint(scheduler)
+                if self._callback_errors:
+                    return
                 continue
             if scheduler.over:
                 return
@@ -296,15 +301,20 @@ class BulkRun:
             self._wake = anyio.Event()
 
     async def _before(self, server_id: str) -> Server | None:
-        before = self._befores.get(server_id)
-        if before is None and self._read_before is not None:
-            before = await self._read_before(server_id)
+        """The server's state now (from the fleet's listing while it is fresh, else a read),
+        kept for a rollback (the image to go back to) and for skip-matching."""
+        if self._read_before is None:
+            return None
+        before = await self._read_before(server_id)
+        if self._policy.rollback or self._policy.skip_matching:
             self._befores[server_id] = before
         return before
 
     async def _one(self, scheduler: RolloutScheduler, server_id: str) -> None:
         request = self._requests[server_id]
         try:
+            # Read when it starts, not when the run did: the state to return to is evidence
+            # taken close to the request (a rollout may start a server hours after the first).
             before = await self._before(server_id)
             server = await self._run_one(
                 server_id, request, before, lambda sent: self._submitted(server_id, sent)
@@ -356,7 +366,12 @@ class BulkRun:
             await anyio.sleep(self._policy.checkpoint_delay)
             go_on = True
         else:
-            go_on = bool(await callback(scheduler.progress()))
+            try:
+                go_on = bool(await callback(scheduler.progress()))
+            except Exception as exc:
+                # The caller's own bug: stop the run (in-flight ones too) and raise it as it is.
+                self._fail_with(exc)
+                return
         scheduler.resolve_checkpoint(go_on)
 
     # -- rolling back ----------------------------------------------------------------------
@@ -451,9 +466,45 @@ class BulkRun:
                 self._on_outcome(outcome)
             except Exception as exc:
                 # The caller's own bug: stop the run and raise it as it is, once.
-                self._callback_errors.append(exc)
-                if self._group is not None:
-                    self._group.cancel_scope.cancel()
+                self._fail_with(exc)
+
+    def _fail_with(self, error: Exception) -> None:
+        self._callback_errors.append(error)
+        if self._group is not None:
+            self._group.cancel_scope.cancel()
+
+
+async def plan_bulk(
+    targets: Sequence[tuple[str, RebuildRequest | None]],
+    policy: RolloutPolicy,
+    *,
+    check_request: Callable[[RebuildRequest], Awaitable[object]],
+    read_state: Callable[[str], Awaitable[Server | None]],
+    concurrency: int,
+) -> RolloutPlan:
+    """What a run of ``targets`` under ``policy`` would do, sending no rebuild: every request
+    is checked (``check_request`` raises on bad input), and, for skip-matching, every server
+    is read (``read_state``: None for a server that cannot be found)."""
+    requests: dict[str, RebuildRequest] = {}
+    for server_id, request in targets:
+        if request is None:
+            raise InvalidRequest(f"no RebuildRequest given for server {server_id!r}")
+        await check_request(request)
+        requests.setdefault(server_id, request)
+    skipped: list[str] = []
+    if policy.skip_matching:
+        for server_id, request in requests.items():
+            state = await read_state(server_id)
+            if state is not None and matches(state, request):
+                skipped.append(server_id)
+    to_run = [server_id for server_id in requests if server_id not in skipped]
+    return plan_rollout(
+        policy,
+        to_run,
+        {server_id: requests[server_id] for server_id in to_run},
+        concurrency=concurrency,
+        skipped=skipped,
+    )
 
 
 async def run_bulk(

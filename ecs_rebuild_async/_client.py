@@ -15,7 +15,7 @@ import httpx
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from ._auth import Auth, build_auth
-from ._bulk import BulkReport, check_run_options, normalize_targets, run_bulk
+from ._bulk import BulkReport, check_run_options, normalize_targets, plan_bulk, run_bulk
 from ._compute import ComputeApi, check_server_id
 from ._config import ClientConfig, config_from_cloud, config_from_env
 from ._errors import EcsError, InvalidRequest, MicroversionError, NotFound, RebuildTimeout
@@ -32,7 +32,7 @@ from ._models import (
 )
 from ._poll import EventCallback, FleetPoller, wait_for_rebuild
 from ._rebuild import Accepted, Operations, submit_rebuild
-from ._rollout import RolloutPlan, RolloutPolicy, matches, plan_rollout
+from ._rollout import RolloutPlan, RolloutPolicy
 from ._selection import TAGS_VERSION, make_filter
 from ._serde import request_to_wire
 from ._session import Session
@@ -42,6 +42,9 @@ __all__ = ["AsyncEcsClient", "options_from_config"]
 
 # How many accepted rebuilds a client remembers for a later wait_for_rebuild.
 _ACCEPTED_KEPT = 10_000
+# How long (seconds) a fleet listing's states stand for each server's state before its rebuild;
+# a server whose turn comes later is read on its own just before its request.
+_FLEET_STATE_FRESH = 30.0
 
 
 def options_from_config(config: ClientConfig) -> tuple[str | None, dict[str, Any]]:
@@ -358,11 +361,17 @@ class AsyncEcsClient:
         targets = normalize_targets(servers, request)
         check_run_options(concurrency, policy)
         report = report if report is not None else BulkReport()
+        listed_at = anyio.current_time()
         befores = await self._read_fleet([server_id for server_id, _ in targets])
 
         async def read_before(server_id: str) -> Server:
             before = befores.pop(server_id, None)
-            return before if before is not None else await self.get_server(server_id)
+            if before is None or anyio.current_time() - listed_at > _FLEET_STATE_FRESH:
+                # Listed long before this server's turn (a rollout may reach it hours later):
+                # the server may have changed since. Its own read is the evidence close to
+                # the request.
+                before = await self.get_server(server_id)
+            return before
 
         async def run_one(
             server_id: str, one_request: RebuildRequest, before: Server | None, mark: Any
@@ -394,33 +403,29 @@ class AsyncEcsClient:
         the request each server gets. Every request is checked as a rebuild would check it;
         servers are read only for ``skip_matching``."""
         check_run_options(concurrency, policy)
-        policy = policy or RolloutPolicy()
-        requests: dict[str, RebuildRequest] = {}
-        for server_id, one_request in normalize_targets(servers, request):
+        targets = normalize_targets(servers, request)
+        for server_id, _ in targets:
             check_server_id(server_id)
-            if one_request is None:
-                raise InvalidRequest(f"no RebuildRequest given for server {server_id!r}")
-            await self._compute.checked_version(one_request)
-            requests.setdefault(server_id, one_request)
-        skipped: list[str] = []
+        policy = policy or RolloutPolicy()
+        befores: dict[str, Server] = {}
         if policy.skip_matching:
-            befores = await self._read_fleet(list(requests))
-            for server_id, one_request in requests.items():
-                before = befores.get(server_id)
-                if before is None:
-                    try:
-                        before = await self.get_server(server_id)
-                    except NotFound:
-                        continue  # the run will report it not found
-                if matches(before, one_request):
-                    skipped.append(server_id)
-        to_run = [server_id for server_id in requests if server_id not in skipped]
-        return plan_rollout(
+            befores = await self._read_fleet([server_id for server_id, _ in targets])
+
+        async def read_state(server_id: str) -> Server | None:
+            before = befores.get(server_id)
+            if before is None:
+                try:
+                    before = await self.get_server(server_id)
+                except NotFound:
+                    return None  # the run would report it not found
+            return before
+
+        return await plan_bulk(
+            targets,
             policy,
-            to_run,
-            {server_id: requests[server_id] for server_id in to_run},
+            check_request=self._compute.checked_version,
+            read_state=read_state,
             concurrency=concurrency,
-            skipped=skipped,
         )
 
     async def find_servers(

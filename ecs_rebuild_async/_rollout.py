@@ -433,13 +433,16 @@ def restore_request(before: Server, request: RebuildRequest) -> RebuildRequest:
         fields["metadata"] = dict(before.metadata)
     if request.key_name is not UNSET:
         fields["key_name"] = before.key_name  # None removes the key pair the rollout set
-    if request.description is not UNSET and before.description is not None:
+    if request.description is not UNSET:
+        # The request needed 2.19, so the read before it showed the description: None there
+        # is a server without one, and null removes the description the rollout set.
         fields["description"] = before.description
+    # An empty address or hostname cannot be sent back (the service refuses ""): left as is.
     if request.hostname is not UNSET and before.hostname:
         fields["hostname"] = before.hostname
-    if request.access_ipv4 is not UNSET and before.access_ipv4 is not None:
+    if request.access_ipv4 is not UNSET and before.access_ipv4:
         fields["access_ipv4"] = before.access_ipv4
-    if request.access_ipv6 is not UNSET and before.access_ipv6 is not None:
+    if request.access_ipv6 is not UNSET and before.access_ipv6:
         fields["access_ipv6"] = before.access_ipv6
     return RebuildRequest(**fields)
 

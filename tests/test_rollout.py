@@ -630,3 +630,65 @@ async def test_a_health_check_that_hangs_ends_with_its_warmup() -> None:
         with anyio.fail_after(30):  # a bound far above the warmup and the probe's grace
             (outcome,) = await ecs.rebuild_many([server_id], REQUEST, policy=policy, timeout=30)
     assert outcome.kind is OutcomeKind.UNHEALTHY
+
+
+@pytest.mark.anyio
+async def test_rollback_restores_the_fields_the_request_changed() -> None:
+    fake = FakeCompute(time_scale=50)
+    fake.add_keypair("ops")
+    fake.add_keypair("new-key")
+    fine = fake.add_server(name="web-1", key_name="ops", metadata={"v": "1"})
+    broken = fake.add_server(name="web-2", fail_image=NEW)
+    request = RebuildRequest(
+        image_ref=NEW, name="renamed", key_name="new-key", metadata={}, user_data="#!/bin/sh"
+    )
+    policy = RolloutPolicy(max_failures=0, rollback=True)
+    async with client_for(fake) as ecs:
+        outcomes = await ecs.rebuild_many(
+            [fine, broken], request, concurrency=1, policy=policy, timeout=30
+        )
+    assert outcomes[0].kind is OutcomeKind.ROLLED_BACK
+    truth = fake.truth(fine)
+    assert (truth.image_id, truth.name, truth.key_name, truth.metadata) == (
+        OLD,
+        "web-1",
+        "ops",
+        {"v": "1"},
+    )
+
+
+@pytest.mark.anyio
+async def test_an_on_checkpoint_that_raises_stops_the_run_and_raises_as_it_is() -> None:
+    fake = FakeCompute(time_scale=50)
+    servers = fake.add_servers(4)
+
+    async def broken(progress: RolloutProgress) -> bool:
+        raise LookupError("a bug in the caller's callback")
+
+    report = BulkReport()
+    async with client_for(fake) as ecs:
+        with pytest.raises(LookupError):
+            await ecs.rebuild_many(
+                servers,
+                REQUEST,
+                policy=RolloutPolicy(checkpoints=(0.5,), on_checkpoint=broken),
+                report=report,
+            )
+    assert posts(fake) == 2
+    assert report.submitted == set(servers[:2])
+
+
+@pytest.mark.anyio
+async def test_cancelling_while_reading_for_skip_matching_sends_nothing() -> None:
+    fake = FakeCompute(time_scale=50)
+    servers = fake.add_servers(3)
+    fake.faults.rate("latency", 1.0, method="GET", route="server", seconds=30.0)
+    report = BulkReport()
+    async with client_for(fake) as ecs:
+        with anyio.move_on_after(0.2):
+            await ecs.rebuild_many(
+                servers, REQUEST, policy=RolloutPolicy(skip_matching=True), report=report
+            )
+    assert posts(fake) == 0
+    assert report.submitted == set()
+    assert report.outcomes == {}

@@ -379,6 +379,12 @@ def test_the_rollback_request_restores_what_the_request_changed() -> None:
     assert restore_request(before, RebuildRequest(image_ref=IMAGE)) == RebuildRequest(image_ref=OLD)
     with pytest.raises(InvalidRequest):
         restore_request(server(image=None), forward)
+    # A description the server did not have is removed again; an empty address is left alone.
+    back = restore_request(
+        server(description=None),
+        RebuildRequest(image_ref=IMAGE, description="x", access_ipv4="10.0.0.9"),
+    )
+    assert back == RebuildRequest(image_ref=OLD, description=None)
 
 
 def test_the_plan_lists_the_canary_the_waves_and_the_checkpoints() -> None:
