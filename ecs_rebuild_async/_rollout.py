@@ -324,7 +324,11 @@ class RolloutScheduler:
             if not ok:
                 self.stop(f"canary {server_id} did not pass")
         if not ok and state.failure_budget is not None and state.failures > state.failure_budget:
-            self.stop(f"{state.failures} failures exceed max_failures ({state.failure_budget})")
+            count = state.failures
+            self.stop(
+                f"{count} {'failure' if count == 1 else 'failures'}, more than max_failures "
+                f"({state.failure_budget})"
+            )
         self._settle()
 
     def resolve_checkpoint(self, go_on: bool) -> None:
@@ -391,7 +395,11 @@ class RolloutScheduler:
             state.phase = RolloutPhase.DONE
         elif self._room() <= 0:
             # Failed servers fill every place max_unavailable allows: nothing can start again.
-            self.stop(f"{state.down} failed servers fill max_unavailable ({self.width})")
+            down = state.down
+            self.stop(
+                f"{down} failed {'server fills' if down == 1 else 'servers fill'} "
+                f"max_unavailable ({self.width})"
+            )
 
 
 # -- whether a server already matches, and what puts it back --------------------------------

@@ -127,7 +127,7 @@ async def test_max_failures_two_stops_after_the_third_failure_and_sends_nothing_
         await anyio.sleep(0.1)  # nothing of the run is left to send anything
     assert kinds(outcomes) == [OutcomeKind.FAILED] * 3 + [OutcomeKind.SKIPPED] * 7
     assert sent == posts(fake) == 3
-    assert report.stopped_reason == "3 failures exceed max_failures (2)"
+    assert report.stopped_reason == "3 failures, more than max_failures (2)"
     assert report.rollout is not None
     assert report.rollout.budget_left == 0
 
@@ -204,7 +204,7 @@ async def test_unhealthy_servers_count_against_the_budget() -> None:
     assert outcomes[1].reason == "the health check did not pass within 0.1 s"
     assert outcomes[1].server is not None
     assert outcomes[1].server.image_id == NEW
-    assert report.stopped_reason == "2 failures exceed max_failures (1)"
+    assert report.stopped_reason == "2 failures, more than max_failures (1)"
     assert posts(fake) == 3
 
 
@@ -360,7 +360,9 @@ async def test_rollback_restores_every_rebuilt_server_and_rebuilds_each_exactly_
     assert report.rollout.phase is RolloutPhase.ROLLING_BACK
     assert (report.rollout.rollback_total, report.rollout.rollback_finished) == (4, 4)
     assert report.rollback_submitted == report.submitted == {*rebuilt, broken}
-    assert outcomes[0].reason == f"rebuilt back to image {OLD}: 1 failures exceed max_failures (0)"
+    assert (
+        outcomes[0].reason == f"rebuilt back to image {OLD}: 1 failure, more than max_failures (0)"
+    )
     # Each rolled-back server was received twice by on_outcome: forward, then rolled back.
     assert [o.kind for o in seen if o.server_id == rebuilt[0]] == [
         OutcomeKind.OK,

@@ -148,7 +148,7 @@ TABLE = [
         ("s0", "s2", "s3", "s4"),
         (),
         [["s0"], ["s1"], ["s2"], ["s3"]],
-        "3 failures exceed max_failures (2)",
+        "3 failures, more than max_failures (2)",
         ("s4", "s5"),
         id="max_failures=2 stops at the third failure",
     ),
@@ -159,7 +159,7 @@ TABLE = [
         ("s0", "s1", "s2"),
         (),
         [["s0"], ["s1"], ["s2"]],
-        "3 failures exceed max_failures (2)",
+        "3 failures, more than max_failures (2)",
         tuple(f"s{i}" for i in range(3, 10)),
         id="max_failures as a fraction",
     ),
@@ -170,7 +170,7 @@ TABLE = [
         ("s1",),
         (),
         [["s0", "s1"]],
-        "1 failures exceed max_failures (0)",
+        "1 failure, more than max_failures (0)",
         ("s2", "s3"),
         id="no failure allowed",
     ),
@@ -268,7 +268,7 @@ def test_the_state_records_every_decision() -> None:
     assert state.checkpoints_passed == [0.5]
     assert scheduler.take_startable() == ["s2", "s3"]
     scheduler.finished("s2", ok=False, submitted=False)
-    assert state.stopped_reason == "2 failures exceed max_failures (1)"
+    assert state.stopped_reason == "2 failures, more than max_failures (1)"
     assert state.down == 1  # a rebuild never sent leaves its server serving
     assert not scheduler.over  # s3 is still in flight
     scheduler.finished("s3", ok=True, submitted=True)
