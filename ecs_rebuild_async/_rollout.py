@@ -56,15 +56,19 @@ def _is_number(value: object) -> bool:
 
 
 def _check_share(value: object, name: str, *, minimum: int) -> int | float | None:
-    """A count (an int of at least ``minimum``) or a fraction of the fleet (a float in (0, 1])."""
+    """A count (an int of at least ``minimum``) or a fraction of the fleet (a float up to 1,
+    above 0; or 0 itself when ``minimum`` is 0)."""
     if value is None:
         return None
     if isinstance(value, int) and not isinstance(value, bool):
         if value < minimum:
             raise InvalidRequest(f"{name} must be at least {minimum}, got {value}", field=name)
         return value
-    if isinstance(value, float) and math.isfinite(value) and 0.0 < value <= 1.0:
-        return value
+    # A fraction of 0 means none, which is a budget (no failure allowed) but not a pace.
+    if isinstance(value, float) and math.isfinite(value):
+        above_lowest = value > 0.0 or (value == 0.0 and minimum == 0)
+        if above_lowest and value <= 1.0:
+            return value
     raise InvalidRequest(
         f"{name} is a count (an int) or a fraction of the fleet (a float above 0, at most 1), "
         f"got {value!r:.40}",
@@ -341,7 +345,7 @@ class RolloutScheduler:
         state.checkpoints_passed.append(fraction)
         self._checkpoints.popleft()
         if go_on:
-            state.phase = RolloutPhase.ROLLING
+            state.phase = RolloutPhase.CANARY if self._canary_left else RolloutPhase.ROLLING
         else:
             self.stop(f"stopped at checkpoint {fraction:.0%}")
         self._settle()
@@ -386,11 +390,14 @@ class RolloutScheduler:
         if state.phase is RolloutPhase.CANARY and not self._canary_left:
             state.canary_passed = True
             state.phase = RolloutPhase.ROLLING
-        if state.phase is not RolloutPhase.ROLLING or state.in_flight:
+        if state.phase not in (RolloutPhase.CANARY, RolloutPhase.ROLLING) or state.in_flight:
             return
         if self._checkpoints and state.finished >= self._checkpoints[0][1] and self._pending:
+            # Due even in the middle of the canary (a checkpoint below the canary's size).
             state.phase = RolloutPhase.PAUSED
             state.checkpoint_due = self._checkpoints[0][0]
+        elif state.phase is RolloutPhase.CANARY:
+            return
         elif not self._pending:
             state.phase = RolloutPhase.DONE
         elif self._room() <= 0:

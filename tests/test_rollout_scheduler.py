@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import attrs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ecs_rebuild_async import (
     InvalidRequest,
@@ -292,6 +294,8 @@ def test_the_state_records_every_decision() -> None:
         {"max_unavailable": float("nan")},
         {"max_failures": -1},
         {"max_failures": 2.0},
+        {"max_failures": -0.5},
+        {"max_unavailable": 0.0},
         {"canary": -1},
         {"canary": 1.0},
         {"warmup": -1},
@@ -400,3 +404,63 @@ def test_the_plan_lists_the_canary_the_waves_and_the_checkpoints() -> None:
     assert plan.skipped == ("x",)
     assert plan.max_unavailable == 3
     assert set(plan.requests) == set(servers)
+
+
+def test_a_checkpoint_inside_the_canary_pauses_it_and_the_canary_goes_on() -> None:
+    run = simulate(RolloutPolicy(canary=3, checkpoints=(0.1,)), ids(10))
+    assert run.waves == [["s0"], ["s1", "s2"], [f"s{i}" for i in range(3, 10)]]
+    assert run.checkpoints == [(0.1, 1)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    fleet=st.integers(0, 12),
+    concurrency=st.integers(1, 6),
+    max_unavailable=st.one_of(st.none(), st.integers(1, 5), st.floats(0.01, 1.0)),
+    canary=st.integers(0, 5),
+    max_failures=st.one_of(st.none(), st.integers(0, 4), st.floats(0.0, 1.0)),
+    checkpoints=st.lists(st.floats(0.01, 0.99), max_size=3),
+    failing=st.sets(st.integers(0, 11)),
+    answers=st.lists(st.booleans(), max_size=3),
+)
+def test_every_rollout_ends_and_keeps_its_limits(
+    fleet: int,
+    concurrency: int,
+    max_unavailable: int | float | None,
+    canary: int,
+    max_failures: int | float | None,
+    checkpoints: list[float],
+    failing: set[int],
+    answers: list[bool],
+) -> None:
+    policy = RolloutPolicy(
+        max_unavailable=max_unavailable,
+        canary=canary,
+        max_failures=max_failures,
+        checkpoints=checkpoints,
+    )
+    servers = ids(fleet)
+    bad = [f"s{i}" for i in failing]
+    run = simulate(policy, servers, concurrency=concurrency, failing=bad, answers=answers)
+    started = [sid for wave in run.waves for sid in wave]
+    # Every server is started once or never; the never-started are exactly the rest.
+    assert sorted(started + list(run.never_started)) == sorted(servers)
+    limit = policy.unavailable_limit(fleet)
+    down = 0
+    for wave in run.waves:
+        # concurrency bounds the rebuilds in flight; max_unavailable those and the failed.
+        assert len(wave) <= concurrency
+        assert limit is None or len(wave) + down <= limit
+        down += sum(sid in bad for sid in wave)
+    width = min(concurrency, limit or concurrency)
+    if canary:
+        first = run.waves[0] if run.waves else []
+        assert set(first) <= set(servers[:canary])
+    budget = policy.failure_budget(fleet)
+    failures = sum(sid in bad for sid in started)
+    if run.stopped_reason is None:
+        assert run.never_started == ()
+        assert budget is None or failures <= budget
+    elif budget is not None and failures > budget:
+        # Stopped on its budget: at most a wave's worth more than the budget was started.
+        assert failures <= budget + width
