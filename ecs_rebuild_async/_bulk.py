@@ -286,17 +286,18 @@ class BulkRun:
 
     async def _drive(self, scheduler: RolloutScheduler, group: anyio.abc.TaskGroup) -> None:
         """Start what the scheduler allows, answer its checkpoints, until nothing is left."""
-        while True:
+        while not self._callback_errors:
             for server_id in scheduler.take_startable():
                 self._started(server_id)
                 group.start_soon(self._one, scheduler, server_id)
             if scheduler.state.checkpoint_due is not None:
                 await self._checkpoint(scheduler)
-                if self._callback_errors:
-                    return
                 continue
             if scheduler.over:
                 return
+            if scheduler.state.in_flight == 0:
+                # Nothing runs, nothing may start, nothing is due: waiting would hang forever.
+                raise RuntimeError(f"the rollout cannot go on: {scheduler.state!r}")
             await self._wake.wait()
             self._wake = anyio.Event()
 
