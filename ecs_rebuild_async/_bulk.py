@@ -8,9 +8,18 @@ back when the rollout stops and the policy asks for it. Each server's typed erro
 :class:`RebuildOutcome`. An error that is not the library's (a bug) is not swallowed: it
 cancels the run and propagates.
 
-Every change of the run's state happens in one method of :class:`BulkRun` (``_started``,
-``_submitted``, ``_finished``, ``_checkpoint``, ``_skip_unstarted``, ``_roll_back_one``), so
-that a durable record of the run can be kept at exactly those points.
+Every change of the run's state happens in one method of :class:`BulkRun`, so that a durable
+record of the run can be kept at exactly those points:
+
+* ``_started``: the scheduler let a server start (intent);
+* ``_submitted``: its rebuild was accepted, or may have been (acceptance);
+* ``_finished``: its rebuild and health gate ended; the scheduler counted it (outcome, and the
+  rollout's canary, budget and stop decided in :class:`~._rollout.RolloutState`);
+* ``_checkpoint``: a checkpoint was answered (passed, or stopped);
+* ``_skip_unstarted``: the servers never started got their ``skipped`` outcome;
+* ``_rollback_submitted`` and ``_roll_back_one``: a rebuild back was accepted, and ended.
+
+``_record`` is where every outcome lands (the report, the caller's callback).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import httpx
 from .._auth import Auth, KeystoneAuth
 from .._bulk import BulkReport
 from .._microversion import parse_version
-from .._models import OutcomeKind, RebuildOutcome
+from .._models import RebuildOutcome
 from .._serde import wire_version_header
 from .._session import USER_AGENT
 
@@ -87,8 +87,8 @@ class OutcomeWriter:
 
 def tally(report: BulkReport) -> dict[str, int]:
     """ok / failed / running counts of a bulk run, as it goes."""
-    counts = report.counts()
-    ok = counts.get(OutcomeKind.OK.value, 0)
+    # ok outcomes: rebuilt, or skipped because the server already matched.
+    ok = sum(1 for o in report.outcomes.values() if o.ok)
     finished_after_submit = sum(1 for o in report.outcomes.values() if o.submitted)
     return {
         "ok": ok,
