@@ -204,6 +204,7 @@ class BulkRun:
         self._callback_errors: list[BaseException] = []
         self._wake = anyio.Event()
         self._group: anyio.abc.TaskGroup | None = None
+        self._skipped_matching = 0
         self.scheduler: RolloutScheduler | None = None
 
     # -- the run ---------------------------------------------------------------------------
@@ -215,6 +216,7 @@ class BulkRun:
             if self._policy.skip_matching:
                 to_run = await self._skip_matching(to_run)
             scheduler = RolloutScheduler(self._policy, to_run, concurrency=self._concurrency)
+            scheduler.state.skipped_matching = self._skipped_matching
             self.scheduler = scheduler
             self.report.rollout = scheduler.state
             if not self._callback_errors:
@@ -279,6 +281,7 @@ class BulkRun:
         for server_id in server_ids:
             before = self._befores.get(server_id)
             if before is not None and matches(before, self._requests[server_id]):
+                self._skipped_matching += 1
                 self._record(
                     # ok: the server is as asked, proven by this read; nothing was sent.
                     RebuildOutcome(

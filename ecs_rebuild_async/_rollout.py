@@ -10,6 +10,7 @@ The waiting, the health checks, the callbacks and the requests belong to the run
 from __future__ import annotations
 
 import enum
+import inspect
 import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -88,7 +89,12 @@ def _check_seconds(value: object, name: str, *, positive: bool = False) -> float
 
 
 def _check_callable(value: object, name: str) -> None:
-    if value is not None and not callable(value):
+    """An async function (or an object whose ``__call__`` is one), or None: a plain function
+    would fail at its first call, long after the rollout began."""
+    if value is None:
+        return
+    call = getattr(value, "__call__", None)  # noqa: B004  # an async __call__ counts too
+    if not (inspect.iscoroutinefunction(value) or inspect.iscoroutinefunction(call)):
         raise InvalidRequest(f"{name} must be an async function or None", field=name)
 
 

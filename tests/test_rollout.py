@@ -306,11 +306,13 @@ async def test_skip_matching_sends_nothing_for_matching_servers() -> None:
     renamed = fake.add_server(name="other", image_id=NEW)  # right image, other name
     old = fake.add_servers(2, prefix="old")
     request = RebuildRequest(image_ref=NEW, metadata={})
+    report = BulkReport()
     async with client_for(fake) as ecs:
         outcomes = await ecs.rebuild_many(
             [*done, renamed, *old],
             request,
             policy=RolloutPolicy(skip_matching=True),
+            report=report,
         )
         by_name = await ecs.rebuild_many(
             [*done, renamed],
@@ -318,6 +320,9 @@ async def test_skip_matching_sends_nothing_for_matching_servers() -> None:
             policy=RolloutPolicy(skip_matching=True),
         )
     assert kinds(outcomes) == [OutcomeKind.SKIPPED] * 4 + [OutcomeKind.OK] * 2
+    assert all(o.ok for o in outcomes)  # a server that already matches is as asked
+    assert report.rollout is not None
+    assert (report.rollout.skipped_matching, report.rollout.total) == (4, 2)
     assert all(o.reason == "already matches" and not o.submitted for o in outcomes[:4])
     assert [fake.rebuilds_accepted(sid) for sid in [*done, renamed]] == [0, 1, 1, 1]
     # web-0 already has the name; the others do not (a second request, same image).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import attrs
@@ -307,6 +308,7 @@ def test_the_state_records_every_decision() -> None:
         {"checkpoints": (0.5, "x")},
         {"checkpoint_delay": -0.1},
         {"health_check": "curl"},
+        {"health_check": lambda server: True},
         {"on_checkpoint": 1},
         {"skip_matching": 1},
         {"rollback": "yes"},
@@ -316,6 +318,18 @@ def test_a_bad_policy_is_refused_when_made(bad: dict[str, object]) -> None:
     with pytest.raises(InvalidRequest) as caught:
         RolloutPolicy(**bad)  # type: ignore[arg-type]  # wrong values on purpose
     assert caught.value.field == next(iter(bad))
+
+
+def test_async_callables_of_every_shape_are_accepted() -> None:
+    async def check(server: Server) -> bool:
+        return True
+
+    class Probe:
+        async def __call__(self, server: Server) -> bool:
+            return True
+
+    assert RolloutPolicy(health_check=functools.partial(check)).health_check is not None
+    assert RolloutPolicy(health_check=Probe(), on_checkpoint=Probe()).health_check is not None
 
 
 def test_checkpoints_are_sorted_and_deduplicated() -> None:
