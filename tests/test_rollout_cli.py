@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shlex
+import signal
+import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -269,3 +273,32 @@ def test_health_cmd_runs_without_a_shell_and_a_name_stays_one_argument(
         assert "10.0." in argv  # {ip}: the server's address
     assert not (tmp_path / "pwned").exists()
     assert not (tmp_path / "pwned2").exists()
+
+
+def test_ctrl_c_while_paused_at_a_checkpoint_stops_cleanly(fake: FakeCompute) -> None:
+    ids = fake.add_servers(4)
+    with served(fake) as base:
+        argv = [sys.executable, "-m", "ecs_rebuild_async", "rebuild", *ids, "--image", NEW]
+        argv += ["--endpoint", f"{base}/v2.1/{fake.project_id}", "--json", *FAST]
+        argv += ["--checkpoint", "50%", "--checkpoint-delay", "600"]
+        env = {**os.environ, "OS_TOKEN": fake.token}
+        proc = subprocess.Popen(
+            argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not all(fake.truth(sid).status == "ACTIVE" and fake.rebuilds_accepted(sid)
+                          for sid in ids[:2]):  # fmt: skip
+                assert time.monotonic() < deadline, "the first half was never rebuilt"
+                time.sleep(0.05)
+            time.sleep(0.3)  # the CLI sees them done and pauses (or is about to)
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 130, err
+    assert posts(fake) == 2  # nothing was sent past the checkpoint
+    assert "interrupted: 2 of 4 rebuilds had been submitted" in err
+    assert fake.token not in out + err
