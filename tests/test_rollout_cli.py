@@ -302,3 +302,16 @@ def test_ctrl_c_while_paused_at_a_checkpoint_stops_cleanly(fake: FakeCompute) ->
     assert posts(fake) == 2  # nothing was sent past the checkpoint
     assert "interrupted: 2 of 4 rebuilds had been submitted" in err
     assert fake.token not in out + err
+
+
+def test_without_the_live_display_phase_changes_are_lines_on_stderr(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    slow = FakeCompute(time_scale=50.0, rebuild_seconds=50.0)  # each rebuild: 1 s
+    canary = slow.add_server(name="canary", fail_image=NEW)
+    rest = slow.add_servers(2)
+    code = run(rebuild(slow, canary, *rest, "--canary", "1", "--max-failures", "3"), slow)
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "rollout: canary · failure budget left: 3\n" in err
+    assert f"rollout stopped: canary {canary} did not pass\n" in err

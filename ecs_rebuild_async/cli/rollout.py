@@ -39,6 +39,7 @@ __all__ = [
     "run_plan",
     "stopped_line",
     "uses_rollout",
+    "write_phase_changes",
 ]
 
 _PLACEHOLDER = re.compile(r"\{(id|name|ip)\}")
@@ -306,6 +307,20 @@ def describe_phase(report: BulkReport, default: str) -> str:
     if state.budget_left is not None:
         words += f" · failure budget left: {state.budget_left}"
     return words
+
+
+async def write_phase_changes(report: BulkReport, stream: TextIO, interval: float = 0.1) -> None:
+    """A line on ``stream`` each time the rollout changes phase, until cancelled (for runs
+    without the live display: ``--json``, or standard error not a terminal)."""
+    shown: tuple[RolloutPhase, float | None] | None = None
+    while True:
+        state = report.rollout
+        if state is not None and (state.phase, state.checkpoint_due) != shown:
+            shown = (state.phase, state.checkpoint_due)
+            if state.phase is not RolloutPhase.DONE:
+                stream.write(f"rollout: {describe_phase(report, '')}\n")
+                stream.flush()
+        await anyio.sleep(interval)
 
 
 def stopped_line(report: BulkReport) -> str | None:

@@ -17,7 +17,7 @@ from .._errors import EcsError, RebuildOutcomeUnknown
 from .._models import OutcomeKind, RebuildOutcome, RebuildRequest
 from .._rollout import RolloutPolicy
 from .output import LineSink, OutcomeWriter, plain_summary
-from .rollout import describe_phase, stopped_line
+from .rollout import describe_phase, stopped_line, write_phase_changes
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -165,7 +165,7 @@ async def run_bulk_command(
             )
 
     started = anyio.current_time()
-    finished = await _run_with_display(work, report, console, options.label)
+    finished = await _run_with_display(work, report, console, options.label, stderr)
     _summarize(report, anyio.current_time() - started, client.stats, stderr, console)
     stopped = stopped_line(report)
     if stopped is not None:
@@ -181,9 +181,11 @@ async def _run_with_display(
     report: BulkReport,
     console: Console | None,
     label: str,
+    stderr: TextIO,
 ) -> bool:
     if console is None:
-        return await run_interruptibly(work)
+        # No live display: a rollout's phase changes are written as lines instead.
+        return await run_interruptibly(work, [lambda: write_phase_changes(report, stderr)])
     from .display import LiveProgress
 
     with LiveProgress(
