@@ -77,13 +77,21 @@ def test_plan_sends_no_request_and_prints_the_waves(
     assert posts(fake) == 0
 
 
-def test_plan_for_people(fake: FakeCompute, capsys: pytest.CaptureFixture[str]) -> None:
+def test_plan_for_people_with_secrets_masked(
+    fake: FakeCompute, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     ids = fake.add_servers(3)
-    argv = [a for a in rebuild(fake, *ids, "--plan", "--canary", "1") if a != "--json"]
+    user_data = tmp_path / "init.sh"
+    user_data.write_text("#!/bin/sh\necho secret-value\n")
+    argv = rebuild(fake, *ids, "--plan", "--canary", "1", "--user-data", str(user_data))
+    argv.remove("--json")
     assert run(argv, fake) == 0
     out = capsys.readouterr().out
     assert f"canary: {ids[0]}" in out
     assert f"wave 2: {ids[1]} {ids[2]}" in out
+    assert '"user_data": "***"' in out
+    assert "secret-value" not in out
+    assert "IyEvYmluL3No" not in out  # nor its base64
     assert posts(fake) == 0
 
 
