@@ -11,11 +11,19 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import attrs
 import httpx
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from ._auth import Auth, build_auth
-from ._bulk import BulkReport, check_run_options, normalize_targets, plan_bulk, run_bulk
+from ._bulk import (
+    BulkReport,
+    OutcomeCallback,
+    check_run_options,
+    normalize_targets,
+    plan_bulk,
+    run_bulk,
+)
 from ._compute import ComputeApi, check_server_id
 from ._config import ClientConfig, config_from_cloud, config_from_env
 from ._errors import EcsError, InvalidRequest, MicroversionError, NotFound, RebuildTimeout
@@ -38,13 +46,28 @@ from ._serde import request_to_wire
 from ._session import Session
 from ._settings import ClientSettings
 
-__all__ = ["AsyncEcsClient", "options_from_config"]
+__all__ = ["AsyncEcsClient", "OutcomeCallback", "options_from_config"]
 
 # How many accepted rebuilds a client remembers for a later wait_for_rebuild.
 _ACCEPTED_KEPT = 10_000
 # How long (seconds) a fleet listing's states stand for each server's state before its rebuild;
 # a server whose turn comes later is read on its own just before its request.
 _FLEET_STATE_FRESH = 30.0
+
+
+@attrs.frozen
+class _Overrides:
+    """The keyword arguments of from_env / from_cloud that replace configured values."""
+
+    endpoint: str | None
+    microversion: str | APIVersion | None
+    dialect: Dialect | None
+    settings: ClientSettings | None
+    http_client: httpx.AsyncClient | None
+    transport: httpx.AsyncBaseTransport | None
+    region: str | None
+    interface: str | None
+    verify: bool | str | None
 
 
 def options_from_config(config: ClientConfig) -> tuple[str | None, dict[str, Any]]:
@@ -122,23 +145,69 @@ class AsyncEcsClient:
     # -- construction from what users already have --
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs: Any) -> AsyncEcsClient:
-        """A client from ``OS_*`` or ``HUAWEICLOUD_SDK_*`` environment variables."""
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        endpoint: str | None = None,
+        microversion: str | APIVersion | None = None,
+        dialect: Dialect | None = None,
+        settings: ClientSettings | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        region: str | None = None,
+        interface: str | None = None,
+        verify: bool | str | None = None,
+    ) -> AsyncEcsClient:
+        """A client from ``OS_*`` or ``HUAWEICLOUD_SDK_*`` environment variables.
+
+        Each keyword given replaces what the environment says (``endpoint``: a compute
+        endpoint in place of the catalog's or the variables').
+        """
         config = config_from_env(os.environ if environ is None else environ)
-        return cls._from_config(config, kwargs)
+        return cls._from_config(
+            config,
+            _Overrides(endpoint, microversion, dialect, settings, http_client, transport,
+                       region, interface, verify),
+        )  # fmt: skip
 
     @classmethod
     def from_cloud(
-        cls, name: str | None = None, *, environ: Mapping[str, str] | None = None, **kwargs: Any
+        cls,
+        name: str | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+        endpoint: str | None = None,
+        microversion: str | APIVersion | None = None,
+        dialect: Dialect | None = None,
+        settings: ClientSettings | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        region: str | None = None,
+        interface: str | None = None,
+        verify: bool | str | None = None,
     ) -> AsyncEcsClient:
-        """A client from a ``clouds.yaml`` entry (``OS_CLOUD`` when ``name`` is left out)."""
+        """A client from a ``clouds.yaml`` entry (``OS_CLOUD`` when ``name`` is left out).
+
+        Each keyword given replaces what the entry says.
+        """
         config = config_from_cloud(name, os.environ if environ is None else environ)
-        return cls._from_config(config, kwargs)
+        return cls._from_config(
+            config,
+            _Overrides(endpoint, microversion, dialect, settings, http_client, transport,
+                       region, interface, verify),
+        )  # fmt: skip
 
     @classmethod
-    def _from_config(cls, config: ClientConfig, overrides: dict[str, Any]) -> AsyncEcsClient:
+    def _from_config(cls, config: ClientConfig, overrides: _Overrides) -> AsyncEcsClient:
         endpoint, options = options_from_config(config)
-        options.update(overrides)
+        given = {
+            name: value
+            for name, value in attrs.asdict(overrides, recurse=False).items()
+            if value is not None
+        }
+        endpoint = given.pop("endpoint", endpoint)
+        options.update(given)
         return cls(endpoint, **options)
 
     # -- lifecycle --
@@ -159,7 +228,11 @@ class AsyncEcsClient:
         await self._session.aclose()
 
     def __repr__(self) -> str:
-        return f"AsyncEcsClient(dialect={self._dialect.name}, microversion={self._pinned})"
+        endpoint = self._session.endpoint or "<from the service catalog>"
+        return (
+            f"AsyncEcsClient({endpoint!r}, dialect={self._dialect.name}, "
+            f"microversion={self._pinned})"
+        )
 
     @property
     def dialect(self) -> Dialect:
@@ -211,6 +284,15 @@ class AsyncEcsClient:
         check_server_id(server_id)
         server, _ = await self._compute.server_answer(server_id)
         return server
+
+    async def find_images(self, name: str) -> list[str]:
+        """The ids of the images called exactly ``name``, from the catalog's image service.
+
+        Raises InvalidRequest when the credentials have no service catalog (a token or AK/SK).
+        """
+        if not isinstance(name, str) or not name:
+            raise InvalidRequest("an image name is a non-empty string", field="image_ref")
+        return await self._compute.image_ids_named(name)
 
     async def rebuild(self, server_id: str, request: RebuildRequest) -> Server:
         """Send the rebuild (at most once) and return the server of the 202 answer.
@@ -344,25 +426,32 @@ class AsyncEcsClient:
         *,
         concurrency: int = 50,
         timeout: float | None = None,
-        on_outcome: Any = None,
+        on_outcome: OutcomeCallback | None = None,
         on_event: EventCallback | None = None,
         report: BulkReport | None = None,
+        before: Mapping[str, Server] | None = None,
         policy: RolloutPolicy | None = None,
     ) -> list[RebuildOutcome]:
         """Rebuild many servers and wait for each; one RebuildOutcome per server, in order.
 
-        ``servers`` are ids (rebuilt with ``request``) or ``(id, RebuildRequest)`` pairs. At
+        ``servers`` are ids (rebuilt with ``request``) or ``(id, RebuildRequest)`` pairs;
+        ``on_outcome(outcome)`` is called as each server finishes, ``on_event(event)`` for
+        each change of state the waits see. At
         most ``concurrency`` rebuilds are in flight; ``timeout`` bounds each server's wait.
         One server's failure never stops the others, unless ``policy`` (a RolloutPolicy) says
         so: it paces the run, gates it on a canary, health checks and checkpoints, stops it on
         a failure budget and can roll it back. ``report`` (a BulkReport) is filled as the run
         goes, so that after a cancellation it says which rebuilds were submitted.
+        ``before`` holds servers as the caller read them just before the run: each one's wait
+        starts from that state instead of a read of its own (while it is fresh).
         """
         targets = normalize_targets(servers, request)
         check_run_options(concurrency, policy)
         report = report if report is not None else BulkReport()
         listed_at = anyio.current_time()
-        befores = await self._read_fleet([server_id for server_id, _ in targets])
+        known = dict(before or {})
+        befores = await self._read_fleet([sid for sid, _ in targets if sid not in known])
+        befores.update(known)
 
         async def read_before(server_id: str) -> Server:
             before = befores.pop(server_id, None)
@@ -430,18 +519,24 @@ class AsyncEcsClient:
 
     async def find_servers(
         self,
-        *,
         name: str | None = None,
+        *,
+        exact_name: str | None = None,
         image: str | None = None,
         status: str | ServerStatus | None = None,
         metadata: Mapping[str, str] | None = None,
         tags: Iterable[str] | None = None,
     ) -> list[Server]:
         """The servers matching every condition given: ``name`` a regular expression searched
-        in the name, ``image`` an image id, ``status`` (``ACTIVE``...), ``metadata`` items that
-        must all be set, ``tags`` that must all be present (2.26+). The service filters what it
-        can; every server listed is checked again here."""
+        in the name (as Nova's filter is), ``exact_name`` the whole name (names need not be
+        unique: none, one or several), ``image`` an image id, ``status`` (``ACTIVE``...),
+        ``metadata`` items that must all be set, ``tags`` that must all be present (2.26+).
+        The service filters what it can; every server listed is checked again here."""
         wanted = make_filter(name=name, image=image, status=status, metadata=metadata, tags=tags)
+        if exact_name is not None:
+            if not isinstance(exact_name, str) or not exact_name:
+                raise InvalidRequest("a server name is a non-empty string", field="name")
+            return [s for s in await self._compute.servers_named(exact_name) if wanted(s)]
         version = await self._compute.read_version()
         if wanted.tags and (version is None or version < TAGS_VERSION):
             raise MicroversionError(
@@ -488,6 +583,7 @@ class AsyncEcsClient:
         *,
         concurrency: int = 50,
         timeout: float | None = None,
+        on_event: EventCallback | None = None,
         report: BulkReport | None = None,
         policy: RolloutPolicy | None = None,
     ) -> AsyncIterator[MemoryObjectReceiveStream[RebuildOutcome]]:
@@ -514,6 +610,7 @@ class AsyncEcsClient:
                     concurrency=concurrency,
                     timeout=timeout,
                     on_outcome=send.send_nowait,
+                    on_event=on_event,
                     report=report,
                     policy=policy,
                 )

@@ -9,7 +9,7 @@ import json
 import re
 import shlex
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, TextIO
 
 import anyio
@@ -233,7 +233,7 @@ def policy_from_args(
         if args.confirm or args.checkpoint_delay is not None:
             raise UsageError("--confirm and --checkpoint-delay need --checkpoint")
         return None
-    if args.confirm and "-" in args.server_ids:
+    if args.confirm and "-" in args.servers:
         raise UsageError("--confirm reads answers from standard input: do not read ids from it")
     return RolloutPolicy(
         max_unavailable=args.max_unavailable,
@@ -331,16 +331,15 @@ def stopped_line(report: BulkReport) -> str | None:
 
 async def run_plan(
     client: AsyncEcsClient,
-    server_ids: Sequence[str],
-    request: RebuildRequest,
+    requests: Mapping[str, RebuildRequest],
     policy: RolloutPolicy | None,
     *,
     concurrency: int,
     stdout: TextIO,
     as_json: bool,
 ) -> None:
-    """Print what the rollout would do; no rebuild is sent."""
-    plan = await client.plan_rollout(server_ids, request, policy=policy, concurrency=concurrency)
+    """Print what the rollout would do with each server's request; no rebuild is sent."""
+    plan = await client.plan_rollout(list(requests.items()), policy=policy, concurrency=concurrency)
     prepared = {
         server_id: mask_body((await client.prepare(server_id, one))["body"])
         for server_id, one in plan.requests.items()

@@ -20,6 +20,7 @@ from ._views import Links, rebuild_view, server_view
 
 __all__ = [
     "Context",
+    "list_images",
     "get_server",
     "health",
     "instance_action",
@@ -70,6 +71,17 @@ def _time_param(params: dict[str, str], name: str) -> float | Reply | None:
     return value
 
 
+def _name_filter(pattern: str | None) -> Callable[[str], bool] | None:
+    """Nova's ``name`` filter: a regular expression searched in the name."""
+    if pattern is None:
+        return None
+    try:
+        compiled = re.compile(pattern)
+    except re.error:
+        return lambda name: pattern in name
+    return lambda name: compiled.search(name) is not None
+
+
 def _limit(params: dict[str, str], max_limit: int) -> int | Reply:
     if "limit" not in params:
         return max_limit
@@ -82,24 +94,15 @@ def _limit(params: dict[str, str], max_limit: int) -> int | Reply:
     return min(limit, max_limit)
 
 
-def _filters(
-    params: dict[str, str], version: Version
-) -> Callable[[ServerRecord, Observed], bool] | Reply:
-    """Nova's list filters: ``name`` (a regular expression searched in the name), ``image``,
-    ``status`` and, from 2.26, ``tags`` (all must be present). Others are ignored, as Nova
-    ignores filters a non-admin may not use."""
-    name = params.get("name")
-    try:
-        pattern = re.compile(name) if name else None
-    except re.error:
-        return nova_fault(400, f"Invalid regular expression: {name}")
+def _filters(params: dict[str, str], version: Version) -> Callable[[ServerRecord, Observed], bool]:
+    """Nova's list filters besides ``name`` (see ``_name_filter``): ``image``, ``status`` and,
+    from 2.26, ``tags`` (all must be present). Others are ignored, as Nova ignores filters a
+    non-admin may not use."""
     image = params.get("image")
     status = params.get("status", "").upper() or None
     tags = set(params["tags"].split(",")) if version >= (2, 26) and params.get("tags") else None
 
     def check(record: ServerRecord, seen: Observed) -> bool:
-        if pattern is not None and not pattern.search(record.name):
-            return False
         if image is not None and record.image_id != image:
             return False
         if status is not None and seen.status != status:
@@ -127,6 +130,7 @@ def list_servers(ctx: Context, *, detail: bool) -> Reply:
     limit = _limit(params, service.settings.max_limit)
     if isinstance(limit, Reply):
         return limit
+    name_filter = _name_filter(params.get("name"))
     start = len(service.order) - 1
     marker = params.get("marker")
     if marker is not None:
@@ -134,8 +138,6 @@ def list_servers(ctx: Context, *, detail: bool) -> Reply:
             return nova_fault(400, f"marker [{marker}] not found")
         start = service.position[marker] - 1
     matching = _filters(params, ctx.version)
-    if isinstance(matching, Reply):
-        return matching
     with_deleted = since is not None or before is not None
     oldest_deleted = ctx.now - service.settings.deleted_retention
     page: list[dict[str, Any]] = []
@@ -148,6 +150,8 @@ def list_servers(ctx: Context, *, detail: bool) -> Reply:
         if record.deleted_at is not None and (
             not with_deleted or record.deleted_at < oldest_deleted
         ):
+            continue
+        if name_filter is not None and not name_filter(record.name):
             continue
         seen = observe(record, ctx.now)
         if since is not None and seen.updated_at < since:
@@ -310,3 +314,17 @@ def health(service: Service, server_id: str, now: float) -> Reply:
     if healthy(record, now):
         return Reply(200, [("Content-Type", "text/plain")], b"ok\n")
     return Reply(503, [("Content-Type", "text/plain")], b"unhealthy\n")
+
+
+def list_images(service: Service, query: str) -> Reply:
+    """Glance's ``GET /v2/images[?name=...]``, just enough to find an image by name."""
+    params = dict(parse_qsl(query, keep_blank_values=True))
+    wanted = params.get("name")
+    images = [
+        {"id": image_id, "name": name, "status": "active", "visibility": "public"}
+        for image_id, name in service.images.items()
+        if wanted is None or name == wanted
+    ]
+    return json_reply(
+        200, {"images": images, "first": "/v2/images", "schema": "/v2/schemas/images"}
+    )
