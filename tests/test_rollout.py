@@ -699,3 +699,18 @@ async def test_cancelling_while_reading_for_skip_matching_sends_nothing() -> Non
     assert posts(fake) == 0
     assert report.submitted == set()
     assert report.outcomes == {}
+
+
+@pytest.mark.anyio
+async def test_find_servers_by_exact_name_with_the_other_conditions() -> None:
+    fake = FakeCompute(time_scale=50)
+    one = fake.add_server(name="web-1")
+    fake.add_server(name="web-10")
+    stopped = fake.add_server(name="web-1", status="SHUTOFF")  # names need not be unique
+    async with client_for(fake) as ecs:
+        both = await ecs.find_servers(exact_name="web-1")
+        active = await ecs.find_servers(exact_name="web-1", status="ACTIVE")
+        with pytest.raises(InvalidRequest):
+            await ecs.find_servers(exact_name="")
+    assert {s.id for s in both} == {one, stopped}
+    assert [s.id for s in active] == [one]
