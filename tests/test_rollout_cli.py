@@ -125,6 +125,7 @@ def test_where_chooses_the_servers(fake: FakeCompute, capsys: pytest.CaptureFixt
         ["--canary", "1", "--no-wait"],
         ["--health-cmd", "'unclosed"],
         ["--health-cmd", "  "],
+        ["--health-cmd", "no-such-command-anywhere {ip}"],
     ],
 )
 def test_bad_rollout_options_are_usage_errors(

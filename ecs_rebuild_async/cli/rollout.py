@@ -8,6 +8,7 @@ import argparse
 import json
 import re
 import shlex
+import shutil
 import subprocess
 from collections.abc import Mapping
 from typing import Any, TextIO
@@ -199,6 +200,9 @@ def health_command(command: str) -> HealthCheck:
         raise UsageError(f"--health-cmd cannot be split: {exc}") from None
     if not template:
         raise UsageError("--health-cmd is empty")
+    if shutil.which(template[0]) is None:
+        # Found now rather than as every server's failed health check, one by one.
+        raise UsageError(f"--health-cmd: {template[0]!r} is not a command that can be run")
 
     async def check(server: Server) -> bool:
         values = {"id": server.id, "name": server.name or "", "ip": _address(server)}
