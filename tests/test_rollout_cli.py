@@ -121,6 +121,7 @@ def test_where_chooses_the_servers(fake: FakeCompute, capsys: pytest.CaptureFixt
         ["--max-failures", "x"],
         ["--checkpoint", "100%"],
         ["--confirm"],
+        ["--canary", "1", "--checkpoint-delay", "5"],
         ["--checkpoint", "50%", "--confirm", "--checkpoint-delay", "1"],
         ["--canary", "1", "--no-wait"],
         ["--health-cmd", "'unclosed"],

@@ -233,9 +233,9 @@ def policy_from_args(
     args: argparse.Namespace, stdin: TextIO, stderr: TextIO
 ) -> RolloutPolicy | None:
     """The RolloutPolicy the options ask for (None when no rollout option is given)."""
+    if (args.confirm or args.checkpoint_delay is not None) and not args.checkpoint:
+        raise UsageError("--confirm and --checkpoint-delay need --checkpoint")
     if not uses_rollout(args):
-        if args.confirm or args.checkpoint_delay is not None:
-            raise UsageError("--confirm and --checkpoint-delay need --checkpoint")
         return None
     if args.confirm and "-" in args.servers:
         raise UsageError("--confirm reads answers from standard input: do not read ids from it")
