@@ -136,6 +136,8 @@ class RolloutPolicy:
     warmup: float = 300.0
     #: Seconds between two tries of the health check.
     health_interval: float = 5.0
+    #: Seconds one try may take; a try that takes longer has failed.
+    health_timeout: float = 10.0
     #: Fractions of the fleet after which the rollout pauses.
     checkpoints: tuple[float, ...] = attrs.field(default=(), converter=_check_checkpoints)
     #: Asked at each checkpoint: True goes on, False stops. None: wait ``checkpoint_delay``.
@@ -160,6 +162,11 @@ class RolloutPolicy:
             self,
             "health_interval",
             _check_seconds(self.health_interval, "health_interval", positive=True),
+        )
+        object.__setattr__(
+            self,
+            "health_timeout",
+            _check_seconds(self.health_timeout, "health_timeout", positive=True),
         )
         object.__setattr__(
             self, "checkpoint_delay", _check_seconds(self.checkpoint_delay, "checkpoint_delay")

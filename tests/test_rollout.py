@@ -632,11 +632,16 @@ async def test_cancelling_in_any_phase_stops_cleanly_with_the_report_true(phase:
 async def test_a_health_check_that_hangs_ends_with_its_warmup() -> None:
     fake = FakeCompute(time_scale=50)
     server_id = fake.add_server()
-    policy = RolloutPolicy(health_check=never_healthy_yet, warmup=0.05, health_interval=0.01)
+    policy = RolloutPolicy(
+        health_check=never_healthy_yet, warmup=0.05, health_interval=0.01, health_timeout=0.02
+    )
     async with client_for(fake) as ecs:
-        with anyio.fail_after(30):  # a bound far above the warmup and the probe's grace
+        with anyio.fail_after(30):  # a bound far above the warmup and the try's timeout
             (outcome,) = await ecs.rebuild_many([server_id], REQUEST, policy=policy, timeout=30)
     assert outcome.kind is OutcomeKind.UNHEALTHY
+    assert outcome.reason == (
+        "the health check did not pass within 0.05 s (last try: no answer in 0.02 s)"
+    )
 
 
 @pytest.mark.anyio

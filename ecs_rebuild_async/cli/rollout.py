@@ -128,6 +128,9 @@ def add_rollout_options(parser: argparse.ArgumentParser) -> None:
         "--health-interval", type=_seconds, default=5.0, metavar="S", help="between tries (5)"
     )
     group.add_argument(
+        "--health-timeout", type=_seconds, default=10.0, metavar="S", help="for one try (10)"
+    )
+    group.add_argument(
         "--checkpoint", action="append", type=_share, metavar="P%", help="pause here (repeatable)"
     )
     pause = group.add_mutually_exclusive_group()
@@ -246,6 +249,7 @@ def policy_from_args(
         health_check=health_command(args.health_cmd) if args.health_cmd else None,
         warmup=args.warmup,
         health_interval=max(args.health_interval, 0.01),
+        health_timeout=max(args.health_timeout, 0.01),
         checkpoints=tuple(args.checkpoint or ()),
         on_checkpoint=_ask(stdin, stderr) if args.confirm else None,
         checkpoint_delay=args.checkpoint_delay or 0.0,
