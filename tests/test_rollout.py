@@ -156,7 +156,7 @@ async def test_in_flight_rebuilds_finish_when_the_budget_is_spent() -> None:
 
 @pytest.mark.anyio
 async def test_max_unavailable_is_never_exceeded() -> None:
-    fake = FakeCompute(time_scale=50, jitter=0.5)
+    fake = FakeCompute(time_scale=50, rebuild_seconds=10.0, jitter=0.5)  # 0.1 to 0.3 s each
     servers = fake.add_servers(24)
     async with client_for(fake) as ecs:
         outcomes = await ecs.rebuild_many(
@@ -574,7 +574,7 @@ PHASES = {
 @pytest.mark.parametrize("phase", list(PHASES))
 async def test_cancelling_in_any_phase_stops_cleanly_with_the_report_true(phase: str) -> None:
     policy, reached = PHASES[phase]
-    fake = FakeCompute(time_scale=50, dialect="nova", rebuild_seconds=4.0)
+    fake = FakeCompute(time_scale=50, dialect="nova", rebuild_seconds=20.0)  # 0.4 s each
     # Three servers roll, the fourth fails (a rollback then has three to put back), two more.
     servers = fake.add_servers(3, prefix="web")
     servers.append(fake.add_server(name="bad", fail_image=NEW))

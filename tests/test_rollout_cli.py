@@ -172,9 +172,8 @@ def test_max_failures_stops_the_run(fake: FakeCompute, capsys: pytest.CaptureFix
     assert posts(fake) == 2
 
 
-def test_max_unavailable_as_a_percentage(
-    fake: FakeCompute, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_max_unavailable_as_a_percentage(capsys: pytest.CaptureFixture[str]) -> None:
+    fake = FakeCompute(time_scale=50.0, rebuild_seconds=10.0)  # 0.2 s each
     ids = fake.add_servers(8)
     assert run(rebuild(fake, *ids, "--max-unavailable", "25%"), fake) == 0
     assert fake.max_rebuilding == 2
