@@ -36,6 +36,7 @@ from ._models import (
     Server,
     ServerStatus,
 )
+from ._rollout import RolloutPhase, RolloutPlan, RolloutPolicy, RolloutProgress, RolloutState
 from ._settings import ClientSettings
 from ._version import __version__
 
@@ -68,6 +69,11 @@ __all__ = [
     "RebuildRequest",
     "RebuildTimeout",
     "ResponseError",
+    "RolloutPhase",
+    "RolloutPlan",
+    "RolloutPolicy",
+    "RolloutProgress",
+    "RolloutState",
     "Server",
     "ServerError",
     "ServerStatus",

@@ -17,10 +17,24 @@ import httpx
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from ._auth import Auth, build_auth
-from ._bulk import BulkReport, OutcomeCallback, normalize_targets, run_bulk
+from ._bulk import (
+    BulkReport,
+    OutcomeCallback,
+    check_run_options,
+    normalize_targets,
+    plan_bulk,
+    run_bulk,
+)
 from ._compute import ComputeApi, check_server_id
 from ._config import ClientConfig, config_from_cloud, config_from_env
-from ._errors import EcsError, InvalidRequest, RebuildOutcomeUnknown, RebuildTimeout
+from ._errors import (
+    EcsError,
+    InvalidRequest,
+    MicroversionError,
+    NotFound,
+    RebuildOutcomeUnknown,
+    RebuildTimeout,
+)
 from ._lifecycle import RebuildTracker
 from ._microversion import APIVersion, VersionRange, parse_version
 from ._models import (
@@ -34,6 +48,8 @@ from ._models import (
 )
 from ._poll import EventCallback, FleetPoller, wait_for_rebuild
 from ._rebuild import Accepted, Operations, submit_rebuild
+from ._rollout import RolloutPlan, RolloutPolicy
+from ._selection import TAGS_VERSION, make_filter
 from ._serde import request_to_wire
 from ._session import Session
 from ._settings import ClientSettings
@@ -277,13 +293,6 @@ class AsyncEcsClient:
         server, _ = await self._compute.server_answer(server_id)
         return server
 
-    async def find_servers(self, name: str) -> list[Server]:
-        """The servers called exactly ``name`` (none, one, or several: names need not be
-        unique), through the server listing."""
-        if not isinstance(name, str) or not name:
-            raise InvalidRequest("a server name is a non-empty string", field="name")
-        return await self._compute.servers_named(name)
-
     async def find_images(self, name: str) -> list[str]:
         """The ids of the images called exactly ``name``, from the catalog's image service.
 
@@ -502,39 +511,126 @@ class AsyncEcsClient:
         on_event: EventCallback | None = None,
         report: BulkReport | None = None,
         before: Mapping[str, Server] | None = None,
+        policy: RolloutPolicy | None = None,
     ) -> list[RebuildOutcome]:
         """Rebuild many servers and wait for each; one RebuildOutcome per server, in order.
 
         ``servers`` are ids (rebuilt with ``request``) or ``(id, RebuildRequest)`` pairs;
         ``on_outcome(outcome)`` is called as each server finishes, ``on_event(event)`` for
         each change of state the waits see. At most ``concurrency`` rebuilds are in flight;
-        ``timeout`` bounds each server's whole rebuild (its read, request and wait). One
-        server's failure never stops the others. ``report`` (a BulkReport) is filled as the
-        run goes, so that after a cancellation it says which rebuilds were submitted.
-        ``before`` holds servers as the caller read them just before the run: each one's wait
-        starts from that state instead of a read of its own (as a listing's states, for the
-        first 30 seconds of the run).
+        ``timeout`` bounds each server's whole rebuild (its request and wait). One server's
+        failure never stops the others, unless ``policy`` (a RolloutPolicy) says so: it paces
+        the run, gates it on a canary, health checks and checkpoints, stops it on a failure
+        budget and can roll it back. ``report`` (a BulkReport) is filled as the run goes, so
+        that after a cancellation it says which rebuilds were submitted. ``before`` holds
+        servers as the caller read them just before the run: each one's wait starts from that
+        state instead of a read of its own (as a listing's states, for the first 30 seconds of
+        the run).
         """
         limit = self._checked_timeout(timeout)
         targets = normalize_targets(servers, request)
+        check_run_options(concurrency, policy)
         report = report if report is not None else BulkReport()
         known = dict(before or {})
         befores, listed_at = await self._read_fleet([sid for sid, _ in targets if sid not in known])
         befores.update(known)
 
-        async def run_one(server_id: str, one_request: RebuildRequest, mark: Any) -> Server:
+        async def read_before(server_id: str) -> Server:
             before = befores.pop(server_id, None)
-            if anyio.current_time() - listed_at > _FLEET_STATE_FRESH:
-                # Read long before this POST: the server may have changed since (stopped, for
-                # one). Its own read is the evidence close to the request.
-                before = None
+            if before is None or anyio.current_time() - listed_at > _FLEET_STATE_FRESH:
+                # Listed long before this server's turn (a rollout may reach it hours later):
+                # the server may have changed since. Its own read is the evidence close to
+                # the request.
+                before = await self.get_server(server_id)
+            return before
+
+        async def run_one(
+            server_id: str, one_request: RebuildRequest, before: Server | None, mark: Any
+        ) -> Server:
             return await self._rebuild_and_wait(
                 server_id, one_request, limit, on_event, before, mark
             )
 
         return await run_bulk(
-            targets, run_one, concurrency=concurrency, report=report, on_outcome=on_outcome
+            targets,
+            run_one,
+            concurrency=concurrency,
+            report=report,
+            on_outcome=on_outcome,
+            policy=policy,
+            read_before=read_before,
         )
+
+    async def plan_rollout(
+        self,
+        servers: Iterable[str | tuple[str, RebuildRequest]],
+        request: RebuildRequest | None = None,
+        *,
+        policy: RolloutPolicy | None = None,
+        concurrency: int = 50,
+    ) -> RolloutPlan:
+        """What :meth:`rebuild_many` with this policy would do, without sending any rebuild:
+        the servers skipped as already matching, the canary, the waves the pacing allows, and
+        the request each server gets. Every request is checked as a rebuild would check it;
+        servers are read only for ``skip_matching``."""
+        check_run_options(concurrency, policy)
+        targets = normalize_targets(servers, request)
+        for server_id, _ in targets:
+            check_server_id(server_id)
+        policy = policy or RolloutPolicy()
+        befores: dict[str, Server] = {}
+        if policy.skip_matching:
+            befores, _ = await self._read_fleet([server_id for server_id, _ in targets])
+
+        async def read_state(server_id: str) -> Server | None:
+            before = befores.get(server_id)
+            if before is None:
+                try:
+                    before = await self.get_server(server_id)
+                except NotFound:
+                    return None  # the run would report it not found
+            return before
+
+        return await plan_bulk(
+            targets,
+            policy,
+            check_request=self._compute.checked_version,
+            read_state=read_state,
+            concurrency=concurrency,
+        )
+
+    async def find_servers(
+        self,
+        name: str | None = None,
+        *,
+        exact_name: str | None = None,
+        image: str | None = None,
+        status: str | ServerStatus | None = None,
+        metadata: Mapping[str, str] | None = None,
+        tags: Iterable[str] | None = None,
+    ) -> list[Server]:
+        """The servers matching every condition given: ``name`` a regular expression searched
+        in the name (as Nova's filter is), ``exact_name`` the whole name (names need not be
+        unique: none, one or several), ``image`` an image id, ``status`` (``ACTIVE``...),
+        ``metadata`` items that must all be set, ``tags`` that must all be present (2.26+).
+        The service filters what it can; every server listed is checked again here."""
+        wanted = make_filter(name=name, image=image, status=status, metadata=metadata, tags=tags)
+        if exact_name is not None:
+            if not isinstance(exact_name, str) or not exact_name:
+                raise InvalidRequest("a server name is a non-empty string", field="name")
+            return [s for s in await self._compute.servers_named(exact_name) if wanted(s)]
+        version = await self._compute.read_version()
+        if wanted.tags and (version is None or version < TAGS_VERSION):
+            raise MicroversionError(
+                f"servers show their tags from microversion {TAGS_VERSION} on; "
+                f"this endpoint serves {version or '2.1'}",
+                field="tags",
+                required=str(TAGS_VERSION),
+            )
+        found: list[Server] = []
+        async for page, _ in self._compute.server_pages(wanted.params(version)):
+            found.extend(server for server in page.servers if wanted(server))
+        return found
 
     async def _read_fleet(self, server_ids: list[str]) -> tuple[dict[str, Server], float]:
         """The servers' states before a bulk run, by listing rather than one GET each, and
@@ -573,6 +669,7 @@ class AsyncEcsClient:
         timeout: float | None = None,
         on_event: EventCallback | None = None,
         report: BulkReport | None = None,
+        policy: RolloutPolicy | None = None,
     ) -> AsyncIterator[MemoryObjectReceiveStream[RebuildOutcome]]:
         """Run :meth:`rebuild_many` and receive outcomes as they complete::
 
@@ -581,7 +678,10 @@ class AsyncEcsClient:
                     ...
 
         Leaving the block early cancels the rest of the run (and ``report`` says what was sent).
+        With a ``policy`` that rolls back, a server rolled back is received again, with the
+        kind ``rolled_back`` (or ``rollback_failed``).
         """
+        check_run_options(concurrency, policy)
         send, receive = anyio.create_memory_object_stream[RebuildOutcome](
             max_buffer_size=float("inf")
         )
@@ -596,6 +696,7 @@ class AsyncEcsClient:
                     on_outcome=send.send_nowait,
                     on_event=on_event,
                     report=report,
+                    policy=policy,
                 )
 
         async with receive, anyio.create_task_group() as group:

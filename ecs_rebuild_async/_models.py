@@ -420,6 +420,10 @@ class OutcomeKind(str, enum.Enum):
     UNKNOWN = "unknown"  # the answer was lost and what happened cannot be proven
     ERROR = "error"  # any other service or transport error
     CANCELLED = "cancelled"  # the run was cancelled before this server finished
+    SKIPPED = "skipped"  # not rebuilt: it already matched, or a rollout stopped first (reason)
+    UNHEALTHY = "unhealthy"  # rebuilt, but its health check never passed within the warmup
+    ROLLED_BACK = "rolled_back"  # rebuilt, then rebuilt back to its former image (rollout stop)
+    ROLLBACK_FAILED = "rollback_failed"  # rebuilt, and rebuilding it back failed (error says why)
 
 
 @_scrubbed_repr
@@ -427,7 +431,8 @@ class OutcomeKind(str, enum.Enum):
 class RebuildOutcome:
     """How one server's rebuild ended. ``error`` is the library's typed error when not ``ok``.
 
-    ``submitted`` says whether the rebuild request was (or may have been) sent.
+    ``submitted`` says whether the rebuild request was (or may have been) sent; ``reason``
+    says in words why a server was skipped, found unhealthy or rolled back.
     """
 
     server_id: str
@@ -436,6 +441,7 @@ class RebuildOutcome:
     server: Server | None = None
     error: EcsError | None = None
     submitted: bool = False
+    reason: str | None = None
 
     def __str__(self) -> str:
         """One line: ``ok 3f2a... (web-1) ACTIVE image 70a5...`` or the kind and the error."""

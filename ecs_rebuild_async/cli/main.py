@@ -33,6 +33,7 @@ from .._errors import (
 )
 from .._microversion import LIBRARY_MAX
 from .._models import RebuildRequest, Server
+from .._rollout import RolloutPolicy
 from .._settings import ClientSettings
 from .config import ClientSpec, UsageError, build_request, client_spec, read_server_ids
 from .dryrun import OutputClosed, offline_dry_run, online_dry_run
@@ -47,6 +48,7 @@ from .parse import (
     PROG,
     build_parser,
 )
+from .rollout import add_rollout_options, find_arguments, policy_from_args, run_plan
 from .run import BulkOptions, run_bulk_command
 from .targets import read_servers, resolve_image, resolve_servers
 
@@ -102,15 +104,33 @@ async def _cmd_rebuild(args: argparse.Namespace, io: Io) -> int:
     if args.offline and not args.dry_run:
         raise UsageError("--offline is for --dry-run")
     build_request(args, image="70a5e0a4-0000-4000-8000-00000000000a")  # bad values fail here
-    given, repeated = read_server_ids(args, io.stdin)
-    for item in repeated:
-        io.stderr.write(f"warning: {item} is listed more than once; rebuilt once\n")
+    policy = policy_from_args(args, io.stdin, io.stderr)
+    if policy is not None and args.no_wait:
+        raise UsageError("a rollout waits for each server: --no-wait cannot be used with it")
+    where = find_arguments(args)
+    given: list[str] = []
+    if where is None:
+        given, repeated = read_server_ids(args, io.stdin)
+        for item in repeated:
+            io.stderr.write(f"warning: {item} is listed more than once; rebuilt once\n")
+    elif args.servers or args.from_file:
+        raise UsageError("--where chooses the servers: give no SERVER or --from-file with it")
     spec = client_spec(args, io.environ)
     if _offline(args, spec):
+        if where is not None:
+            raise UsageError("--where asks the service for the servers: not with --offline")
         return await offline_dry_run(args, spec, given, io)
-    console = None if fmt != "table" or args.dry_run else _console(io.stderr)
+    console = None if fmt != "table" or args.dry_run or args.plan else _console(io.stderr)
     with _explaining_401(spec.auth):
-        return await _rebuild_online(args, spec, given, fmt, console, io)
+        return await _rebuild_online(args, spec, given, fmt, console, io, Rollout(policy, where))
+
+
+@attrs.frozen
+class Rollout:
+    """The rollout options of a rebuild: how to roll, and which servers --where chooses."""
+
+    policy: RolloutPolicy | None
+    where: dict[str, Any] | None
 
 
 async def _rebuild_online(
@@ -120,9 +140,17 @@ async def _rebuild_online(
     fmt: str,
     console: Any,
     io: Io,
+    rollout: Rollout,
 ) -> int:
     async with spec.open(transport=io.transport, settings=_settings(args)) as client:
-        server_ids, before = await resolve_servers(client, given)
+        if rollout.where is None:
+            server_ids, before = await resolve_servers(client, given)
+        else:
+            found = await client.find_servers(**rollout.where)
+            io.stderr.write(f"--where chose {len(found)} servers\n")
+            if not found:
+                return EXIT_OK
+            server_ids, before = [s.id for s in found], {s.id: s for s in found}
         image = None if args.image is None else await resolve_image(client, args.image)
         # The servers are read before anything is sent, once each: rejected credentials or an
         # unreachable service stop the run here; a dry run checks each server; without --image
@@ -140,6 +168,16 @@ async def _rebuild_online(
                 await client.prepare(server_id, request)
         if args.dry_run:
             return await online_dry_run(client, spec, server_ids, requests, before, args, io)
+        if args.plan:
+            await run_plan(
+                client,
+                requests,
+                rollout.policy,
+                concurrency=args.concurrency,
+                stdout=io.stdout,
+                as_json=fmt == "json",
+            )
+            return EXIT_OK
         options = BulkOptions(
             concurrency=args.concurrency,
             timeout=args.timeout,
@@ -149,6 +187,7 @@ async def _rebuild_online(
             columns=tuple(args.columns) if args.columns else None,
             label="submitting" if args.no_wait else "rebuilding",
             show_events=args.verbose >= 1,
+            policy=rollout.policy,
         )
         shared = next(iter(requests.values()))
         return await run_bulk_command(
@@ -405,7 +444,7 @@ def main(
         transport=transport,
     )
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser([add_rollout_options]).parse_args(argv)
     except UsageError as exc:
         io.stderr.write(f"{PROG}: error: {exc}\n")
         return EXIT_USAGE

@@ -17,7 +17,7 @@ from .._bulk import BulkReport
 from .._errors import EcsError
 from .._escape import escape_control
 from .._microversion import parse_version
-from .._models import OutcomeKind, RebuildEvent, RebuildOutcome, Server
+from .._models import RebuildEvent, RebuildOutcome, Server
 from .._serde import wire_version_header
 from .._session import USER_AGENT
 from .config import UsageError
@@ -63,6 +63,7 @@ RECORD_FIELDS = (
     "fault_message",
     "error",
     "submitted",
+    "reason",
 )
 
 
@@ -110,6 +111,7 @@ def outcome_record(
         "seconds": None if seconds is None else round(seconds, 3),
         **_error_fields(error),
         "submitted": outcome.submitted,
+        "reason": outcome.reason,
     }
     return record
 
@@ -130,10 +132,11 @@ _TABLE = (("kind", 9), ("server_id", 36), ("name", 20), ("status", 7), ("detail"
 
 
 def _detail(record: Mapping[str, Any]) -> str:
+    reason = f"; {record['reason']}" if record.get("reason") else ""
     if record["error"] is not None:
-        return _text(record["error"])
+        return _text(record["error"]) + reason
     took = "" if record["seconds"] is None else f" in {record['seconds']:.1f} s"
-    return f"image {_text(record['image_after'])}{took}"
+    return f"image {_text(record['image_after'])}{took}{reason}"
 
 
 def table_line(record: Mapping[str, Any], id_width: int = 36) -> str:
@@ -246,8 +249,8 @@ def write_or_close(writer: OutcomeWriter | DryRunWriter, text: str) -> None:
 def tally(report: BulkReport) -> dict[str, int]:
     """ok / not ok / running counts of a bulk run, as it goes: the progress line and the
     summaries all show these, so that their counts agree."""
-    counts = report.counts()
-    ok = counts.get(OutcomeKind.OK.value, 0)
+    # ok outcomes: rebuilt, or skipped because the server already matched.
+    ok = sum(1 for o in report.outcomes.values() if o.ok)
     finished_after_submit = sum(1 for o in report.outcomes.values() if o.submitted)
     return {
         "ok": ok,

@@ -15,6 +15,7 @@ from .._bulk import BulkReport, outcome_kind
 from .._client import AsyncEcsClient
 from .._errors import EcsError, RebuildOutcomeUnknown, TransportError
 from .._models import OutcomeKind, RebuildEvent, RebuildOutcome, RebuildRequest, Server
+from .._rollout import RolloutPolicy
 from .output import LineSink, OutcomeWriter, plain_summary
 from .parse import (
     EXIT_FAILED,
@@ -23,6 +24,7 @@ from .parse import (
     EXIT_OUTPUT_CLOSED,
     EXIT_UNREACHABLE,
 )
+from .rollout import describe_phase, stopped_line, write_phase_changes
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -133,6 +135,8 @@ class BulkOptions:
     columns: tuple[str, ...] | None = None
     #: -v: each server's changes of state, on standard error
     show_events: bool = False
+    #: How the fleet is rolled (--canary, --max-failures...); None: every server, as it comes
+    policy: RolloutPolicy | None = None
 
 
 def _report_interrupt(
@@ -210,6 +214,7 @@ async def run_bulk_command(
                 on_event=on_event,
                 report=report,
                 before=before,
+                policy=options.policy,
             )
         else:
             await _submit_only(
@@ -223,8 +228,11 @@ async def run_bulk_command(
             )
 
     started = anyio.current_time()
-    finished = await _run_with_display(work, report, console, options.label, stopper)
+    finished = await _run_with_display(work, report, console, options.label, stopper, stderr)
     _summarize(report, anyio.current_time() - started, client.stats, stderr, console)
+    stopped = stopped_line(report)
+    if stopped is not None:
+        stderr.write(stopped + "\n")
     if not finished:
         reason = stopper.reason or "interrupted"
         _report_interrupt(report, server_ids, writer, stderr, reason)
@@ -280,12 +288,17 @@ async def _run_with_display(
     console: Console | None,
     label: str,
     stopper: Stopper,
+    stderr: TextIO,
 ) -> bool:
     if console is None:
-        return await run_interruptibly(work, stopper=stopper)
+        # No live display: a rollout's phase changes are written as lines instead.
+        phases = [lambda: write_phase_changes(report, stderr)]
+        return await run_interruptibly(work, phases, stopper=stopper)
     from .display import LiveProgress
 
-    with LiveProgress(console, report, total=report.total, label=label) as live:
+    with LiveProgress(
+        console, report, total=report.total, label=label, describe=describe_phase
+    ) as live:
         return await run_interruptibly(work, [live.keep_updating], stopper=stopper)
 
 

@@ -61,6 +61,8 @@ def route_of(request: Request) -> str:
         return "versions" if method == "GET" else "unknown"
     if path.rstrip("/") == _IDENTITY + "/auth/tokens":
         return "tokens" if method == "POST" else "unknown"
+    if path.startswith("/health/") and method == "GET":
+        return "health"
     if path.rstrip("/") == IMAGE_PREFIX + "/v2/images":
         return "images" if method == "GET" else "unknown"
     prefix, parts = _split(path)
@@ -220,6 +222,8 @@ def _answer(service: Service, request: Request, route: str, now: float) -> Reply
         settings = service.settings
         doc = versions_document(request.base, settings.min_version, settings.max_version)
         return json_reply(200, doc)
+    if route == "health":
+        return _compute.health(service, request.path.split("/")[2], now)
     if route == "tokens":
         ident = service.identity
         return issue_token(
