@@ -8,7 +8,7 @@ that is not the library's (a bug) is not swallowed: it cancels the run and propa
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
 import anyio
 import attrs
@@ -106,8 +106,12 @@ async def run_bulk(
     concurrency: int,
     report: BulkReport,
     on_outcome: OutcomeCallback | None = None,
+    recorded: Mapping[str, RebuildOutcome] | None = None,
 ) -> list[RebuildOutcome]:
-    """Run ``run_one`` for every target, at most ``concurrency`` at once; outcomes in order."""
+    """Run ``run_one`` for every target, at most ``concurrency`` at once; outcomes in order.
+
+    ``recorded`` outcomes (from a journal) are reported as they are, without running.
+    """
     if concurrency < 1:
         raise InvalidRequest("concurrency must be at least 1", field="concurrency")
     report.total = len(targets)
@@ -170,6 +174,12 @@ async def run_bulk(
                     )
                     continue
                 first_index[server_id] = index
+                if recorded is not None and server_id in recorded:
+                    known = recorded[server_id]
+                    if known.submitted:
+                        report.submitted.add(server_id)
+                    finish(index, known)
+                    continue
                 group.start_soon(one, index, server_id, request)
     except anyio.get_cancelled_exc_class():
         logger.warning(

@@ -18,17 +18,20 @@ from ._auth import Auth, build_auth
 from ._bulk import BulkReport, normalize_targets, run_bulk
 from ._compute import ComputeApi, check_server_id
 from ._config import ClientConfig, config_from_cloud, config_from_env
+from ._durable import JournalStore, journal_at, journaled_run, open_durable
 from ._errors import EcsError, InvalidRequest, RebuildTimeout
 from ._lifecycle import RebuildTracker
 from ._microversion import APIVersion, VersionRange, parse_version
 from ._models import (
     ECS,
+    UNSET,
     Dialect,
     RebuildEvent,
     RebuildOutcome,
     RebuildRequest,
     Server,
     ServerStatus,
+    Unset,
 )
 from ._poll import EventCallback, FleetPoller, wait_for_rebuild
 from ._rebuild import Accepted, Operations, submit_rebuild
@@ -297,6 +300,21 @@ class AsyncEcsClient:
         before: Server | None,
         mark_submitted: Any,
     ) -> Server:
+        before, accepted = await self._submit(
+            server_id, request, on_event, before, mark_submitted, self._ops
+        )
+        return await self._wait(server_id, before, accepted, timeout, on_event)
+
+    async def _submit(
+        self,
+        server_id: str,
+        request: RebuildRequest,
+        on_event: EventCallback | None,
+        before: Server | None,
+        mark_submitted: Any,
+        ops: Operations,
+    ) -> tuple[Server, Accepted]:
+        """Read the server if need be, check it can be rebuilt, send the rebuild at most once."""
         check_server_id(server_id)
         await self._compute.checked_version(request)
         if before is None:
@@ -311,7 +329,7 @@ class AsyncEcsClient:
         # and ``mark_submitted`` runs as soon as it is known, so that a cancelled bulk run knows
         # exactly which rebuilds the service accepted.
         accepted = await submit_rebuild(
-            self._ops,
+            ops,
             server_id,
             request,
             service_now=self._compute.service_now,
@@ -328,7 +346,7 @@ class AsyncEcsClient:
                     updated=accepted.server.updated,
                 )
             )
-        return await self._wait(server_id, before, accepted, timeout, on_event)
+        return before, accepted
 
     # -- fleets --
 
@@ -342,6 +360,7 @@ class AsyncEcsClient:
         on_outcome: Any = None,
         on_event: EventCallback | None = None,
         report: BulkReport | None = None,
+        journal: str | os.PathLike[str] | None = None,
     ) -> list[RebuildOutcome]:
         """Rebuild many servers and wait for each; one RebuildOutcome per server, in order.
 
@@ -349,9 +368,24 @@ class AsyncEcsClient:
         most ``concurrency`` rebuilds are in flight; ``timeout`` bounds each server's wait.
         One server's failure never stops the others. ``report`` (a BulkReport) is filled as
         the run goes, so that after a cancellation it says which rebuilds were submitted.
+
+        ``journal`` (a file path) makes the run durable: every intent, acceptance and outcome
+        is written there first, and calling again with the same journal (or :meth:`resume`)
+        continues the run after a crash without rebuilding any server twice.
         """
         targets = normalize_targets(servers, request)
         report = report if report is not None else BulkReport()
+        if journal is not None:
+            return await self._rebuild_many_journaled(
+                targets,
+                journal_at(journal),
+                name=os.fspath(journal),
+                concurrency=concurrency,
+                timeout=timeout,
+                on_outcome=on_outcome,
+                on_event=on_event,
+                report=report,
+            )
         befores = await self._read_fleet([server_id for server_id, _ in targets])
 
         async def run_one(server_id: str, one_request: RebuildRequest, mark: Any) -> Server:
@@ -364,6 +398,104 @@ class AsyncEcsClient:
 
         return await run_bulk(
             targets, run_one, concurrency=concurrency, report=report, on_outcome=on_outcome
+        )
+
+    async def _rebuild_many_journaled(
+        self,
+        targets: list[tuple[str, RebuildRequest | None]],
+        store: JournalStore,
+        *,
+        name: str,
+        concurrency: int,
+        timeout: float | None,
+        on_outcome: Any,
+        on_event: EventCallback | None,
+        report: BulkReport,
+    ) -> list[RebuildOutcome]:
+        if concurrency < 1:
+            raise InvalidRequest("concurrency must be at least 1", field="concurrency")
+        durable = await open_durable(
+            store,
+            targets,
+            name=os.path.basename(name),
+            endpoint=await self._session.compute_url(),
+            concurrency=concurrency,
+            timeout=timeout,
+        )
+        try:
+            recorded = durable.recorded_outcomes()
+            fresh = durable.not_started([server_id for server_id, _ in targets])
+            befores = await self._read_fleet(fresh)
+            ops = durable.operations(
+                self._ops, self._compute.post_rebuild_answer, self._compute.service_now
+            )
+
+            async def submit(
+                server_id: str, one: RebuildRequest, before: Server, mark: Any, ops: Operations
+            ) -> Accepted:
+                _, accepted = await self._submit(server_id, one, on_event, before, mark, ops)
+                return accepted
+
+            async def wait(server_id: str, before: Server | None, accepted: Accepted) -> Server:
+                return await self._wait(server_id, before, accepted, timeout, on_event)
+
+            async def run_one(server_id: str, one: RebuildRequest, mark: Any) -> Server:
+                return await durable.run_one(
+                    server_id,
+                    one,
+                    mark,
+                    before=befores.get(server_id),
+                    read=self.get_server,
+                    submit=submit,
+                    wait=wait,
+                    ops=ops,
+                    service_now=self._compute.service_now,
+                    settle=self._settings.reconcile_settle,
+                )
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(durable.keep_alive)
+                outcomes = await run_bulk(
+                    targets,
+                    run_one,
+                    concurrency=concurrency,
+                    report=report,
+                    on_outcome=on_outcome,
+                    recorded=recorded,
+                )
+                group.cancel_scope.cancel()
+        finally:
+            await durable.close()
+        if durable.lost is not None:
+            raise durable.lost
+        return outcomes
+
+    async def resume(
+        self,
+        journal: str | os.PathLike[str],
+        *,
+        admin_pass: str | Unset = UNSET,
+        user_data: str | bytes | Unset | None = UNSET,
+        concurrency: int | None = None,
+        timeout: float | None = None,
+        on_outcome: Any = None,
+        on_event: EventCallback | None = None,
+        report: BulkReport | None = None,
+    ) -> list[RebuildOutcome]:
+        """Continue the run a journal records, as :meth:`rebuild_many` with that journal would.
+
+        The servers and requests come from the journal. A request sent with ``adminPass`` or
+        ``user_data`` is not stored with them: give them again (they must be the same).
+        """
+        targets, run = journaled_run(journal, admin_pass=admin_pass, user_data=user_data)
+        return await self.rebuild_many(
+            targets,
+            concurrency=run.concurrency if concurrency is None else concurrency,
+            timeout=run.timeout if timeout is None else timeout,
+            on_outcome=on_outcome,
+            on_event=on_event,
+            report=report,
+            journal=journal,
         )
 
     async def _read_fleet(self, server_ids: list[str]) -> dict[str, Server]:

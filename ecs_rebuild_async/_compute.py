@@ -187,6 +187,13 @@ class ComputeApi:
         self, server_id: str, request: RebuildRequest
     ) -> tuple[Server, datetime | None]:
         """``POST /servers/{id}/action`` with the rebuild, never retried by the session."""
+        server, date, _ = await self.post_rebuild_answer(server_id, request)
+        return server, date
+
+    async def post_rebuild_answer(
+        self, server_id: str, request: RebuildRequest
+    ) -> tuple[Server, datetime | None, str | None]:
+        """As :meth:`post_rebuild`, with the request id of the answer (for the journal)."""
         version = await self.checked_version(request)
         answer = await self.session.request(
             "POST",
@@ -203,4 +210,4 @@ class ComputeApi:
                 request_id=answer.request_id,
             )
         server = server_from_wire(answer.body, status=answer.status, request_id=answer.request_id)
-        return server, answer.date
+        return server, answer.date, answer.request_id

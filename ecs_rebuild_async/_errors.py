@@ -22,6 +22,9 @@ __all__ = [
     "EcsError",
     "Forbidden",
     "InvalidRequest",
+    "JournalError",
+    "JournalInUse",
+    "JournalMismatch",
     "MicroversionError",
     "NotFound",
     "RateLimited",
@@ -183,6 +186,18 @@ class RebuildOutcomeUnknown(EcsError):
         super().__init__(message)
         self.server = server
         self.evidence = evidence
+
+
+class JournalError(EcsError):
+    """A run's journal cannot be used: unreadable, of another version, or not this run's."""
+
+
+class JournalInUse(JournalError):
+    """Another live process drives the run of this journal (one driver per journal)."""
+
+
+class JournalMismatch(JournalError, InvalidRequest):
+    """The journal records another run (other servers, another request, other secrets)."""
 
 
 def _conflict_state(message: str) -> str | None:

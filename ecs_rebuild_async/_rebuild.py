@@ -25,7 +25,7 @@ from ._lifecycle import shows_rebuild
 from ._models import RebuildRequest, Server
 from ._serde import parse_timestamp
 
-__all__ = ["Accepted", "Operations", "submit_rebuild"]
+__all__ = ["Accepted", "Operations", "reconcile_in_doubt", "submit_rebuild"]
 
 logger = logging.getLogger("ecs_rebuild_async")
 
@@ -121,6 +121,39 @@ async def submit_rebuild(
         raise
     submitted(True)
     return accepted
+
+
+async def reconcile_in_doubt(
+    ops: Operations,
+    server_id: str,
+    request: RebuildRequest,
+    *,
+    sent_after: datetime | None,
+    cause: EcsError,
+    service_now: Callable[[], datetime | None],
+    settle: float = 1.0,
+) -> Accepted:
+    """A rebuild that may have been sent earlier (``sent_after``: the service time before it
+    was), with nothing known of its answer, as after the death of the process that sent it:
+    the same rules as a lost answer. Accepted when the server shows it; sent once more only
+    when proven not carried out; RebuildOutcomeUnknown when that cannot be told."""
+    logger.warning("the rebuild of %s may have been sent (%s); reconciling", server_id, cause)
+    if sent_after is None:
+        # Without the service's time of the send, an old rebuild would pass for this one.
+        evidence = [f"{cause}", "the time of the request on the service's clock is not known"]
+        raise _unknown(server_id, None, evidence, "it was not sent again")
+    try:
+        return await _reconcile(
+            ops,
+            server_id,
+            request,
+            sent_at=sent_after,
+            cause=cause,
+            settle=settle,
+            service_now=service_now,
+        )
+    except _ResendRefused as refused:
+        raise refused.error from None
 
 
 class _ResendRefused(Exception):

@@ -1,0 +1,481 @@
+"""Durable bulk runs: the bulk runner's side of the journal.
+
+Before each POST the intent is written (server, attempt, the service's time before sending);
+after it, the acceptance (request id, service time) or the proof that it was not carried out,
+or that its answer was unclear; at the end the outcome. A run opened again on the same journal
+(after a crash, a Ctrl-C, a stop) reports finished servers from the journal, waits for the
+accepted ones, reconciles the ones whose POST may have been on the wire (the rules of a lost
+answer), and starts the rest. Takes callables, not the client.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import anyio
+import attrs
+
+from ._bulk import outcome_kind
+from ._errors import (
+    EcsError,
+    JournalInUse,
+    JournalMismatch,
+    RebuildOutcomeUnknown,
+    ServerError,
+    ServiceError,
+    TransportError,
+)
+from ._journal import (
+    Event,
+    EventKind,
+    JournalState,
+    JournalStore,
+    Progress,
+    RequestRecord,
+    RunRecord,
+    ServerRecord,
+    SqliteJournal,
+    Stage,
+    fingerprint,
+    new_salt,
+    outcome_from_record,
+    outcome_to_record,
+    read_journal,
+    replay,
+    request_from_body,
+    strip_secrets,
+)
+from ._models import UNSET, OutcomeKind, RebuildOutcome, RebuildRequest, Server, Unset
+from ._rebuild import Accepted, Operations, reconcile_in_doubt
+from ._serde import request_to_wire
+from ._version import __version__
+
+__all__ = [
+    "DurableRun",
+    "JournalStore",
+    "PostWithId",
+    "journal_at",
+    "journaled_run",
+    "open_durable",
+]
+
+logger = logging.getLogger("ecs_rebuild_async")
+
+#: POST a rebuild: (202 body's Server, the service's Date, the request id).
+PostWithId = Callable[[str, RebuildRequest], Awaitable[tuple[Server, datetime | None, str | None]]]
+#: Send one server's rebuild (at most once), given its state before: what was accepted.
+Submit = Callable[
+    [str, RebuildRequest, Server, Callable[[bool], None], Operations], Awaitable[Accepted]
+]
+#: Wait for an accepted rebuild to be proven finished.
+Wait = Callable[[str, Server | None, Accepted], Awaitable[Server]]
+
+#: Seconds between heartbeats of the driving process (see ``ownership.STALE_AFTER``).
+HEARTBEAT_INTERVAL = 5.0
+
+_NO_REQUEST = "none"
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _secrets_of(request: RebuildRequest | None) -> list[str]:
+    if request is None:
+        return []
+    found = [request.admin_pass] if isinstance(request.admin_pass, str) else []
+    encoded = request.encoded_user_data()
+    if isinstance(encoded, str):
+        found.append(encoded)
+    if isinstance(request.user_data, str):
+        found.append(request.user_data)
+    return found
+
+
+def _fingerprints(
+    salt: str, targets: Sequence[tuple[str, RebuildRequest | None]]
+) -> tuple[list[str], dict[str, RequestRecord]]:
+    """Each target's request fingerprint, and one stored record per distinct request."""
+    cache: dict[Any, str] = {}
+    by_object: dict[int, str] = {}
+    records: dict[str, RequestRecord] = {}
+    prints: list[str] = []
+    for _, request in targets:
+        if request is None:
+            prints.append(_NO_REQUEST)
+            continue
+        known = by_object.get(id(request))
+        if known is None:
+            wire = request_to_wire(request)
+            known = fingerprint(salt, wire, cache=cache)
+            by_object[id(request)] = known
+            if known not in records:
+                body, removed = strip_secrets(wire)
+                records[known] = RequestRecord(known, body, removed)
+        prints.append(known)
+    return prints, records
+
+
+def _check_same_run(
+    state: JournalState,
+    targets: Sequence[tuple[str, RebuildRequest | None]],
+    prints: Sequence[str],
+    endpoint: str | None,
+    name: str,
+) -> None:
+    run = state.run
+    if run.endpoint and endpoint and run.endpoint.rstrip("/") != endpoint.rstrip("/"):
+        raise JournalMismatch(
+            f"the journal {name} records a run on another endpoint ({run.endpoint})"
+        )
+    recorded = {s.server_id: s.fingerprint for s in state.servers}
+    given = {server_id: fp for (server_id, _), fp in zip(targets, prints, strict=True)}
+    if recorded.keys() != given.keys():
+        missing = sorted(recorded.keys() - given.keys())
+        extra = sorted(given.keys() - recorded.keys())
+        raise JournalMismatch(
+            f"the journal {name} records a run of {len(recorded)} other servers: "
+            f"{len(missing)} of them are not in this call (e.g. {missing[:3]}), "
+            f"{len(extra)} servers of this call are not in it (e.g. {extra[:3]}); "
+            "use a new journal file for a new run"
+        )
+    differing = sorted(s for s, fp in given.items() if recorded[s] != fp)
+    if differing:
+        secret = any(
+            state.requests.get(recorded[s], RequestRecord("", {})).secret_fields for s in differing
+        )
+        hint = (
+            " (its adminPass or user_data must be given again, and be the same)" if secret else ""
+        )
+        raise JournalMismatch(
+            f"the journal {name} records another request for {len(differing)} servers "
+            f"(e.g. {differing[:3]}){hint}; use a new journal file for a new run"
+        )
+
+
+def journal_at(path: str | os.PathLike[str]) -> JournalStore:
+    """The store of a journal file (SQLite)."""
+    return SqliteJournal(path)
+
+
+def journaled_run(
+    path: str | os.PathLike[str],
+    *,
+    admin_pass: str | Unset = UNSET,
+    user_data: str | bytes | Unset | None = UNSET,
+) -> tuple[list[str | tuple[str, RebuildRequest]], RunRecord]:
+    """The servers and requests a journal records, with the secrets given again."""
+    state = read_journal(path)
+    given = {"adminPass": admin_pass is not UNSET, "user_data": user_data is not UNSET}
+    requests: dict[str, RebuildRequest] = {}
+    for print_, record in state.requests.items():
+        missing = [field for field in record.secret_fields if not given[field]]
+        if missing:
+            raise JournalMismatch(
+                f"the run's request was sent with {' and '.join(missing)}, which the journal "
+                "does not store: give it again to resume"
+            )
+        requests[print_] = request_from_body(
+            record.body,
+            admin_pass=admin_pass if "adminPass" in record.secret_fields else UNSET,
+            user_data=user_data if "user_data" in record.secret_fields else UNSET,
+        )
+    targets: list[str | tuple[str, RebuildRequest]] = [
+        (s.server_id, requests[s.fingerprint]) if s.fingerprint in requests else s.server_id
+        for s in state.servers
+    ]
+    return targets, state.run
+
+
+async def open_durable(
+    store: JournalStore,
+    targets: Sequence[tuple[str, RebuildRequest | None]],
+    *,
+    name: str,
+    endpoint: str | None,
+    concurrency: int,
+    timeout: float | None,
+    policy: Mapping[str, Any] | None = None,
+) -> DurableRun:
+    """Claim the journal and create its run, or check that it records this very run."""
+    state = await store.claim()
+    try:
+        salt = new_salt() if state is None else state.run.salt
+        # scrypt over each distinct secret takes tens of milliseconds: not on the event loop.
+        prints, requests = await anyio.to_thread.run_sync(_fingerprints, salt, targets)
+        if state is None:
+            run = RunRecord(
+                run_id=new_salt()[:32],
+                created_at=_now(),
+                salt=salt,
+                endpoint=endpoint,
+                library_version=__version__,
+                concurrency=concurrency,
+                timeout=timeout,
+                policy=None if policy is None else dict(policy),
+            )
+            servers = [
+                ServerRecord(position, server_id, fp)
+                for position, ((server_id, _), fp) in enumerate(zip(targets, prints, strict=True))
+            ]
+            await store.create(run, servers, list(requests.values()))
+            state = JournalState(run=run, servers=tuple(servers), requests=requests, events=())
+        else:
+            _check_same_run(state, targets, prints, endpoint, name)
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await store.release()
+        raise
+    secrets = [s for _, request in targets for s in _secrets_of(request)]
+    return DurableRun(store, state, secrets=secrets)
+
+
+@attrs.define
+class _Attempts:
+    """Per server: attempts written so far, and whether an acceptance is on record."""
+
+    count: int = 0
+    accepted_recorded: bool = False
+
+
+class DurableRun:
+    """One journaled run, claimed by this process."""
+
+    def __init__(self, store: JournalStore, state: JournalState, *, secrets: list[str]) -> None:
+        self.store = store
+        self.state = state
+        self.progress: dict[str, Progress] = replay(state.events)
+        self._secrets = sorted(set(secrets), key=len, reverse=True)
+        self._attempts = {
+            server: _Attempts(p.attempts, p.stage in (Stage.ACCEPTED, Stage.FINISHED))
+            for server, p in self.progress.items()
+        }
+        self._befores: dict[str, Server] = {}
+        self._lost: JournalInUse | None = None
+
+    # -- what the journal already says --
+
+    def recorded_outcomes(self) -> dict[str, RebuildOutcome]:
+        """The outcomes written by earlier drivers of this run, reported without a request."""
+        return {
+            server: outcome_from_record(server, p.outcome)
+            for server, p in self.progress.items()
+            if p.stage is Stage.FINISHED and p.outcome is not None
+        }
+
+    def stage(self, server_id: str) -> Stage:
+        return self.progress.get(server_id, Progress()).stage
+
+    def not_started(self, server_ids: Sequence[str]) -> list[str]:
+        return [s for s in server_ids if self.stage(s) is Stage.NOT_STARTED]
+
+    # -- writing --
+
+    async def _append(self, event: Event, *, shield: bool = False) -> None:
+        stamped = attrs.evolve(event, recorded_at=_now())
+        if shield:
+            # Written even if the run is being cancelled: the answer it records is real.
+            with anyio.CancelScope(shield=True):
+                await self.store.append([stamped])
+        else:
+            await self.store.append([stamped])
+
+    async def record_rollout(self, state: Mapping[str, Any]) -> None:
+        """The rollout's own state (phase, canary, checkpoints, budget, stop, rollback)."""
+        await self._append(Event(EventKind.ROLLOUT, rollout=dict(state)), shield=True)
+
+    async def record_outcome(self, outcome: RebuildOutcome) -> None:
+        record = outcome_to_record(outcome, secrets=self._secrets)
+        await self._append(Event(EventKind.OUTCOME, outcome.server_id, outcome=record), shield=True)
+        self.progress[outcome.server_id] = Progress(Stage.FINISHED, outcome=record)
+
+    async def _record_accepted(
+        self, server_id: str, accepted: Accepted, *, request_id: str | None, detail: str | None
+    ) -> None:
+        attempts = self._attempts.setdefault(server_id, _Attempts())
+        if attempts.accepted_recorded:
+            return
+        attempts.accepted_recorded = True
+        await self._append(
+            Event(
+                EventKind.ACCEPTED,
+                server_id,
+                attempt=attempts.count,
+                service_time=accepted.accepted_at,
+                request_id=request_id,
+                detail=detail,
+            ),
+            shield=True,
+        )
+
+    def operations(
+        self, base: Operations, post: PostWithId, service_now: Callable[[], datetime | None]
+    ) -> Operations:
+        """``base`` with every POST journaled: the intent before, what became of it after."""
+
+        async def journaled_post(
+            server_id: str, request: RebuildRequest
+        ) -> tuple[Server, datetime | None]:
+            attempts = self._attempts.setdefault(server_id, _Attempts())
+            bound = service_now()
+            if bound is None:
+                # The intent needs the service's time; one read gives it.
+                await base.get_server(server_id)
+                bound = service_now()
+            attempts.count += 1
+            attempt = attempts.count
+            before = self._befores.get(server_id)
+            await self._append(
+                Event(
+                    EventKind.INTENT,
+                    server_id,
+                    attempt=attempt,
+                    service_time=bound,
+                    before_status=None if before is None else before.status.value,
+                    before_image=None if before is None else before.image_id,
+                )
+            )
+            try:
+                server, date, request_id = await post(server_id, request)
+            except EcsError as exc:
+                await self._append(self._after_failure(server_id, attempt, exc), shield=True)
+                raise
+            await self._record_accepted(
+                server_id, Accepted(server, date), request_id=request_id, detail=None
+            )
+            return server, date
+
+        return Operations(
+            post_rebuild=journaled_post,
+            get_server=base.get_server,
+            list_actions=base.list_actions,
+        )
+
+    def _after_failure(self, server_id: str, attempt: int, exc: EcsError) -> Event:
+        request_id = getattr(exc, "request_id", None)
+        detail = str(exc)
+        for secret in self._secrets:
+            detail = detail.replace(secret, "***")
+        if isinstance(exc, TransportError) and not exc.maybe_sent:
+            kind = EventKind.NOT_SENT  # nothing left this machine
+        elif isinstance(exc, ServiceError) and not isinstance(exc, ServerError):
+            kind = EventKind.NOT_SENT  # a 4xx refusal: the service did not carry it out
+        else:
+            kind = EventKind.UNCLEAR  # lost, 5xx, an unreadable answer: reconciled later
+        return Event(kind, server_id, attempt=attempt, request_id=request_id, detail=detail)
+
+    # -- running one server --
+
+    async def run_one(
+        self,
+        server_id: str,
+        request: RebuildRequest,
+        mark_submitted: Callable[[bool], None],
+        *,
+        before: Server | None,
+        read: Callable[[str], Awaitable[Server]],
+        submit: Submit,
+        wait: Wait,
+        ops: Operations,
+        service_now: Callable[[], datetime | None],
+        settle: float,
+    ) -> Server:
+        """Rebuild one server (or continue its rebuild) and record its outcome."""
+        submitted = [False]
+
+        def track(value: bool) -> None:
+            submitted[0] = value
+            mark_submitted(value)
+
+        try:
+            server = await self._continue(
+                server_id, request, track, before, read, submit, wait, ops, service_now, settle
+            )
+        except EcsError as error:
+            await self.record_outcome(
+                RebuildOutcome(
+                    server_id=server_id,
+                    ok=False,
+                    kind=outcome_kind(error),
+                    server=getattr(error, "server", None),
+                    error=error,
+                    submitted=submitted[0],
+                )
+            )
+            raise
+        await self.record_outcome(
+            RebuildOutcome(server_id, True, OutcomeKind.OK, server=server, submitted=True)
+        )
+        return server
+
+    async def _continue(
+        self,
+        server_id: str,
+        request: RebuildRequest,
+        track: Callable[[bool], None],
+        before: Server | None,
+        read: Callable[[str], Awaitable[Server]],
+        submit: Submit,
+        wait: Wait,
+        ops: Operations,
+        service_now: Callable[[], datetime | None],
+        settle: float,
+    ) -> Server:
+        progress = self.progress.get(server_id, Progress())
+        if progress.stage is Stage.ACCEPTED:
+            track(True)
+            logger.info("resuming the wait for %s (accepted before)", server_id)
+            return await wait(server_id, None, Accepted(None, progress.accepted_at))
+        if progress.stage is Stage.IN_DOUBT:
+            track(True)
+            cause = TransportError(
+                "the process that sent this rebuild stopped before its answer was recorded"
+            )
+            try:
+                accepted = await reconcile_in_doubt(
+                    ops,
+                    server_id,
+                    request,
+                    sent_after=progress.sent_after,
+                    cause=cause,
+                    service_now=service_now,
+                    settle=settle,
+                )
+            except RebuildOutcomeUnknown:
+                raise
+            except EcsError:
+                track(False)  # proven not carried out, and its second sending was refused
+                raise
+            await self._record_accepted(server_id, accepted, request_id=None, detail="reconciled")
+            return await wait(server_id, None, accepted)
+        if before is None:
+            before = await read(server_id)
+        self._befores[server_id] = before
+        accepted = await submit(server_id, request, before, track, ops)
+        await self._record_accepted(server_id, accepted, request_id=None, detail="reconciled")
+        self._befores.pop(server_id, None)
+        return await wait(server_id, before, accepted)
+
+    # -- ownership --
+
+    async def keep_alive(self, interval: float = HEARTBEAT_INTERVAL) -> None:
+        """Beat until cancelled; stops quietly (``lost`` is set) if another process took over."""
+        while True:
+            await anyio.sleep(interval)
+            try:
+                await self.store.heartbeat()
+            except JournalInUse as exc:
+                self._lost = exc
+                return
+
+    @property
+    def lost(self) -> JournalInUse | None:
+        return self._lost
+
+    async def close(self) -> None:
+        with anyio.CancelScope(shield=True):
+            await self.store.release()

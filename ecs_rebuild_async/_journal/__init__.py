@@ -1,0 +1,46 @@
+"""The journal of a durable run: a small store interface and its SQLite implementation.
+
+Only the bulk runner talks to it. Records are attrs classes stored through the one converter;
+no secret is stored (requests keep a keyed fingerprint of ``adminPass`` and ``user_data``).
+"""
+
+from .fingerprint import SECRET_FIELDS, fingerprint, new_salt, strip_secrets
+from .outcomes import outcome_from_record, outcome_to_record
+from .records import (
+    Event,
+    EventKind,
+    JournalState,
+    OutcomeRecord,
+    Owner,
+    RequestRecord,
+    RunRecord,
+    ServerRecord,
+)
+from .replay import Progress, Stage, replay
+from .sqlite import SqliteJournal, read_journal
+from .store import JournalStore
+from .stored import request_from_body
+
+__all__ = [
+    "SECRET_FIELDS",
+    "Event",
+    "EventKind",
+    "JournalState",
+    "JournalStore",
+    "OutcomeRecord",
+    "Owner",
+    "Progress",
+    "RequestRecord",
+    "RunRecord",
+    "ServerRecord",
+    "SqliteJournal",
+    "Stage",
+    "fingerprint",
+    "new_salt",
+    "outcome_from_record",
+    "outcome_to_record",
+    "read_journal",
+    "replay",
+    "request_from_body",
+    "strip_secrets",
+]
