@@ -56,6 +56,7 @@ from ._version import __version__
 
 __all__ = [
     "DurableRun",
+    "audit",
     "JournalStore",
     "PostWithId",
     "journal_at",
@@ -479,3 +480,81 @@ class DurableRun:
     async def close(self) -> None:
         with anyio.CancelScope(shield=True):
             await self.store.release()
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def audit(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A journal's audit record as JSON-ready data: the run, and for every server each
+    request sent (attempt, the service time before it, what became of it, its request id and
+    the service's time of the answer), and its outcome. Read without taking the run over."""
+    state = read_journal(path)
+    run = state.run
+    sent: dict[str, dict[int, dict[str, Any]]] = {}
+    outcomes: dict[str, dict[str, Any]] = {}
+    rollout: list[dict[str, Any]] = []
+    for event in state.events:
+        server = event.server_id
+        if event.kind is EventKind.ROLLOUT:
+            rollout.append({"at": _iso(event.recorded_at), **(event.rollout or {})})
+            continue
+        if server is None:
+            continue
+        if event.kind is EventKind.OUTCOME and event.outcome is not None:
+            record = event.outcome
+            outcomes.setdefault(
+                server,
+                {
+                    "kind": record.kind,
+                    "ok": record.ok,
+                    "submitted": record.submitted,
+                    "error": record.error_type,
+                    "message": record.message,
+                    "status": record.status,
+                    "image": record.image_id,
+                    "recorded_at": _iso(event.recorded_at),
+                },
+            )
+            continue
+        attempts = sent.setdefault(server, {})
+        entry = attempts.setdefault(
+            event.attempt, {"attempt": event.attempt, "result": "in doubt", "request_id": None}
+        )
+        if event.kind is EventKind.INTENT:
+            entry.update(intent_at=_iso(event.recorded_at), sent_after=_iso(event.service_time))
+        else:
+            entry.update(
+                result=event.kind.value.replace("_", " "),
+                request_id=event.request_id or entry["request_id"],
+                detail=event.detail,
+            )
+            if event.kind is EventKind.ACCEPTED:
+                entry["service_time"] = _iso(event.service_time)
+    servers = [
+        {
+            "server_id": s.server_id,
+            "requests": [sent[s.server_id][n] for n in sorted(sent.get(s.server_id, {}))],
+            "outcome": outcomes.get(s.server_id),
+        }
+        for s in state.servers
+    ]
+    counts: dict[str, int] = {}
+    for outcome in outcomes.values():
+        counts[outcome["kind"]] = counts.get(outcome["kind"], 0) + 1
+    return {
+        "run": {
+            "run_id": run.run_id,
+            "created_at": _iso(run.created_at),
+            "endpoint": run.endpoint,
+            "library_version": run.library_version,
+            "servers": len(state.servers),
+            "finished": len(outcomes),
+            "outcomes": counts,
+            "requests_sent": sum(len(a) for a in sent.values()),
+            "policy": run.policy,
+        },
+        "rollout": rollout,
+        "servers": servers,
+    }

@@ -17,7 +17,14 @@ from .._config import config_from_cloud, config_from_env
 from .._models import ECS, NOVA, RebuildRequest
 from .._settings import ClientSettings
 
-__all__ = ["ClientSpec", "UsageError", "build_request", "client_spec", "read_server_ids"]
+__all__ = [
+    "ClientSpec",
+    "UsageError",
+    "build_request",
+    "client_spec",
+    "read_server_ids",
+    "user_data_file",
+]
 
 _DIALECTS = {"ecs": ECS, "nova": NOVA}
 
@@ -94,7 +101,7 @@ def _metadata(pairs: Iterable[str]) -> dict[str, str]:
     return metadata
 
 
-def _user_data(path: str) -> bytes:
+def user_data_file(path: str) -> bytes:
     try:
         return Path(path).read_bytes()
     except OSError as exc:
@@ -113,7 +120,7 @@ def request_fields(args: argparse.Namespace) -> dict[str, Any]:
     elif args.key_name is not None:
         fields["key_name"] = args.key_name
     if args.user_data is not None:
-        fields["user_data"] = _user_data(args.user_data)
+        fields["user_data"] = user_data_file(args.user_data)
     if args.description is not None:
         fields["description"] = args.description
     if args.hostname is not None:

@@ -41,7 +41,8 @@ from .._errors import (
 from .._microversion import LIBRARY_MAX
 from .._settings import ClientSettings
 from .._version import __version__
-from .config import UsageError, build_request, client_spec, read_server_ids
+from .config import UsageError, build_request, client_spec, read_server_ids, user_data_file
+from .journal import add_journal_commands, add_journal_option, print_audit, resume_targets
 from .output import dry_run_record, print_dry_run
 from .run import EXIT_INTERRUPTED, BulkOptions, run_bulk_command
 
@@ -164,7 +165,20 @@ def _add_rebuild(commands: Any) -> None:
     rebuild.add_argument(
         "--dry-run", action="store_true", help="print the requests without sending them"
     )
+    add_journal_option(rebuild)
     rebuild.set_defaults(handler=_cmd_rebuild)
+
+
+def _resume_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--concurrency", type=_positive_int, metavar="N", help="default: the run's own"
+    )
+    parser.add_argument(
+        "--timeout", type=_positive_float, metavar="S", help="default: the run's own"
+    )
+    parser.add_argument(
+        "--poll-interval", type=_positive_float, metavar="S", help="seconds between status reads"
+    )
 
 
 def _add_demo(commands: Any) -> None:
@@ -208,6 +222,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_rebuild(commands)
     _add_demo(commands)
     _add_versions(commands)
+    add_journal_commands(
+        commands,
+        parents=[_connection_options(), _output_options()],
+        run_options=_resume_run_options,
+        resume_handler=_cmd_resume,
+        show_handler=_cmd_journal_show,
+    )
     return parser
 
 
@@ -217,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
 async def _cmd_rebuild(args: argparse.Namespace, io: Io) -> int:
     request = build_request(args)
     assert request is not None  # --image is required
+    if args.journal and args.no_wait:
+        raise UsageError("--journal records whole runs: it cannot be used with --no-wait")
     server_ids, repeated = read_server_ids(args, io.stdin)
     for server_id in repeated:
         io.stderr.write(f"warning: {server_id} is listed more than once; rebuilt once\n")
@@ -238,6 +261,7 @@ async def _cmd_rebuild(args: argparse.Namespace, io: Io) -> int:
             wait=not args.no_wait,
             as_json=args.json,
             label="submitting" if args.no_wait else "rebuilding",
+            journal=args.journal,
         )
         return await run_bulk_command(
             client,
@@ -248,6 +272,34 @@ async def _cmd_rebuild(args: argparse.Namespace, io: Io) -> int:
             stderr=io.stderr,
             console=console,
         )
+
+
+async def _cmd_resume(args: argparse.Namespace, io: Io) -> int:
+    targets, run, secrets = resume_targets(args, io.environ, user_data_file)
+    server_ids = [t if isinstance(t, str) else t[0] for t in targets]
+    if not server_ids:
+        raise UsageError(f"the journal {args.journal} records no server")
+    spec = client_spec(args, io.environ)
+    console = None if args.json else _console(io.stderr)
+    async with spec.open(transport=io.transport, settings=_settings(args)) as client:
+        await _check_access(client, server_ids[0])
+        options = BulkOptions(
+            concurrency=args.concurrency or run.concurrency,
+            timeout=args.timeout if args.timeout is not None else run.timeout,
+            wait=True,
+            as_json=args.json,
+            label="resuming",
+            journal=args.journal,
+            resume_secrets=secrets,
+        )
+        return await run_bulk_command(
+            client, server_ids, None, options, stdout=io.stdout, stderr=io.stderr, console=console
+        )
+
+
+async def _cmd_journal_show(args: argparse.Namespace, io: Io) -> int:
+    print_audit(args.journal, io.stdout, as_json=args.json)
+    return EXIT_OK
 
 
 async def _check_access(client: AsyncEcsClient, server_id: str) -> None:

@@ -99,6 +99,10 @@ class BulkOptions:
     as_json: bool
     label: str
     write_outcomes: bool = True
+    #: Record the run in this journal file (and continue what it records).
+    journal: str | None = None
+    #: Resume the journal's run with these secrets given again (None: not a resume).
+    resume_secrets: dict[str, Any] | None = None
 
 
 def _report_interrupt(
@@ -120,7 +124,7 @@ def _report_interrupt(
 async def run_bulk_command(
     client: AsyncEcsClient,
     server_ids: Sequence[str],
-    request: RebuildRequest,
+    request: RebuildRequest | None,
     options: BulkOptions,
     *,
     stdout: TextIO,
@@ -141,7 +145,17 @@ async def run_bulk_command(
     on_outcome = writer if options.write_outcomes else None
 
     async def work() -> None:
-        if options.wait:
+        if options.resume_secrets is not None and options.journal is not None:
+            await client.resume(
+                options.journal,
+                concurrency=options.concurrency,
+                timeout=options.timeout,
+                on_outcome=on_outcome,
+                report=report,
+                **options.resume_secrets,
+            )
+        elif options.wait:
+            assert request is not None
             await client.rebuild_many(
                 server_ids,
                 request,
@@ -149,8 +163,10 @@ async def run_bulk_command(
                 timeout=options.timeout,
                 on_outcome=on_outcome,
                 report=report,
+                journal=options.journal,
             )
         else:
+            assert request is not None
             await _submit_only(
                 client,
                 server_ids,

@@ -20,9 +20,11 @@ from ._versioning import (
 )
 from ._views import Links
 
-__all__ = ["dispatch", "route_of"]
+__all__ = ["RECORD_PATH", "dispatch", "route_of"]
 
 _IDENTITY = "/identity/v3"
+#: Not part of the API: the fake's own record, for tests that drive it from another process.
+RECORD_PATH = "/_fake/record"
 _VERSION_HEADERS = ("OpenStack-API-Version", "X-OpenStack-Nova-API-Version")
 _UNEXPECTED = (
     "Unexpected API Error. Please report this at http://bugs.launchpad.net/nova/ and attach "
@@ -55,6 +57,8 @@ def route_of(request: Request) -> str:
     method, path = request.method, request.path
     if path == "/":
         return "versions" if method == "GET" else "unknown"
+    if path.rstrip("/") == RECORD_PATH:
+        return "fake_record" if method == "GET" else "unknown"
     if path.rstrip("/") == _IDENTITY + "/auth/tokens":
         return "tokens" if method == "POST" else "unknown"
     prefix, parts = _split(path)
@@ -245,10 +249,18 @@ def _injected(service: Service, fault: InjectedFault) -> Reply | None:
     return None
 
 
-def dispatch(service: Service, request: Request) -> Reply:
+Recorder = Callable[[], object]
+
+
+def dispatch(service: Service, request: Request, recorder: Recorder | None = None) -> Reply:
     """Answer one request from the in-memory state at the fake clock's current time."""
     now = service.clock.now()
     route = route_of(request)
+    if route == "fake_record" and recorder is not None:
+        # Neither counted nor faulted: reading the record must not change it.
+        record = json_reply(200, recorder())
+        record.headers.append(("Date", http_date(now)))
+        return record
     service.stats.requests[(request.method, route)] += 1
     fault = service.faults.pick(request.method, route)
     reply = _injected(service, fault) if fault is not None else None
