@@ -494,6 +494,7 @@ def audit(path: str | os.PathLike[str]) -> dict[str, Any]:
     run = state.run
     sent: dict[str, dict[int, dict[str, Any]]] = {}
     outcomes: dict[str, dict[str, Any]] = {}
+    recorded: dict[str, int] = {}
     rollout: list[dict[str, Any]] = []
     for event in state.events:
         server = event.server_id
@@ -504,6 +505,7 @@ def audit(path: str | os.PathLike[str]) -> dict[str, Any]:
             continue
         if event.kind is EventKind.OUTCOME and event.outcome is not None:
             record = event.outcome
+            recorded[server] = recorded.get(server, 0) + 1
             outcomes.setdefault(
                 server,
                 {
@@ -537,6 +539,7 @@ def audit(path: str | os.PathLike[str]) -> dict[str, Any]:
             "server_id": s.server_id,
             "requests": [sent[s.server_id][n] for n in sorted(sent.get(s.server_id, {}))],
             "outcome": outcomes.get(s.server_id),
+            "outcomes_recorded": recorded.get(s.server_id, 0),
         }
         for s in state.servers
     ]
