@@ -23,3 +23,11 @@ async def test_the_readme_user_test_example_passes() -> None:
     exec(compile(_example("example-user-test"), "README.md", "exec"), namespace)
     test = namespace["test_my_orchestrator_rebuilds_the_fleet"]
     await test()  # type: ignore[operator]  # the example defines an async test function
+
+
+@pytest.mark.anyio
+async def test_the_readme_journal_example_passes() -> None:
+    namespace: dict[str, object] = {}
+    exec(compile(_example("example-journal"), "README.md", "exec"), namespace)
+    test = namespace["test_a_run_continues_from_its_journal"]
+    await test()  # type: ignore[operator]  # the example defines an async test function
