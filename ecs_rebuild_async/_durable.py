@@ -203,6 +203,11 @@ async def open_durable(
     policy: Mapping[str, Any] | None = None,
 ) -> DurableRun:
     """Claim the journal and create its run, or check that it records this very run."""
+    # A server listed twice is reported invalid by the bulk runner: the run is its first listing.
+    first: dict[str, RebuildRequest | None] = {}
+    for server_id, request in targets:
+        first.setdefault(server_id, request)
+    targets = list(first.items())
     state = await store.claim()
     try:
         salt = new_salt() if state is None else state.run.salt

@@ -189,7 +189,7 @@ class SqliteJournal:
 
         try:
             conn, state, owner = await anyio.to_thread.run_sync(open_and_claim)
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, OSError) as exc:
             raise JournalError(f"the journal {self.path.name} cannot be used: {exc}") from None
         except (ValueError, TypeError, KeyError) as exc:
             raise JournalError(f"the journal {self.path.name} cannot be read: {exc}") from None
@@ -254,7 +254,12 @@ class SqliteJournal:
                 conn.execute("ROLLBACK")
                 raise
 
-        await self._call(write)
+        try:
+            await self._call(write)
+        except sqlite3.Error as exc:
+            raise JournalError(
+                f"the journal {self.path.name} could not be written: {exc}"
+            ) from None
         self.commits += 1
 
     async def append(self, events: Sequence[Event]) -> None:
@@ -307,7 +312,13 @@ class SqliteJournal:
             )
             return cursor.rowcount
 
-        if await self._call(beat) == 0:
+        try:
+            beaten = await self._call(beat)
+        except sqlite3.Error as exc:
+            raise JournalError(
+                f"the journal {self.path.name} could not be written: {exc}"
+            ) from None
+        if beaten == 0:
             # Another process took the run over (this one was stopped for too long): stop.
             raise JournalInUse(f"the journal {self.path.name} was taken over by another process")
 
