@@ -30,6 +30,8 @@ from ._errors import (
     TransportError,
 )
 from ._journal import (
+    FORWARD,
+    ROLLBACK,
     Event,
     EventKind,
     JournalState,
@@ -40,6 +42,7 @@ from ._journal import (
     ServerRecord,
     SqliteJournal,
     Stage,
+    before_record,
     fingerprint,
     new_salt,
     outcome_from_record,
@@ -47,6 +50,7 @@ from ._journal import (
     read_journal,
     replay,
     request_from_body,
+    server_from_before,
     strip_secrets,
 )
 from ._models import UNSET, OutcomeKind, RebuildOutcome, RebuildRequest, Server, Unset
@@ -242,67 +246,114 @@ async def open_durable(
 
 @attrs.define
 class _Attempts:
-    """Per server: attempts written so far, and whether an acceptance is on record."""
+    """Per server and phase: attempts written so far, and whether an acceptance is recorded."""
 
     count: int = 0
     accepted_recorded: bool = False
 
 
 class DurableRun:
-    """One journaled run, claimed by this process."""
+    """One journaled run, claimed by this process.
+
+    A server has up to two phases in a run: FORWARD (its rebuild) and ROLLBACK (its rebuild
+    back, when a rollout stops and rolls back); each has its own attempts and outcome.
+    """
 
     def __init__(self, store: JournalStore, state: JournalState, *, secrets: list[str]) -> None:
         self.store = store
         self.state = state
-        self.progress: dict[str, Progress] = replay(state.events)
+        self._progress: dict[str, dict[str, Progress]] = {
+            phase: replay(state.events, phase=phase) for phase in (FORWARD, ROLLBACK)
+        }
         self._secrets = sorted(set(secrets), key=len, reverse=True)
-        self._attempts = {
-            server: _Attempts(p.attempts, p.stage in (Stage.ACCEPTED, Stage.FINISHED))
-            for server, p in self.progress.items()
+        self._attempts: dict[tuple[str, str], _Attempts] = {
+            (phase, server): _Attempts(p.attempts, p.stage in (Stage.ACCEPTED, Stage.FINISHED))
+            for phase, progress in self._progress.items()
+            for server, p in progress.items()
         }
         self._befores: dict[str, Server] = {}
+        self._phase_of: dict[str, str] = {}
+        self._notes: list[Event] = []
+        self._noted = anyio.Event()
         self._lost: JournalInUse | None = None
 
     # -- what the journal already says --
 
-    def recorded_outcomes(self) -> dict[str, RebuildOutcome]:
+    def progress(self, server_id: str, phase: str = FORWARD) -> Progress:
+        return self._progress[phase].get(server_id, Progress())
+
+    def stage(self, server_id: str, phase: str = FORWARD) -> Stage:
+        return self.progress(server_id, phase).stage
+
+    def recorded_outcomes(self, phase: str = FORWARD) -> dict[str, RebuildOutcome]:
         """The outcomes written by earlier drivers of this run, reported without a request."""
         return {
             server: outcome_from_record(server, p.outcome)
-            for server, p in self.progress.items()
+            for server, p in self._progress[phase].items()
             if p.stage is Stage.FINISHED and p.outcome is not None
         }
-
-    def stage(self, server_id: str) -> Stage:
-        return self.progress.get(server_id, Progress()).stage
 
     def not_started(self, server_ids: Sequence[str]) -> list[str]:
         return [s for s in server_ids if self.stage(s) is Stage.NOT_STARTED]
 
+    def before_of(self, server_id: str) -> Server | None:
+        """The server as it was before this run rebuilt it (from the journal)."""
+        record = self.progress(server_id).before
+        return None if record is None else server_from_before(server_id, record)
+
+    def rollout_states(self) -> list[dict[str, Any]]:
+        """The rollout states recorded so far, oldest first."""
+        return [
+            dict(e.rollout) for e in self.state.events if e.kind is EventKind.ROLLOUT and e.rollout
+        ]
+
     # -- writing --
 
     async def _append(self, event: Event, *, shield: bool = False) -> None:
-        stamped = attrs.evolve(event, recorded_at=_now())
+        stamped = [*self._take_notes(), attrs.evolve(event, recorded_at=_now())]
         if shield:
             # Written even if the run is being cancelled: the answer it records is real.
             with anyio.CancelScope(shield=True):
-                await self.store.append([stamped])
+                await self.store.append(stamped)
         else:
-            await self.store.append([stamped])
+            await self.store.append(stamped)
 
-    async def record_rollout(self, state: Mapping[str, Any]) -> None:
+    def _take_notes(self) -> list[Event]:
+        notes, self._notes = self._notes, []
+        return notes
+
+    def note(self, event: Event) -> None:
+        """Record without waiting (from code that cannot await): written with the next record,
+        or by :meth:`flush_notes` soon after. Kept in order with every other record."""
+        self._notes.append(attrs.evolve(event, recorded_at=_now()))
+        self._noted.set()
+
+    async def flush_notes(self) -> None:
+        notes = self._take_notes()
+        if notes:
+            with anyio.CancelScope(shield=True):
+                await self.store.append(notes)
+
+    def note_rollout(self, state: Mapping[str, Any]) -> None:
         """The rollout's own state (phase, canary, checkpoints, budget, stop, rollback)."""
-        await self._append(Event(EventKind.ROLLOUT, rollout=dict(state)), shield=True)
+        self.note(Event(EventKind.ROLLOUT, rollout=dict(state)))
 
-    async def record_outcome(self, outcome: RebuildOutcome) -> None:
+    def _outcome_event(self, outcome: RebuildOutcome, phase: str) -> Event:
         record = outcome_to_record(outcome, secrets=self._secrets)
-        await self._append(Event(EventKind.OUTCOME, outcome.server_id, outcome=record), shield=True)
-        self.progress[outcome.server_id] = Progress(Stage.FINISHED, outcome=record)
+        self._progress[phase][outcome.server_id] = Progress(Stage.FINISHED, outcome=record)
+        return Event(EventKind.OUTCOME, outcome.server_id, outcome=record, phase=phase)
+
+    async def record_outcome(self, outcome: RebuildOutcome, phase: str = FORWARD) -> None:
+        await self._append(self._outcome_event(outcome, phase), shield=True)
+
+    def note_outcome(self, outcome: RebuildOutcome, phase: str = FORWARD) -> None:
+        self.note(self._outcome_event(outcome, phase))
 
     async def _record_accepted(
         self, server_id: str, accepted: Accepted, *, request_id: str | None, detail: str | None
     ) -> None:
-        attempts = self._attempts.setdefault(server_id, _Attempts())
+        phase = self._phase_of.get(server_id, FORWARD)
+        attempts = self._attempts.setdefault((phase, server_id), _Attempts())
         if attempts.accepted_recorded:
             return
         attempts.accepted_recorded = True
@@ -314,6 +365,7 @@ class DurableRun:
                 service_time=accepted.accepted_at,
                 request_id=request_id,
                 detail=detail,
+                phase=phase,
             ),
             shield=True,
         )
@@ -326,7 +378,8 @@ class DurableRun:
         async def journaled_post(
             server_id: str, request: RebuildRequest
         ) -> tuple[Server, datetime | None]:
-            attempts = self._attempts.setdefault(server_id, _Attempts())
+            phase = self._phase_of.get(server_id, FORWARD)
+            attempts = self._attempts.setdefault((phase, server_id), _Attempts())
             bound = service_now()
             if bound is None:
                 # The intent needs the service's time; one read gives it.
@@ -341,14 +394,14 @@ class DurableRun:
                     server_id,
                     attempt=attempt,
                     service_time=bound,
-                    before_status=None if before is None else before.status.value,
-                    before_image=None if before is None else before.image_id,
+                    before=None if before is None else before_record(before),
+                    phase=phase,
                 )
             )
             try:
                 server, date, request_id = await post(server_id, request)
             except EcsError as exc:
-                await self._append(self._after_failure(server_id, attempt, exc), shield=True)
+                await self._append(self._after_failure(server_id, attempt, exc, phase), shield=True)
                 raise
             await self._record_accepted(
                 server_id, Accepted(server, date), request_id=request_id, detail=None
@@ -361,7 +414,7 @@ class DurableRun:
             list_actions=base.list_actions,
         )
 
-    def _after_failure(self, server_id: str, attempt: int, exc: EcsError) -> Event:
+    def _after_failure(self, server_id: str, attempt: int, exc: EcsError, phase: str) -> Event:
         request_id = getattr(exc, "request_id", None)
         detail = str(exc)
         for secret in self._secrets:
@@ -372,7 +425,9 @@ class DurableRun:
             kind = EventKind.NOT_SENT  # a 4xx refusal: the service did not carry it out
         else:
             kind = EventKind.UNCLEAR  # lost, 5xx, an unreadable answer: reconciled later
-        return Event(kind, server_id, attempt=attempt, request_id=request_id, detail=detail)
+        return Event(
+            kind, server_id, attempt=attempt, request_id=request_id, detail=detail, phase=phase
+        )
 
     # -- running one server --
 
@@ -389,33 +444,41 @@ class DurableRun:
         ops: Operations,
         service_now: Callable[[], datetime | None],
         settle: float,
+        phase: str = FORWARD,
+        record: bool = True,
     ) -> Server:
-        """Rebuild one server (or continue its rebuild) and record its outcome."""
+        """Rebuild one server (or continue its rebuild) in ``phase``; with ``record``, its
+        outcome is recorded here (without, the caller records it, e.g. after a health gate)."""
         submitted = [False]
 
         def track(value: bool) -> None:
             submitted[0] = value
             mark_submitted(value)
 
+        self._phase_of[server_id] = phase
         try:
             server = await self._continue(
                 server_id, request, track, before, read, submit, wait, ops, service_now, settle
             )
         except EcsError as error:
-            await self.record_outcome(
-                RebuildOutcome(
-                    server_id=server_id,
-                    ok=False,
-                    kind=outcome_kind(error),
-                    server=getattr(error, "server", None),
-                    error=error,
-                    submitted=submitted[0],
+            if record:
+                await self.record_outcome(
+                    RebuildOutcome(
+                        server_id=server_id,
+                        ok=False,
+                        kind=outcome_kind(error),
+                        server=getattr(error, "server", None),
+                        error=error,
+                        submitted=submitted[0],
+                    ),
+                    phase,
                 )
-            )
             raise
-        await self.record_outcome(
-            RebuildOutcome(server_id, True, OutcomeKind.OK, server=server, submitted=True)
-        )
+        if record:
+            await self.record_outcome(
+                RebuildOutcome(server_id, True, OutcomeKind.OK, server=server, submitted=True),
+                phase,
+            )
         return server
 
     async def _continue(
@@ -431,7 +494,7 @@ class DurableRun:
         service_now: Callable[[], datetime | None],
         settle: float,
     ) -> Server:
-        progress = self.progress.get(server_id, Progress())
+        progress = self.progress(server_id, self._phase_of.get(server_id, FORWARD))
         if progress.stage is Stage.ACCEPTED:
             track(True)
             logger.info("resuming the wait for %s (accepted before)", server_id)
@@ -469,9 +532,17 @@ class DurableRun:
     # -- ownership --
 
     async def keep_alive(self, interval: float = HEARTBEAT_INTERVAL) -> None:
-        """Beat until cancelled; stops quietly (``lost`` is set) if another process took over."""
+        """Beat until cancelled, and write the notes soon after they are taken; stops
+        quietly (``lost`` is set) if another process took the run over."""
+        next_beat = anyio.current_time() + interval
         while True:
-            await anyio.sleep(interval)
+            with anyio.move_on_after(max(next_beat - anyio.current_time(), 0.0)):
+                await self._noted.wait()
+            self._noted = anyio.Event()
+            await self.flush_notes()
+            if anyio.current_time() < next_beat:
+                continue
+            next_beat = anyio.current_time() + interval
             try:
                 await self.store.heartbeat()
             except JournalInUse as exc:
@@ -484,7 +555,10 @@ class DurableRun:
 
     async def close(self) -> None:
         with anyio.CancelScope(shield=True):
-            await self.store.release()
+            try:
+                await self.flush_notes()
+            finally:
+                await self.store.release()
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -492,14 +566,15 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def audit(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A journal's audit record as JSON-ready data: the run, and for every server each
-    request sent (attempt, the service time before it, what became of it, its request id and
-    the service's time of the answer), and its outcome. Read without taking the run over."""
+    """A journal's audit record as JSON-ready data: the run, the rollout's recorded states, and
+    for every server each request sent (phase, attempt, the service time before it, what
+    became of it, its request id and the service's time of the answer), and its outcome (a
+    rollback's, when it was rebuilt back). Read without taking the run over."""
     state = read_journal(path)
     run = state.run
-    sent: dict[str, dict[int, dict[str, Any]]] = {}
-    outcomes: dict[str, dict[str, Any]] = {}
-    recorded: dict[str, int] = {}
+    sent: dict[str, dict[tuple[str, int], dict[str, Any]]] = {}
+    outcomes: dict[str, dict[str, dict[str, Any]]] = {}
+    recorded: dict[tuple[str, str], int] = {}
     rollout: list[dict[str, Any]] = []
     for event in state.events:
         server = event.server_id
@@ -510,10 +585,11 @@ def audit(path: str | os.PathLike[str]) -> dict[str, Any]:
             continue
         if event.kind is EventKind.OUTCOME and event.outcome is not None:
             record = event.outcome
-            recorded[server] = recorded.get(server, 0) + 1
-            outcomes.setdefault(
-                server,
+            recorded[(server, event.phase)] = recorded.get((server, event.phase), 0) + 1
+            outcomes.setdefault(server, {}).setdefault(
+                event.phase,
                 {
+                    "phase": event.phase,
                     "kind": record.kind,
                     "ok": record.ok,
                     "submitted": record.submitted,
@@ -527,10 +603,18 @@ def audit(path: str | os.PathLike[str]) -> dict[str, Any]:
             continue
         attempts = sent.setdefault(server, {})
         entry = attempts.setdefault(
-            event.attempt, {"attempt": event.attempt, "result": "in doubt", "request_id": None}
+            (event.phase, event.attempt),
+            {
+                "phase": event.phase,
+                "attempt": event.attempt,
+                "result": "in doubt",
+                "request_id": None,
+            },
         )
         if event.kind is EventKind.INTENT:
             entry.update(intent_at=_iso(event.recorded_at), sent_after=_iso(event.service_time))
+            if event.before is not None:
+                entry.update(before_status=event.before.status, before_image=event.before.image_id)
         else:
             entry.update(
                 result=event.kind.value.replace("_", " "),
@@ -539,18 +623,29 @@ def audit(path: str | os.PathLike[str]) -> dict[str, Any]:
             )
             if event.kind is EventKind.ACCEPTED:
                 entry["service_time"] = _iso(event.service_time)
-    servers = [
-        {
-            "server_id": s.server_id,
-            "requests": [sent[s.server_id][n] for n in sorted(sent.get(s.server_id, {}))],
-            "outcome": outcomes.get(s.server_id),
-            "outcomes_recorded": recorded.get(s.server_id, 0),
-        }
-        for s in state.servers
-    ]
+    order = {FORWARD: 0, ROLLBACK: 1}
+    servers: list[dict[str, Any]] = []
+    for s in state.servers:
+        phases = outcomes.get(s.server_id, {})
+        final = phases.get(ROLLBACK) or phases.get(FORWARD)
+        servers.append(
+            {
+                "server_id": s.server_id,
+                "requests": [
+                    sent[s.server_id][key]
+                    for key in sorted(sent.get(s.server_id, {}), key=lambda k: (order[k[0]], k[1]))
+                ],
+                "outcome": final,
+                "outcomes": [phases[p] for p in (FORWARD, ROLLBACK) if p in phases],
+                "outcomes_recorded": max(
+                    (n for (server, _), n in recorded.items() if server == s.server_id), default=0
+                ),
+            }
+        )
     counts: dict[str, int] = {}
-    for outcome in outcomes.values():
-        counts[outcome["kind"]] = counts.get(outcome["kind"], 0) + 1
+    finals = [entry["outcome"] for entry in servers if entry["outcome"] is not None]
+    for final in finals:
+        counts[final["kind"]] = counts.get(final["kind"], 0) + 1
     return {
         "run": {
             "run_id": run.run_id,
@@ -558,7 +653,7 @@ def audit(path: str | os.PathLike[str]) -> dict[str, Any]:
             "endpoint": run.endpoint,
             "library_version": run.library_version,
             "servers": len(state.servers),
-            "finished": len(outcomes),
+            "finished": len(finals),
             "outcomes": counts,
             "requests_sent": sum(len(a) for a in sent.values()),
             "policy": run.policy,

@@ -42,7 +42,7 @@ IMAGE = "70a5e0a4-0000-4000-8000-00000000000b"
 
 
 def intent(attempt: int, at: datetime | None = T0) -> Event:
-    return Event(EventKind.INTENT, S, attempt=attempt, service_time=at, before_image="old")
+    return Event(EventKind.INTENT, S, attempt=attempt, service_time=at)
 
 
 def accepted(attempt: int) -> Event:

@@ -5,8 +5,11 @@ no secret is stored (requests keep a keyed fingerprint of ``adminPass`` and ``us
 """
 
 from .fingerprint import SECRET_FIELDS, fingerprint, new_salt, strip_secrets
-from .outcomes import outcome_from_record, outcome_to_record
+from .outcomes import before_record, outcome_from_record, outcome_to_record, server_from_before
 from .records import (
+    FORWARD,
+    ROLLBACK,
+    BeforeRecord,
     Event,
     EventKind,
     JournalState,
@@ -22,7 +25,10 @@ from .store import JournalStore
 from .stored import request_from_body
 
 __all__ = [
+    "FORWARD",
+    "ROLLBACK",
     "SECRET_FIELDS",
+    "BeforeRecord",
     "Event",
     "EventKind",
     "JournalState",
@@ -35,6 +41,7 @@ __all__ = [
     "ServerRecord",
     "SqliteJournal",
     "Stage",
+    "before_record",
     "fingerprint",
     "new_salt",
     "outcome_from_record",
@@ -42,5 +49,6 @@ __all__ = [
     "read_journal",
     "replay",
     "request_from_body",
+    "server_from_before",
     "strip_secrets",
 ]

@@ -10,9 +10,9 @@ import attrs
 from .. import _errors
 from .._errors import EcsError, ServiceError
 from .._models import ImageRef, OutcomeKind, RebuildOutcome, Server, ServerStatus
-from .records import OutcomeRecord
+from .records import BeforeRecord, OutcomeRecord
 
-__all__ = ["outcome_from_record", "outcome_to_record"]
+__all__ = ["before_record", "outcome_from_record", "outcome_to_record", "server_from_before"]
 
 
 def _scrub(text: str, secrets: Iterable[str]) -> str:
@@ -86,4 +86,35 @@ def outcome_from_record(server_id: str, record: OutcomeRecord) -> RebuildOutcome
         server=server,
         error=_error_from(record, server),
         submitted=record.submitted,
+    )
+
+
+def before_record(server: Server) -> BeforeRecord:
+    """What is kept of a server's state before its rebuild (no secret: never its user_data)."""
+    return BeforeRecord(
+        status=server.status.value,
+        image_id=server.image_id,
+        name=server.name,
+        metadata=dict(server.metadata),
+        key_name=server.key_name,
+        description=server.description,
+        hostname=server.hostname,
+        access_ipv4=server.access_ipv4,
+        access_ipv6=server.access_ipv6,
+    )
+
+
+def server_from_before(server_id: str, record: BeforeRecord) -> Server:
+    """The server as it was before, from its record (what a rollback puts back)."""
+    return Server(
+        id=server_id,
+        status=ServerStatus(record.status),
+        image=None if record.image_id is None else ImageRef(record.image_id),
+        name=record.name,
+        metadata=dict(record.metadata),
+        key_name=record.key_name,
+        description=record.description,
+        hostname=record.hostname,
+        access_ipv4=record.access_ipv4,
+        access_ipv6=record.access_ipv6,
     )

@@ -14,6 +14,9 @@ from typing import Any
 import attrs
 
 __all__ = [
+    "FORWARD",
+    "ROLLBACK",
+    "BeforeRecord",
     "EventKind",
     "Event",
     "JournalState",
@@ -99,6 +102,27 @@ class OutcomeRecord:
     updated: datetime | None = None
 
 
+#: The phases a server goes through in one run: its rebuild, then maybe its rebuild back.
+FORWARD = "forward"
+ROLLBACK = "rollback"
+
+
+@attrs.frozen
+class BeforeRecord:
+    """What a server showed before its rebuild: what a rollback puts back, and the audit's
+    "from". Only fields a server shows and no secret (never its user_data)."""
+
+    status: str
+    image_id: str | None = None
+    name: str | None = None
+    metadata: dict[str, str] = attrs.Factory(dict)
+    key_name: str | None = None
+    description: str | None = None
+    hostname: str | None = None
+    access_ipv4: str | None = None
+    access_ipv6: str | None = None
+
+
 @attrs.frozen
 class Event:
     """One line of the audit record. ``seq`` is given by the store, in the order written."""
@@ -113,9 +137,10 @@ class Event:
     request_id: str | None = None
     detail: str | None = None
     outcome: OutcomeRecord | None = None
-    #: INTENT: what the server was before (status, image id), for rollbacks and the audit.
-    before_status: str | None = None
-    before_image: str | None = None
+    #: INTENT: what the server was before, for rollbacks and the audit.
+    before: BeforeRecord | None = None
+    #: FORWARD (the run's rebuild) or ROLLBACK (its rebuild back).
+    phase: str = FORWARD
     rollout: dict[str, Any] | None = None
     seq: int = 0
 

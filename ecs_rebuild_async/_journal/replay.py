@@ -8,7 +8,7 @@ from datetime import datetime
 
 import attrs
 
-from .records import Event, EventKind, OutcomeRecord
+from .records import FORWARD, BeforeRecord, Event, EventKind, OutcomeRecord
 
 __all__ = ["Progress", "Stage", "replay"]
 
@@ -35,12 +35,12 @@ class Progress:
     #: ACCEPTED: the service's time of the acceptance.
     accepted_at: datetime | None = None
     outcome: OutcomeRecord | None = None
-    before_status: str | None = None
-    before_image: str | None = None
+    #: What the server showed before its first attempt of this phase.
+    before: BeforeRecord | None = None
 
 
-def replay(events: Iterable[Event]) -> dict[str, Progress]:
-    """Each server's :class:`Progress`, given its events in the order they were written."""
+def replay(events: Iterable[Event], *, phase: str = FORWARD) -> dict[str, Progress]:
+    """Each server's :class:`Progress` in ``phase``, given the events in the order written."""
     intents: dict[str, dict[int, Event]] = {}
     resolved: dict[str, set[int]] = {}
     accepted: dict[str, Event] = {}
@@ -49,7 +49,7 @@ def replay(events: Iterable[Event]) -> dict[str, Progress]:
     befores: dict[str, Event] = {}
     for event in events:
         server = event.server_id
-        if server is None:
+        if server is None or event.phase != phase:
             continue
         if event.kind is EventKind.INTENT:
             intents.setdefault(server, {})[event.attempt] = event
@@ -66,8 +66,7 @@ def replay(events: Iterable[Event]) -> dict[str, Progress]:
         before = befores.get(server)
         common = Progress(
             attempts=attempts.get(server, 0),
-            before_status=None if before is None else before.before_status,
-            before_image=None if before is None else before.before_image,
+            before=None if before is None else before.before,
         )
         if server in outcomes:
             result[server] = attrs.evolve(common, stage=Stage.FINISHED, outcome=outcomes[server])
