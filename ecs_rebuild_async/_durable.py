@@ -586,20 +586,17 @@ def audit(path: str | os.PathLike[str]) -> dict[str, Any]:
         if event.kind is EventKind.OUTCOME and event.outcome is not None:
             record = event.outcome
             recorded[(server, event.phase)] = recorded.get((server, event.phase), 0) + 1
-            outcomes.setdefault(server, {}).setdefault(
-                event.phase,
-                {
-                    "phase": event.phase,
-                    "kind": record.kind,
-                    "ok": record.ok,
-                    "submitted": record.submitted,
-                    "error": record.error_type,
-                    "message": record.message,
-                    "status": record.status,
-                    "image": record.image_id,
-                    "recorded_at": _iso(event.recorded_at),
-                },
-            )
+            outcomes.setdefault(server, {})[event.phase] = {
+                "phase": event.phase,
+                "kind": record.kind,
+                "ok": record.ok,
+                "submitted": record.submitted,
+                "error": record.error_type,
+                "message": record.message,
+                "status": record.status,
+                "image": record.image_id,
+                "recorded_at": _iso(event.recorded_at),
+            }
             continue
         attempts = sent.setdefault(server, {})
         entry = attempts.setdefault(

@@ -60,7 +60,8 @@ def replay(events: Iterable[Event], *, phase: str = FORWARD) -> dict[str, Progre
         elif event.kind is EventKind.ACCEPTED:
             accepted.setdefault(server, event)
         elif event.kind is EventKind.OUTCOME and event.outcome is not None:
-            outcomes.setdefault(server, event.outcome)
+            # The last one: a later run may restart what an earlier one skipped (and says so).
+            outcomes[server] = event.outcome
     result: dict[str, Progress] = {}
     for server in set(intents) | set(accepted) | set(outcomes):
         before = befores.get(server)

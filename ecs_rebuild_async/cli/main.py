@@ -166,7 +166,14 @@ def _add_rebuild(commands: Any) -> None:
         "--dry-run", action="store_true", help="print the requests without sending them"
     )
     add_journal_option(rebuild)
+    _add_settle(rebuild)
     rebuild.set_defaults(handler=_cmd_rebuild)
+
+
+def _add_settle(parser: argparse.ArgumentParser) -> None:
+    # The pause between the two looks at a server whose rebuild may have been sent; for tests
+    # on a fast fake clock (the default suits real clouds).
+    parser.add_argument("--reconcile-settle", type=float, metavar="S", help=argparse.SUPPRESS)
 
 
 def _resume_run_options(parser: argparse.ArgumentParser) -> None:
@@ -179,6 +186,7 @@ def _resume_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--poll-interval", type=_positive_float, metavar="S", help="seconds between status reads"
     )
+    _add_settle(parser)
 
 
 def _add_demo(commands: Any) -> None:
@@ -309,9 +317,13 @@ async def _check_access(client: AsyncEcsClient, server_id: str) -> None:
 
 
 def _settings(args: argparse.Namespace) -> ClientSettings | None:
-    if args.poll_interval is None:
-        return None
-    return ClientSettings(poll_first_delay=args.poll_interval, poll_interval=args.poll_interval)
+    settings = ClientSettings()
+    if args.poll_interval is not None:
+        poll = args.poll_interval
+        settings = attrs.evolve(settings, poll_first_delay=poll, poll_interval=poll)
+    if getattr(args, "reconcile_settle", None) is not None:
+        settings = attrs.evolve(settings, reconcile_settle=args.reconcile_settle)
+    return None if settings == ClientSettings() else settings
 
 
 async def _cmd_demo(args: argparse.Namespace, io: Io) -> int:
