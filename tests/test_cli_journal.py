@@ -91,7 +91,7 @@ def test_rebuild_again_with_the_journal_sends_nothing_and_prints_every_outcome(
     assert run(["resume", journal, "--json", *FAST, *connect(fake)], fake) == 0
     records = json_lines(capsys.readouterr().out)
     assert sorted(r["server_id"] for r in records) == sorted(ids * 2)
-    assert all(r["ok"] and r["image_id"] == image for r in records)
+    assert all(r["ok"] and r["image_after"] == image for r in records)
     assert fake.stats.requests[("POST", "rebuild")] == 0
 
 

@@ -5,17 +5,24 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
 from .._durable import audit, journaled_run
 from .._models import UNSET
 
-__all__ = ["add_journal_commands", "add_journal_option", "print_audit", "resume_targets"]
+__all__ = [
+    "add_journal_commands",
+    "journal_options",
+    "print_audit",
+    "resume_targets",
+]
 
 
-def add_journal_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
+def journal_options(parser: argparse.ArgumentParser) -> None:
+    """``rebuild --journal FILE`` (and the hidden ``--reconcile-settle``)."""
+    group = parser.add_argument_group("durable run")
+    group.add_argument(
         "--journal",
         metavar="FILE",
         help=(
@@ -23,43 +30,75 @@ def add_journal_option(parser: argparse.ArgumentParser) -> None:
             "a run that dies is resumed without rebuilding any server twice"
         ),
     )
+    settle_option(group)
+
+
+def settle_option(group: Any) -> None:
+    # The pause between the two looks at a server whose rebuild may have been sent; for tests
+    # on a fast fake clock (the default suits real clouds).
+    group.add_argument("--reconcile-settle", type=float, metavar="S", help=argparse.SUPPRESS)
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
+def resume_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("journal", metavar="FILE", help="the journal of the run")
+    group = parser.add_argument_group("resuming")
+    group.add_argument(
+        "--user-data",
+        metavar="FILE",
+        help="the user data the run was started with (the journal does not store it)",
+    )
+    group.add_argument(
+        "--admin-pass-env",
+        metavar="VAR",
+        help="the environment variable holding the adminPass the run was started with",
+    )
+    group.add_argument("--concurrency", type=_count, metavar="N", help="default: the run's own")
+    group.add_argument("--timeout", type=_seconds, metavar="S", help="default: the run's own")
+    group.add_argument(
+        "--poll-interval", type=_seconds, metavar="S", help="seconds between status reads"
+    )
+    settle_option(group)
 
 
 def add_journal_commands(
     commands: Any,
+    command: Callable[..., argparse.ArgumentParser],
     *,
-    parents: Sequence[argparse.ArgumentParser],
-    run_options: Callable[[argparse.ArgumentParser], None],
-    resume_handler: Any,
-    show_handler: Any,
+    connection: Callable[[argparse.ArgumentParser], None],
+    output: Callable[[argparse.ArgumentParser], None],
 ) -> None:
-    resume = commands.add_parser(
+    """``resume FILE`` and ``journal show FILE``."""
+    command(
+        commands,
         "resume",
-        parents=list(parents),
+        [resume_options, connection, output],
         help="continue the run a journal records (after a crash, Ctrl-C or a stop)",
         description=(
             "Continue a journaled run: finished servers are reported from the journal, a "
             "rebuild that may have been sent is reconciled (never sent twice), the rest run."
         ),
     )
-    resume.add_argument("journal", metavar="FILE", help="the journal of the run")
-    resume.add_argument(
-        "--user-data",
-        metavar="FILE",
-        help="the user data the run was started with (the journal does not store it)",
-    )
-    resume.add_argument(
-        "--admin-pass-env",
-        metavar="VAR",
-        help="the environment variable holding the adminPass the run was started with",
-    )
-    run_options(resume)
-    resume.set_defaults(handler=resume_handler)
-
     journal = commands.add_parser(
         "journal", help="read a run's journal", description="Read a run's journal."
     )
-    actions = journal.add_subparsers(dest="journal_command", required=True)
+    journal.set_defaults(command="journal")
+    actions = journal.add_subparsers(
+        dest="journal_command", required=True, parser_class=type(journal)
+    )
     show = actions.add_parser(
         "show",
         help="the audit record: every server, every request sent, every outcome",
@@ -71,7 +110,6 @@ def add_journal_commands(
     show.add_argument("journal", metavar="FILE")
     show.add_argument("--json", action="store_true", help="one JSON document on stdout")
     show.add_argument("-v", "--verbose", action="count", default=0, help=argparse.SUPPRESS)
-    show.set_defaults(handler=show_handler)
 
 
 def resume_targets(

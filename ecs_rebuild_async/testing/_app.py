@@ -25,6 +25,8 @@ __all__ = ["RECORD_PATH", "dispatch", "route_of"]
 _IDENTITY = "/identity/v3"
 #: Not part of the API: the fake's own record, for tests that drive it from another process.
 RECORD_PATH = "/_fake/record"
+#: Where the fake's image service (a sliver of Glance) lives, as its catalog says.
+IMAGE_PREFIX = "/image"
 _VERSION_HEADERS = ("OpenStack-API-Version", "X-OpenStack-Nova-API-Version")
 _UNEXPECTED = (
     "Unexpected API Error. Please report this at http://bugs.launchpad.net/nova/ and attach "
@@ -61,6 +63,8 @@ def route_of(request: Request) -> str:
         return "fake_record" if method == "GET" else "unknown"
     if path.rstrip("/") == _IDENTITY + "/auth/tokens":
         return "tokens" if method == "POST" else "unknown"
+    if path.rstrip("/") == IMAGE_PREFIX + "/v2/images":
+        return "images" if method == "GET" else "unknown"
     prefix, parts = _split(path)
     if prefix is None:
         return "unknown"
@@ -228,7 +232,11 @@ def _answer(service: Service, request: Request, route: str, now: float) -> Reply
             lifetime=service.settings.token_lifetime,
             compute_url=f"{request.base}/v2.1/{ident.project_id}",
             identity_url=f"{request.base}{_IDENTITY}",
+            image_url=f"{request.base}{IMAGE_PREFIX}",
         )
+    if route == "images":
+        denied = _authenticated(service, request, now)
+        return denied if denied is not None else _compute.list_images(service, request.query)
     prefix, _ = _split(request.path)
     if prefix is None:
         settings = service.settings
@@ -257,10 +265,11 @@ def dispatch(service: Service, request: Request, recorder: Recorder | None = Non
     now = service.clock.now()
     route = route_of(request)
     if route == "fake_record" and recorder is not None:
-        # Neither counted nor faulted: reading the record must not change it.
+        # Neither counted, logged nor faulted: reading the record must not change it.
         record = json_reply(200, recorder())
         record.headers.append(("Date", http_date(now)))
         return record
+    service.log.append(request)
     service.stats.requests[(request.method, route)] += 1
     fault = service.faults.pick(request.method, route)
     reply = _injected(service, fault) if fault is not None else None
