@@ -545,8 +545,15 @@ class AsyncEcsClient:
                     settle=self._settings.reconcile_settle,
                 )
 
+            outcomes: list[RebuildOutcome] = []
             async with anyio.create_task_group() as group:
-                group.start_soon(durable.keep_alive)
+
+                async def guard() -> None:
+                    await durable.keep_alive()
+                    # Another process took the run over: this one stops at once.
+                    group.cancel_scope.cancel()
+
+                group.start_soon(guard)
                 outcomes = await run_bulk(
                     targets,
                     run_one,
