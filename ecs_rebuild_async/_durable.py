@@ -10,6 +10,7 @@ answer), and starts the rest. Takes callables, not the client.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -55,7 +56,7 @@ from ._journal import (
 )
 from ._models import UNSET, OutcomeKind, RebuildOutcome, RebuildRequest, Server, Unset
 from ._rebuild import Accepted, Operations, reconcile_in_doubt
-from ._serde import request_to_wire
+from ._serde import converter, request_to_wire
 from ._version import __version__
 
 __all__ = [
@@ -205,6 +206,7 @@ async def open_durable(
     concurrency: int,
     timeout: float | None,
     policy: Mapping[str, Any] | None = None,
+    restart_skipped: bool = False,
 ) -> DurableRun:
     """Claim the journal and create its run, or check that it records this very run."""
     # A server listed twice is reported invalid by the bulk runner: the run is its first listing.
@@ -241,7 +243,7 @@ async def open_durable(
             await store.release()
         raise
     secrets = [s for _, request in targets for s in _secrets_of(request)]
-    return DurableRun(store, state, secrets=secrets)
+    return DurableRun(store, state, secrets=secrets, restart_skipped=restart_skipped)
 
 
 @attrs.define
@@ -259,7 +261,14 @@ class DurableRun:
     back, when a rollout stops and rolls back); each has its own attempts and outcome.
     """
 
-    def __init__(self, store: JournalStore, state: JournalState, *, secrets: list[str]) -> None:
+    def __init__(
+        self,
+        store: JournalStore,
+        state: JournalState,
+        *,
+        secrets: list[str],
+        restart_skipped: bool = False,
+    ) -> None:
         self.store = store
         self.state = state
         self._progress: dict[str, dict[str, Progress]] = {
@@ -271,6 +280,18 @@ class DurableRun:
             for phase, progress in self._progress.items()
             for server, p in progress.items()
         }
+        # What earlier drivers recorded, as it was when this run opened the journal.
+        self._opened = {
+            phase: {
+                server: p.outcome
+                for server, p in progress.items()
+                if p.stage is Stage.FINISHED and p.outcome is not None
+            }
+            for phase, progress in self._progress.items()
+        }
+        self._restart_skipped = restart_skipped
+        states = self.rollout_states()
+        self._last_rollout = json.dumps(states[-1], sort_keys=True, default=str) if states else ""
         self._befores: dict[str, Server] = {}
         self._phase_of: dict[str, str] = {}
         self._notes: list[Event] = []
@@ -292,6 +313,36 @@ class DurableRun:
             for server, p in self._progress[phase].items()
             if p.stage is Stage.FINISHED and p.outcome is not None
         }
+
+    # -- what a rollout runner asks (see ``_bulk``): the journal's side of its transitions --
+
+    def recorded(self, server_id: str, phase: str = FORWARD) -> RebuildOutcome | None:
+        """The outcome an earlier driver recorded for this server and phase (None: none, or a
+        server the rollout's stop skipped and this run was asked to restart)."""
+        record = self._opened[phase].get(server_id)
+        if record is None:
+            return None
+        if self._restart_skipped and record.kind == "skipped" and not record.submitted:
+            return None
+        return outcome_from_record(server_id, record)
+
+    def checkpoint_answer(self, fraction: float) -> bool | None:
+        """The answer recorded at this checkpoint by an earlier driver (None: not reached)."""
+        for state in reversed(self.rollout_states()):
+            if fraction in (state.get("checkpoints_passed") or ()):
+                stopped = state.get("stopped_reason") or ""
+                return not stopped.startswith(f"stopped at checkpoint {fraction:.0%}")
+        return None
+
+    def rollout(self, state: object) -> None:
+        """Note the rollout's state when what it says has changed."""
+        data = converter.unstructure(state)
+        if not isinstance(data, dict):
+            return
+        key = json.dumps(data, sort_keys=True, default=str)
+        if key != self._last_rollout:
+            self._last_rollout = key
+            self.note_rollout(data)
 
     def not_started(self, server_ids: Sequence[str]) -> list[str]:
         return [s for s in server_ids if self.stage(s) is Stage.NOT_STARTED]
