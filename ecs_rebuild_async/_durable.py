@@ -72,13 +72,24 @@ __all__ = [
 logger = logging.getLogger("ecs_rebuild_async")
 
 #: POST a rebuild: (202 body's Server, the service's Date, the request id).
-PostWithId = Callable[[str, RebuildRequest], Awaitable[tuple[Server, datetime | None, str | None]]]
-#: Send one server's rebuild (at most once), given its state before: what was accepted.
-Submit = Callable[
-    [str, RebuildRequest, Server, Callable[[bool], None], Operations], Awaitable[Accepted]
+PostWithId = Callable[
+    [str, RebuildRequest], Awaitable[tuple[Server | None, datetime | None, str | None]]
 ]
-#: Wait for an accepted rebuild to be proven finished.
-Wait = Callable[[str, Server | None, Accepted], Awaitable[Server]]
+#: Rebuild one server and wait for it (the client's own flow), given its state before, the
+#: operations to send with (journaled), and what to call once the service accepted it.
+Rebuild = Callable[
+    [
+        str,
+        RebuildRequest,
+        Server,
+        Callable[[bool], None],
+        Operations,
+        Callable[[Accepted], Awaitable[None]],
+    ],
+    Awaitable[Server],
+]
+#: Wait for an accepted rebuild to be proven finished (the server's state before, if known).
+Wait = Callable[[str, RebuildRequest, Server | None, Accepted], Awaitable[Server]]
 
 #: Seconds between heartbeats of the driving process (see ``ownership.STALE_AFTER``).
 HEARTBEAT_INTERVAL = 5.0
@@ -424,11 +435,12 @@ class DurableRun:
     def operations(
         self, base: Operations, post: PostWithId, service_now: Callable[[], datetime | None]
     ) -> Operations:
+        # ``service_now`` gives the intent its service-time bound (for the audit record).
         """``base`` with every POST journaled: the intent before, what became of it after."""
 
         async def journaled_post(
             server_id: str, request: RebuildRequest
-        ) -> tuple[Server, datetime | None]:
+        ) -> tuple[Server | None, datetime | None]:
             phase = self._phase_of.get(server_id, FORWARD)
             attempts = self._attempts.setdefault((phase, server_id), _Attempts())
             bound = service_now()
@@ -490,10 +502,9 @@ class DurableRun:
         *,
         before: Server | None,
         read: Callable[[str], Awaitable[Server]],
-        submit: Submit,
+        rebuild: Rebuild,
         wait: Wait,
         ops: Operations,
-        service_now: Callable[[], datetime | None],
         settle: float,
         phase: str = FORWARD,
         record: bool = True,
@@ -509,7 +520,7 @@ class DurableRun:
         self._phase_of[server_id] = phase
         try:
             server = await self._continue(
-                server_id, request, track, before, read, submit, wait, ops, service_now, settle
+                server_id, request, track, before, read, rebuild, wait, ops, settle
             )
         except EcsError as error:
             if record:
@@ -539,31 +550,30 @@ class DurableRun:
         track: Callable[[bool], None],
         before: Server | None,
         read: Callable[[str], Awaitable[Server]],
-        submit: Submit,
+        rebuild: Rebuild,
         wait: Wait,
         ops: Operations,
-        service_now: Callable[[], datetime | None],
         settle: float,
     ) -> Server:
-        progress = self.progress(server_id, self._phase_of.get(server_id, FORWARD))
+        phase = self._phase_of.get(server_id, FORWARD)
+        progress = self.progress(server_id, phase)
+        recorded_before = (
+            None if progress.before is None else server_from_before(server_id, progress.before)
+        )
         if progress.stage is Stage.ACCEPTED:
             track(True)
             logger.info("resuming the wait for %s (accepted before)", server_id)
-            return await wait(server_id, None, Accepted(None, progress.accepted_at))
+            accepted = Accepted(None, progress.accepted_at)
+            return await wait(server_id, request, recorded_before, accepted)
         if progress.stage is Stage.IN_DOUBT:
             track(True)
             cause = TransportError(
                 "the process that sent this rebuild stopped before its answer was recorded"
             )
+            self._befores[server_id] = recorded_before or await read(server_id)
             try:
                 accepted = await reconcile_in_doubt(
-                    ops,
-                    server_id,
-                    request,
-                    sent_after=progress.sent_after,
-                    cause=cause,
-                    service_now=service_now,
-                    settle=settle,
+                    ops, server_id, request, before=recorded_before, cause=cause, settle=settle
                 )
             except RebuildOutcomeUnknown:
                 raise
@@ -571,14 +581,16 @@ class DurableRun:
                 track(False)  # proven not carried out, and its second sending was refused
                 raise
             await self._record_accepted(server_id, accepted, request_id=None, detail="reconciled")
-            return await wait(server_id, None, accepted)
+            return await wait(server_id, request, recorded_before, accepted)
         if before is None:
             before = await read(server_id)
         self._befores[server_id] = before
-        accepted = await submit(server_id, request, before, track, ops)
-        await self._record_accepted(server_id, accepted, request_id=None, detail="reconciled")
-        self._befores.pop(server_id, None)
-        return await wait(server_id, before, accepted)
+
+        async def accepted_now(accepted: Accepted) -> None:
+            # Recorded by the journaled POST already, unless reconciliation proved it.
+            await self._record_accepted(server_id, accepted, request_id=None, detail="reconciled")
+
+        return await rebuild(server_id, request, before, track, ops, accepted_now)
 
     # -- ownership --
 

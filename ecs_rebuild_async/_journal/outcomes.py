@@ -101,6 +101,7 @@ def before_record(server: Server) -> BeforeRecord:
         hostname=server.hostname,
         access_ipv4=server.access_ipv4,
         access_ipv6=server.access_ipv6,
+        updated=server.updated,
     )
 
 
@@ -117,4 +118,5 @@ def server_from_before(server_id: str, record: BeforeRecord) -> Server:
         hostname=record.hostname,
         access_ipv4=record.access_ipv4,
         access_ipv6=record.access_ipv6,
+        updated=record.updated,
     )

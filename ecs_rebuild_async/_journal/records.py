@@ -121,6 +121,8 @@ class BeforeRecord:
     hostname: str | None = None
     access_ipv4: str | None = None
     access_ipv6: str | None = None
+    #: The service's ``updated`` of that read: what a rebuild must be after to be this one's.
+    updated: datetime | None = None
 
 
 @attrs.frozen
