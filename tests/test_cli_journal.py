@@ -113,7 +113,9 @@ def test_journal_usage_errors(
 def test_ctrl_c_then_resume_rebuilds_each_server_once(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with served_fake(["--servers", "60", "--time-scale", "10", "--seed", "3"]) as ready:
+    # Rebuilds of 1 s (10 fake seconds at 10x): the run is far from done when Ctrl-C comes.
+    serve = ["--servers", "60", "--time-scale", "10", "--rebuild-seconds", "10", "--seed", "3"]
+    with served_fake(serve) as ready:
         ids = [ready["servers"][f"server-{i}"] for i in range(60)]
         journal = tmp_path / "run.sqlite"
         connection = ["--endpoint", ready["compute_url"], "--token", ready["token"]]
