@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
 import anyio
 import anyio.abc
@@ -188,9 +188,11 @@ class BulkRun:
         on_outcome: OutcomeCallback | None = None,
         policy: RolloutPolicy | None = None,
         read_before: ReadBefore | None = None,
+        recorded: Mapping[str, RebuildOutcome] | None = None,
     ) -> None:
         check_run_options(concurrency, policy)
         self._targets = targets
+        self._recorded = recorded or {}
         self._run_one = run_one
         self._read_before = read_before
         self._concurrency = concurrency
@@ -253,13 +255,19 @@ class BulkRun:
                 report.repeated.append(server_id)
                 continue
             self._index[server_id] = index
-            if request is None:
+            if request is None or server_id in self._recorded:
                 continue
             self._requests[server_id] = request
             to_run.append(server_id)
         report.total = len(self._index)
         for server_id in self._index:
-            if server_id not in self._requests:
+            known = self._recorded.get(server_id)
+            if known is not None:
+                # Finished in an earlier run of the same journal: reported as it was recorded.
+                if known.submitted:
+                    report.submitted.add(server_id)
+                self._record(known)
+            elif server_id not in self._requests:
                 error = InvalidRequest(f"no RebuildRequest given for server {server_id!r}")
                 self._record(_error_outcome(server_id, error, False))
         return to_run
@@ -531,8 +539,12 @@ async def run_bulk(
     on_outcome: OutcomeCallback | None = None,
     policy: RolloutPolicy | None = None,
     read_before: ReadBefore | None = None,
+    recorded: Mapping[str, RebuildOutcome] | None = None,
 ) -> list[RebuildOutcome]:
-    """Run ``run_one`` for every target as ``policy`` allows; outcomes in order."""
+    """Run ``run_one`` for every target as ``policy`` allows; outcomes in order.
+
+    ``recorded`` outcomes (from a journal) are reported as they are, without running.
+    """
     run = BulkRun(
         targets,
         run_one,
@@ -541,5 +553,6 @@ async def run_bulk(
         on_outcome=on_outcome,
         policy=policy,
         read_before=read_before,
+        recorded=recorded,
     )
     return await run.run()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
 from types import TracebackType
@@ -27,6 +27,7 @@ from ._bulk import (
 )
 from ._compute import ComputeApi, check_server_id
 from ._config import ClientConfig, config_from_cloud, config_from_env
+from ._durable import JournalStore, journal_at, journaled_run, open_durable
 from ._errors import (
     EcsError,
     InvalidRequest,
@@ -39,12 +40,14 @@ from ._lifecycle import RebuildTracker
 from ._microversion import APIVersion, VersionRange, parse_version
 from ._models import (
     ECS,
+    UNSET,
     Dialect,
     RebuildEvent,
     RebuildOutcome,
     RebuildRequest,
     Server,
     ServerStatus,
+    Unset,
 )
 from ._poll import EventCallback, FleetPoller, wait_for_rebuild
 from ._rebuild import Accepted, Operations, submit_rebuild
@@ -428,6 +431,8 @@ class AsyncEcsClient:
         on_event: EventCallback | None,
         before: Server | None,
         mark_submitted: Callable[[bool], None] | None,
+        ops: Operations | None = None,
+        on_accepted: Callable[[Accepted], Awaitable[None]] | None = None,
     ) -> Server:
         check_server_id(server_id)
         deadline = anyio.current_time() + timeout
@@ -454,13 +459,15 @@ class AsyncEcsClient:
             # cancelled, and ``mark`` runs as soon as it is known, so that a cancelled bulk run
             # knows exactly which rebuilds the service accepted (or may have).
             accepted = await submit_rebuild(
-                self._ops,
+                ops or self._ops,
                 server_id,
                 request,
                 before=before,
                 settle=self._settings.reconcile_settle,
                 on_submitted=mark,
             )
+            if on_accepted is not None:
+                await on_accepted(accepted)
         if accepted is None:
             if maybe_submitted:
                 raise RebuildOutcomeUnknown(
@@ -512,6 +519,7 @@ class AsyncEcsClient:
         report: BulkReport | None = None,
         before: Mapping[str, Server] | None = None,
         policy: RolloutPolicy | None = None,
+        journal: str | os.PathLike[str] | None = None,
     ) -> list[RebuildOutcome]:
         """Rebuild many servers and wait for each; one RebuildOutcome per server, in order.
 
@@ -526,12 +534,37 @@ class AsyncEcsClient:
         servers as the caller read them just before the run: each one's wait starts from that
         state instead of a read of its own (as a listing's states, for the first 30 seconds of
         the run).
+
+        ``journal`` (a file path) makes the run durable: every intent, acceptance and outcome
+        is written there first, and calling again with the same journal (or :meth:`resume`)
+        continues the run after a crash without rebuilding any server twice. A journal does
+        not record a rollout's own state yet, so ``journal`` and ``policy`` are not taken
+        together.
         """
         limit = self._checked_timeout(timeout)
         targets = normalize_targets(servers, request)
         check_run_options(concurrency, policy)
         report = report if report is not None else BulkReport()
         known = dict(before or {})
+        if journal is not None:
+            if policy is not None:
+                raise InvalidRequest(
+                    "a journal does not record a rollout's state yet: give journal= or "
+                    "policy=, not both",
+                    field="journal",
+                )
+            return await self._rebuild_many_journaled(
+                targets,
+                journal_at(journal),
+                name=os.fspath(journal),
+                concurrency=concurrency,
+                timeout=timeout,
+                limit=limit,
+                on_outcome=on_outcome,
+                on_event=on_event,
+                report=report,
+                known=known,
+            )
         befores, listed_at = await self._read_fleet([sid for sid, _ in targets if sid not in known])
         befores.update(known)
 
@@ -631,6 +664,127 @@ class AsyncEcsClient:
         async for page, _ in self._compute.server_pages(wanted.params(version)):
             found.extend(server for server in page.servers if wanted(server))
         return found
+
+    async def _rebuild_many_journaled(
+        self,
+        targets: list[tuple[str, RebuildRequest | None]],
+        store: JournalStore,
+        *,
+        name: str,
+        concurrency: int,
+        timeout: float | None,
+        limit: float,
+        on_outcome: OutcomeCallback | None,
+        on_event: EventCallback | None,
+        report: BulkReport,
+        known: Mapping[str, Server],
+    ) -> list[RebuildOutcome]:
+        if concurrency < 1:
+            raise InvalidRequest("concurrency must be at least 1", field="concurrency")
+        durable = await open_durable(
+            store,
+            targets,
+            name=os.path.basename(name),
+            endpoint=await self._session.compute_url(),
+            concurrency=concurrency,
+            timeout=timeout,
+        )
+        try:
+            recorded = durable.recorded_outcomes()
+            fresh = durable.not_started([server_id for server_id, _ in targets])
+            befores, listed_at = await self._read_fleet([s for s in fresh if s not in known])
+            befores.update(known)
+            ops = durable.operations(
+                self._ops, self._compute.post_rebuild_answer, self._compute.service_now
+            )
+
+            async def rebuild(
+                server_id: str,
+                one: RebuildRequest,
+                before: Server,
+                mark: Callable[[bool], None],
+                ops: Operations,
+                on_accepted: Callable[[Accepted], Awaitable[None]],
+            ) -> Server:
+                return await self._rebuild_and_wait(
+                    server_id, one, limit, on_event, before, mark, ops, on_accepted
+                )
+
+            async def wait(
+                server_id: str, one: RebuildRequest, before: Server | None, accepted: Accepted
+            ) -> Server:
+                tracker = self._track(server_id, one, before, accepted)
+                return await self._wait(tracker, limit, on_event)
+
+            async def run_one(
+                server_id: str, one: RebuildRequest, _: Server | None, mark: Any
+            ) -> Server:
+                before = befores.pop(server_id, None)
+                if anyio.current_time() - listed_at > _FLEET_STATE_FRESH:
+                    before = None  # read long ago: the server's own read is the evidence
+                return await durable.run_one(
+                    server_id,
+                    one,
+                    mark,
+                    before=before,
+                    read=self.get_server,
+                    rebuild=rebuild,
+                    wait=wait,
+                    ops=ops,
+                    settle=self._settings.reconcile_settle,
+                )
+
+            outcomes: list[RebuildOutcome] = []
+            async with anyio.create_task_group() as group:
+
+                async def guard() -> None:
+                    await durable.keep_alive()
+                    # Another process took the run over: this one stops at once.
+                    group.cancel_scope.cancel()
+
+                group.start_soon(guard)
+                outcomes = await run_bulk(
+                    targets,
+                    run_one,
+                    concurrency=concurrency,
+                    report=report,
+                    on_outcome=on_outcome,
+                    recorded=recorded,
+                )
+                group.cancel_scope.cancel()
+        finally:
+            await durable.close()
+        if durable.lost is not None:
+            raise durable.lost
+        return outcomes
+
+    async def resume(
+        self,
+        journal: str | os.PathLike[str],
+        *,
+        admin_pass: str | Unset = UNSET,
+        user_data: str | bytes | Unset | None = UNSET,
+        concurrency: int | None = None,
+        timeout: float | None = None,
+        on_outcome: OutcomeCallback | None = None,
+        on_event: EventCallback | None = None,
+        report: BulkReport | None = None,
+    ) -> list[RebuildOutcome]:
+        """Continue the run a journal records, as :meth:`rebuild_many` with that journal would.
+
+        The servers and requests come from the journal. A request sent with ``adminPass`` or
+        ``user_data`` is not stored with them: give them again (they must be the same).
+        """
+        targets, run = journaled_run(journal, admin_pass=admin_pass, user_data=user_data)
+        return await self.rebuild_many(
+            targets,
+            concurrency=run.concurrency if concurrency is None else concurrency,
+            timeout=run.timeout if timeout is None else timeout,
+            on_outcome=on_outcome,
+            on_event=on_event,
+            report=report,
+            journal=journal,
+        )
 
     async def _read_fleet(self, server_ids: list[str]) -> tuple[dict[str, Server], float]:
         """The servers' states before a bulk run, by listing rather than one GET each, and

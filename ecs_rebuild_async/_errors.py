@@ -26,6 +26,9 @@ __all__ = [
     "EcsError",
     "Forbidden",
     "InvalidRequest",
+    "JournalError",
+    "JournalInUse",
+    "JournalMismatch",
     "MicroversionError",
     "NotFound",
     "RateLimited",
@@ -234,6 +237,18 @@ def _clean_fault(fault: Fault | None) -> Fault | None:
     if message == fault.message and details == fault.details:
         return fault
     return attrs.evolve(fault, message=message, details=details)
+
+
+class JournalError(EcsError):
+    """A run's journal cannot be used: unreadable, of another version, or not this run's."""
+
+
+class JournalInUse(JournalError):
+    """Another live process drives the run of this journal (one driver per journal)."""
+
+
+class JournalMismatch(JournalError, InvalidRequest):
+    """The journal records another run (other servers, another request, other secrets)."""
 
 
 def _conflict_state(message: str) -> str | None:

@@ -35,8 +35,16 @@ from .._microversion import LIBRARY_MAX
 from .._models import RebuildRequest, Server
 from .._rollout import RolloutPolicy
 from .._settings import ClientSettings
-from .config import ClientSpec, UsageError, build_request, client_spec, read_server_ids
+from .config import (
+    ClientSpec,
+    UsageError,
+    build_request,
+    client_spec,
+    read_server_ids,
+    user_data_file,
+)
 from .dryrun import OutputClosed, offline_dry_run, online_dry_run
+from .journal import print_audit, resume_targets
 from .output import check_columns
 from .parse import (
     EXIT_FAILED,
@@ -89,9 +97,13 @@ def _output_format(args: argparse.Namespace) -> str:
 
 
 def _settings(args: argparse.Namespace) -> ClientSettings | None:
-    if args.poll_interval is None:
-        return None
-    return ClientSettings(poll_first_delay=args.poll_interval, poll_interval=args.poll_interval)
+    settings = ClientSettings()
+    if args.poll_interval is not None:
+        poll = args.poll_interval
+        settings = attrs.evolve(settings, poll_first_delay=poll, poll_interval=poll)
+    if getattr(args, "reconcile_settle", None) is not None:
+        settings = attrs.evolve(settings, reconcile_settle=args.reconcile_settle)
+    return None if settings == ClientSettings() else settings
 
 
 def _offline(args: argparse.Namespace, spec: ClientSpec) -> bool:
@@ -103,10 +115,16 @@ async def _cmd_rebuild(args: argparse.Namespace, io: Io) -> int:
     fmt = _output_format(args)
     if args.offline and not args.dry_run:
         raise UsageError("--offline is for --dry-run")
+    if args.journal and args.no_wait:
+        raise UsageError("--journal records whole runs: it cannot be used with --no-wait")
     build_request(args, image="70a5e0a4-0000-4000-8000-00000000000a")  # bad values fail here
     policy = policy_from_args(args, io.stdin, io.stderr)
     if policy is not None and args.no_wait:
         raise UsageError("a rollout waits for each server: --no-wait cannot be used with it")
+    if policy is not None and args.journal:
+        raise UsageError(
+            "a journal does not record a rollout's state yet: --journal cannot be used with the rollout options"
+        )
     where = find_arguments(args)
     given: list[str] = []
     if where is None:
@@ -188,6 +206,7 @@ async def _rebuild_online(
             label="submitting" if args.no_wait else "rebuilding",
             show_events=args.verbose >= 1,
             policy=rollout.policy,
+            journal=args.journal,
         )
         shared = next(iter(requests.values()))
         return await run_bulk_command(
@@ -228,6 +247,47 @@ def _requests(
         assert request is not None
         requests[server_id] = request
     return requests
+
+
+# -- durable runs -------------------------------------------------------------------------------
+
+
+async def _cmd_resume(args: argparse.Namespace, io: Io) -> int:
+    fmt = _output_format(args)
+    targets, run, secrets = resume_targets(args, io.environ, user_data_file)
+    server_ids = [t if isinstance(t, str) else t[0] for t in targets]
+    if not server_ids:
+        raise UsageError(f"the journal {args.journal} records no server")
+    spec = client_spec(args, io.environ)
+    console = None if fmt != "table" else _console(io.stderr)
+    with _explaining_401(spec.auth):
+        async with spec.open(transport=io.transport, settings=_settings(args)) as client:
+            options = BulkOptions(
+                concurrency=args.concurrency or run.concurrency,
+                timeout=args.timeout if args.timeout is not None else run.timeout,
+                wait=True,
+                as_json=fmt == "json",
+                fmt=fmt,
+                columns=tuple(args.columns) if args.columns else None,
+                label="resuming",
+                show_events=args.verbose >= 1,
+                journal=args.journal,
+                resume_secrets=secrets,
+            )
+            return await run_bulk_command(
+                client,
+                server_ids,
+                None,
+                options,
+                stdout=io.stdout,
+                stderr=io.stderr,
+                console=console,
+            )
+
+
+async def _cmd_journal(args: argparse.Namespace, io: Io) -> int:
+    print_audit(args.journal, io.stdout, as_json=args.json)
+    return EXIT_OK
 
 
 # -- demo and versions --------------------------------------------------------------------------
@@ -409,6 +469,8 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace, Io], Awaitable[int]]] = {
     "rebuild": _cmd_rebuild,
     "demo": _cmd_demo,
     "versions": _cmd_versions,
+    "resume": _cmd_resume,
+    "journal": _cmd_journal,
 }
 
 

@@ -13,7 +13,7 @@ import attrs
 
 from .._bulk import BulkReport, outcome_kind
 from .._client import AsyncEcsClient
-from .._errors import EcsError, RebuildOutcomeUnknown, TransportError
+from .._errors import EcsError, InvalidRequest, RebuildOutcomeUnknown, TransportError
 from .._models import OutcomeKind, RebuildEvent, RebuildOutcome, RebuildRequest, Server
 from .._rollout import RolloutPolicy
 from .output import LineSink, OutcomeWriter, plain_summary
@@ -84,7 +84,7 @@ async def run_interruptibly(
 async def _submit_only(
     client: AsyncEcsClient,
     server_ids: Sequence[str],
-    request: RebuildRequest,
+    request: RebuildRequest | None,
     *,
     concurrency: int,
     report: BulkReport,
@@ -101,6 +101,8 @@ async def _submit_only(
             with anyio.CancelScope(shield=True):
                 try:
                     one_request = requests[server_id] if requests else request
+                    if one_request is None:
+                        raise InvalidRequest(f"no rebuild request for server {server_id}")
                     server = await client.rebuild(server_id, one_request)
                 except EcsError as error:
                     sent = isinstance(error, RebuildOutcomeUnknown)
@@ -137,6 +139,10 @@ class BulkOptions:
     show_events: bool = False
     #: How the fleet is rolled (--canary, --max-failures...); None: every server, as it comes
     policy: RolloutPolicy | None = None
+    #: Record the run in this journal file (and continue what it records).
+    journal: str | None = None
+    #: Resume the journal's run with these secrets given again (None: not a resume).
+    resume_secrets: dict[str, Any] | None = None
 
 
 def _report_interrupt(
@@ -160,7 +166,7 @@ def _report_interrupt(
 async def run_bulk_command(
     client: AsyncEcsClient,
     server_ids: Sequence[str],
-    request: RebuildRequest,
+    request: RebuildRequest | None,
     options: BulkOptions,
     *,
     stdout: TextIO,
@@ -204,7 +210,17 @@ async def run_bulk_command(
     )
 
     async def work() -> None:
-        if options.wait:
+        if options.resume_secrets is not None and options.journal is not None:
+            await client.resume(
+                options.journal,
+                concurrency=options.concurrency,
+                timeout=options.timeout,
+                on_outcome=on_outcome,
+                on_event=on_event,
+                report=report,
+                **options.resume_secrets,
+            )
+        elif options.wait:
             await client.rebuild_many(
                 targets,
                 None if requests else request,
@@ -215,6 +231,7 @@ async def run_bulk_command(
                 report=report,
                 before=before,
                 policy=options.policy,
+                journal=options.journal,
             )
         else:
             await _submit_only(

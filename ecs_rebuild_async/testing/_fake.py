@@ -449,6 +449,27 @@ class FakeCompute:
     def rebuilds_accepted(self, server_id: str) -> int:
         return self._service.servers[server_id].rebuilds
 
+    def record(self) -> dict[str, Any]:
+        """What the fake has done, as JSON-ready data: for each server its true status, image,
+        how many rebuilds it accepted and their request ids; and the requests by route.
+        Served at ``GET /_fake/record`` too, for a test whose client runs in another process."""
+        now = self.now()
+        servers = {}
+        for server_id, record in self._service.servers.items():
+            truth = truth_of(record, now)
+            servers[server_id] = {
+                "name": truth.name,
+                "status": truth.status,
+                "task_state": truth.task_state,
+                "image_id": truth.image_id,
+                "rebuilds": truth.rebuilds,
+                "rebuild_request_ids": [
+                    a.request_id for a in record.actions if a.name == "rebuild"
+                ],
+            }
+        requests = {f"{m} {r}": n for (m, r), n in sorted(self.stats.requests.items())}
+        return {"servers": servers, "requests": requests, "faults": dict(self.stats.faults)}
+
     def truth(self, server_id: str) -> ServerTruth:
         """The server's true state now (read lag ignored)."""
         return truth_of(self._service.servers[server_id], self.now())
@@ -473,7 +494,7 @@ class FakeCompute:
         return self._dispatch(request)
 
     def _dispatch(self, request: Request) -> Reply:
-        return dispatch(self._service, request)
+        return dispatch(self._service, request, self.record)
 
     def transport(self) -> FakeTransport:
         """An in-process ``httpx.AsyncBaseTransport``; use with base URL ``base_url``."""
