@@ -123,7 +123,8 @@ async def _cmd_rebuild(args: argparse.Namespace, io: Io) -> int:
         raise UsageError("a rollout waits for each server: --no-wait cannot be used with it")
     if policy is not None and args.journal:
         raise UsageError(
-            "a journal does not record a rollout's state yet: --journal cannot be used with the rollout options"
+            "a journal does not record a rollout's state yet: "
+            + "--journal cannot be used with the rollout options"
         )
     where = find_arguments(args)
     given: list[str] = []
