@@ -247,6 +247,11 @@ def test_cli_output_escapes_the_services_text(monkeypatch: pytest.MonkeyPatch) -
             )
             server.route("POST", f"/v2.1/{PROJECT}/servers/", lambda r: accepted)
             failing = f"{SERVER_ID[:-1]}0"
+            server.route(  # read before its rebuild, as itself
+                "GET",
+                f"/v2.1/{PROJECT}/servers/{failing}",
+                lambda r: json_reply(200, {"server": {"id": failing, "status": "ACTIVE"}}),
+            )
             server.route(
                 "POST",
                 f"/v2.1/{PROJECT}/servers/{failing}",
@@ -266,7 +271,7 @@ def test_cli_output_escapes_the_services_text(monkeypatch: pytest.MonkeyPatch) -
 
     code, out, err = anyio.run(scenario)
     lines = out.splitlines()
-    assert len(lines) == 2, out  # one line per server: nothing forged
+    assert len(lines) == 2, out + err  # one line per server: nothing forged
     assert all(not line.startswith("ok ") or SERVER_ID in line for line in lines)
     for text in (out, err):
         assert not any(char in text for char in "\x1b\r\x07")

@@ -84,7 +84,16 @@ async def test_compute_echoing_headers_and_body_leaks_no_secret(
         play_compute(server)
         keystone = play_keystone(server)
         server.route("POST", f"/v2.1/{PROJECT}/servers/", echo(400, "rebuild"))
-        server.route("GET", f"/v2.1/{PROJECT}/servers/", echo(500, "read"))
+        echo_read = echo(500, "read")
+        reads: list[Seen] = []
+
+        def read(request: Seen) -> Reply:
+            # The rebuild reads the server first (its state before): that read is answered
+            # as usual; the later one echoes the request back.
+            reads.append(request)
+            return server_reply() if len(reads) == 1 else echo_read(request)
+
+        server.route("GET", f"/v2.1/{PROJECT}/servers/", read)
         async with AsyncEcsClient(
             f"{server.url}/v2.1/{PROJECT}",
             auth=auth_of(kind, server),
