@@ -573,8 +573,15 @@ class AsyncEcsClient:
             if before is None or anyio.current_time() - listed_at > _FLEET_STATE_FRESH:
                 # Listed long before this server's turn (a rollout may reach it hours later):
                 # the server may have changed since. Its own read is the evidence close to
-                # the request.
-                before = await self.get_server(server_id)
+                # the request, and it is part of the server's rebuild, inside its timeout.
+                with anyio.move_on_after(limit) as scope:
+                    before = await self.get_server(server_id)
+                if scope.cancelled_caught or before is None:
+                    raise RebuildTimeout(
+                        f"server {server_id} was not rebuilt: the timeout of {limit:g}s passed "
+                        "while it was read, before the rebuild was sent (nothing was sent)",
+                        server=None,
+                    )
             return before
 
         async def run_one(

@@ -48,8 +48,10 @@ def names(cell: str) -> list[str]:
 
 
 def _number(text: str) -> object:
-    if text == "None":
-        return None
+    """A default as the table writes it: a number, None, True or False."""
+    constants: dict[str, object] = {"None": None, "True": True, "False": False}
+    if text in constants:
+        return constants[text]
     return float(text)
 
 
