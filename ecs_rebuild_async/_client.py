@@ -14,8 +14,9 @@ import anyio.abc
 import httpx
 from anyio.streams.memory import MemoryObjectReceiveStream
 
+from . import _telemetry
 from ._auth import Auth, build_auth
-from ._bulk import BulkReport, normalize_targets, run_bulk
+from ._bulk import BulkReport, normalize_targets, outcome_kind, run_bulk
 from ._compute import ComputeApi, check_server_id
 from ._config import ClientConfig, config_from_cloud, config_from_env
 from ._errors import EcsError, InvalidRequest, RebuildTimeout
@@ -269,13 +270,14 @@ class AsyncEcsClient:
         tracker = RebuildTracker.start(
             server_id, before=before, accepted_at=accepted.accepted_at, accepted=accepted.server
         )
-        return await wait_for_rebuild(
-            tracker,
-            poller=self._poller,
-            fetch_one=self._compute.fetch_for_poller,
-            timeout=self._settings.wait_timeout if timeout is None else timeout,
-            on_event=on_event,
-        )
+        with _telemetry.waiting(self._poller, server_id):
+            return await wait_for_rebuild(
+                tracker,
+                poller=self._poller,
+                fetch_one=self._compute.fetch_for_poller,
+                timeout=self._settings.wait_timeout if timeout is None else timeout,
+                on_event=on_event,
+            )
 
     async def rebuild_and_wait(
         self,
@@ -286,7 +288,8 @@ class AsyncEcsClient:
         on_event: EventCallback | None = None,
     ) -> Server:
         """Read the server, rebuild it, and wait until the rebuild is proven finished."""
-        return await self._rebuild_and_wait(server_id, request, timeout, on_event, None, None)
+        with _telemetry.rebuild(server_id, outcome_kind):
+            return await self._rebuild_and_wait(server_id, request, timeout, on_event, None, None)
 
     async def _rebuild_and_wait(
         self,
@@ -352,19 +355,22 @@ class AsyncEcsClient:
         """
         targets = normalize_targets(servers, request)
         report = report if report is not None else BulkReport()
-        befores = await self._read_fleet([server_id for server_id, _ in targets])
+        befores: dict[str, Server] = {}
 
         async def run_one(server_id: str, one_request: RebuildRequest, mark: Any) -> Server:
-            before = befores.get(server_id)
-            if before is None:
-                before = await self.get_server(server_id)
-            return await self._rebuild_and_wait(
-                server_id, one_request, timeout, on_event, before, mark
-            )
+            with _telemetry.rebuild(server_id, outcome_kind):
+                before = befores.get(server_id)
+                if before is None:
+                    before = await self.get_server(server_id)
+                return await self._rebuild_and_wait(
+                    server_id, one_request, timeout, on_event, before, mark
+                )
 
-        return await run_bulk(
-            targets, run_one, concurrency=concurrency, report=report, on_outcome=on_outcome
-        )
+        with _telemetry.fleet(report):
+            befores = await self._read_fleet([server_id for server_id, _ in targets])
+            return await run_bulk(
+                targets, run_one, concurrency=concurrency, report=report, on_outcome=on_outcome
+            )
 
     async def _read_fleet(self, server_ids: list[str]) -> dict[str, Server]:
         """The servers' states before a bulk run, by listing rather than one GET each.

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 import anyio
 import attrs
 
+from . import _telemetry
 from ._errors import BadRequest, RateLimited, RebuildTimeout, ServerError, TransportError
 from ._lifecycle import Phase, RebuildTracker, Verdict
 from ._models import RebuildEvent, Server
@@ -178,7 +179,8 @@ class FleetPoller:
 
     async def _read_one(self, watch: _Watch) -> None:
         self.single_reads += 1
-        server = await self._fetch_one(watch.server_id)
+        with _telemetry.read_for(self, watch.server_id):
+            server = await self._fetch_one(watch.server_id)
         watch.offer(Observation(server))
         self._advance(watch)
 
@@ -198,7 +200,8 @@ class FleetPoller:
                 return
             since = min(starts) - margin
         try:
-            servers, answered_at = await self._list_changed(since)
+            with _telemetry.listing(self, watches):
+                servers, answered_at = await self._list_changed(since)
         except BadRequest as exc:
             # A service without the changes-since filter: per-server reads from now on.
             logger.warning("listing servers by changes-since failed (%s); reading one by one", exc)
@@ -243,6 +246,8 @@ async def wait_for_rebuild(
 
     def report(server: Server | None, verdict: Verdict) -> None:
         nonlocal last_phase, unknown_logged
+        if verdict.phase is not Phase.PENDING:
+            _telemetry.phase(verdict.phase.value)
         unknown = verdict.reason.startswith("unknown status")
         if unknown and (unknown_logged is None or verdict.reason not in unknown_logged):
             unknown_logged = {*(unknown_logged or ()), verdict.reason}

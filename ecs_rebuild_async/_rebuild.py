@@ -20,6 +20,7 @@ from typing import Any
 import anyio
 import attrs
 
+from . import _telemetry
 from ._errors import EcsError, RebuildOutcomeUnknown, ServerError, TransportError
 from ._lifecycle import shows_rebuild
 from ._models import RebuildRequest, Server
@@ -85,6 +86,8 @@ async def submit_rebuild(
     """
 
     def submitted(value: bool) -> None:
+        if value:
+            _telemetry.phase("submitted")
         if on_submitted is not None:
             on_submitted(value)
 
@@ -120,6 +123,7 @@ async def submit_rebuild(
         submitted(True)
         raise
     submitted(True)
+    _telemetry.phase("reconciled")
     return accepted
 
 

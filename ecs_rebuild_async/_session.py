@@ -26,6 +26,7 @@ import attrs
 import httpx
 import tenacity
 
+from . import _telemetry
 from ._auth import Auth
 from ._errors import (
     EcsError,
@@ -270,6 +271,7 @@ class Pacer:
         wait = settings.retry_after_default if retry_after is None else retry_after
         wait = min(wait, settings.retry_after_cap)
         wait *= 1.0 + random.uniform(0.0, 0.2)  # jitter: the paused tasks do not return at once
+        _telemetry.rate_limited(wait)
         now = anyio.current_time()
         self._paused_until = max(self._paused_until, now + wait)
         if now < self._window_ends:
@@ -568,11 +570,13 @@ class Session:
             reraise=True,
         )
         async for attempt in retrying:
-            with attempt:
-                return await self._send_once(
+            with attempt, _telemetry.http_request(method, url, version) as traced:
+                answer = await self._send_once(
                     method, url, params=params, json_body=json_body, version=version,
                     authenticated=authenticated, secrets=secrets, idempotent=idempotent,
                 )  # fmt: skip
+                traced.answered(answer.status, answer.request_id)
+                return answer
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
     async def _send_once(
