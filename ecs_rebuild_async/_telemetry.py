@@ -174,7 +174,11 @@ class _LogFields(logging.Filter):
         return True
 
 
-logging.getLogger(_NAME).addFilter(_LogFields())
+# The library's logger, and those that log on its behalf inside a server's work (httpx logs
+# each request; httpcore each connection step).
+_FIELDS_FILTER = _LogFields()
+for _logger in (_NAME, "httpx", "httpcore.connection", "httpcore.http11", "httpx_aiohttp"):
+    logging.getLogger(_logger).addFilter(_FIELDS_FILTER)
 
 
 def _outcome(exc: BaseException | None, classify: Callable[[EcsError], Any]) -> str:
@@ -511,6 +515,7 @@ class _HttpScope:
                 f"{method} {template}", kind=SpanKind.CLIENT, attributes=attributes
             )
         self._started = time.perf_counter()
+        _note_version(kind, version)
 
     def __enter__(self) -> _HttpScope:
         if self._span is not None:
@@ -533,12 +538,8 @@ class _HttpScope:
             request_id = getattr(exc, "request_id", None) or request_id
             # By the conventions: the status code for an error answer, else the error's type.
             error_type = str(status) if status is not None else type(exc).__name__
-        about = _current.get()
-        if about is not None:
-            if request_id is not None:
-                about.request_id = request_id
-            if self._kind == "action" and self._version is not None:
-                about.microversion = self._version
+        if request_id is not None:
+            _note_request_id(request_id)
         span = self._span
         if span is not None:
             otel_context.detach(self._context)  # type: ignore[arg-type]
@@ -565,25 +566,31 @@ class _HttpScope:
             instruments.request_duration.record(time.perf_counter() - self._started, labels)
 
 
+def _note_version(kind: str, version: object) -> None:
+    """The microversion a rebuild is sent with is its records' microversion."""
+    if kind == "action" and version is not None:
+        about = _current.get()
+        if about is not None:
+            about.microversion = str(version)
+
+
+def _note_request_id(request_id: str) -> None:
+    about = _current.get()
+    if about is not None:
+        about.request_id = request_id
+
+
 class _NoHttp:
-    """An HTTP attempt with nothing to record, except its request id for the log fields."""
+    """An HTTP attempt with nothing to record but its log fields (request id, microversion)."""
 
-    __slots__ = ("_kind", "_version")
-
-    def __init__(self, url: str, version: object) -> None:
-        self._kind = url
-        self._version = version
+    __slots__ = ()
 
     def __enter__(self) -> _NoHttp:
         return self
 
     def answered(self, status: int, request_id: str | None) -> None:
-        about = _current.get()
-        if about is not None:
-            if request_id is not None:
-                about.request_id = request_id
-            if self._version is not None and _url_parts(self._kind)[1] == "action":
-                about.microversion = str(self._version)
+        if request_id is not None:
+            _note_request_id(request_id)
 
     def __exit__(
         self,
@@ -591,10 +598,12 @@ class _NoHttp:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc is not None:
-            request_id = getattr(exc, "request_id", None)
-            if request_id is not None:
-                self.answered(0, request_id)
+        request_id = getattr(exc, "request_id", None) if exc is not None else None
+        if isinstance(request_id, str):
+            _note_request_id(request_id)
+
+
+_NO_HTTP = _NoHttp()
 
 
 def http_request(method: str, url: str, version: object = None) -> _HttpScope | _NoHttp:
@@ -602,7 +611,9 @@ def http_request(method: str, url: str, version: object = None) -> _HttpScope | 
     tracer = _live_tracer()
     instruments = _live_instruments()
     if tracer is None and instruments is None:
-        return _NoHttp(url, version)
+        if version is not None and _current.get() is not None:
+            _note_version(_url_parts(url)[1], version)
+        return _NO_HTTP
     return _HttpScope(method, url, version, tracer, instruments)
 
 

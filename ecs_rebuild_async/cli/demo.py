@@ -12,6 +12,7 @@ from .._models import OutcomeKind, RebuildRequest
 from .._settings import ClientSettings
 from .config import UsageError
 from .run import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BulkOptions, run_bulk_command
+from .telemetry import SpanCollector, span_tree
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -45,6 +46,7 @@ async def run_demo(
 ) -> int:
     from ..testing import FakeCompute
 
+    collector = SpanCollector() if args.trace else None
     fake = FakeCompute(
         rebuild_seconds=args.duration, jitter=0.3, fail_rate=args.fail_rate, seed=args.seed
     )
@@ -89,6 +91,8 @@ async def run_demo(
         f"checked against the fake service's own record: "
         f"{len(server_ids) - len(wrong)} of {len(server_ids)} outcomes are the truth"
     )
+    if collector is not None:
+        stderr.write(span_tree(collector.close()))
     return EXIT_OK if not wrong else EXIT_FAILED
 
 

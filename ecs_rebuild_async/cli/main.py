@@ -42,6 +42,7 @@ from .._microversion import LIBRARY_MAX
 from .._settings import ClientSettings
 from .._version import __version__
 from .config import UsageError, build_request, client_spec, read_server_ids
+from .logs import formatter
 from .output import dry_run_record, print_dry_run
 from .run import EXIT_INTERRUPTED, BulkOptions, run_bulk_command
 
@@ -135,6 +136,12 @@ def _output_options() -> argparse.ArgumentParser:
     parent.add_argument(
         "-v", "--verbose", action="count", default=0, help="log to standard error (-vv: more)"
     )
+    parent.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="log lines on standard error: text, or one JSON object per line",
+    )
     return parent
 
 
@@ -183,6 +190,11 @@ def _add_demo(commands: Any) -> None:
     demo.add_argument("--duration", type=float, default=3.0, metavar="S", help="each rebuild")
     demo.add_argument("--concurrency", type=int, default=100, metavar="N")
     demo.add_argument("--seed", type=int, default=None, help=argparse.SUPPRESS)
+    demo.add_argument(
+        "--trace",
+        action="store_true",
+        help="after the summary, print one server's spans (needs opentelemetry-sdk)",
+    )
     demo.set_defaults(handler=_cmd_demo)
 
 
@@ -348,9 +360,9 @@ class _Logging:
 
     _NAMES = ("ecs_rebuild_async", "httpx")
 
-    def __init__(self, verbose: int, stream: TextIO) -> None:
+    def __init__(self, verbose: int, stream: TextIO, log_format: str = "text") -> None:
         self._handler = logging.StreamHandler(stream)
-        self._handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        self._handler.setFormatter(formatter(log_format))
         self._level = (
             logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
         )
@@ -396,5 +408,5 @@ def main(
         return EXIT_USAGE
     except SystemExit as exc:  # --help, --version
         return exc.code if isinstance(exc.code, int) else EXIT_OK
-    with _Logging(args.verbose, io.stderr):
+    with _Logging(args.verbose, io.stderr, args.log_format):
         return _run(args.handler, args, io)
