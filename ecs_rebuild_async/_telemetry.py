@@ -60,6 +60,7 @@ __all__ = [
     "rate_limited",
     "read_for",
     "rebuild",
+    "request_id",
     "url_template",
     "waiting",
 ]
@@ -578,6 +579,14 @@ def _note_request_id(request_id: str) -> None:
     about = _current.get()
     if about is not None:
         about.request_id = request_id
+
+
+def request_id(value: str | None) -> None:
+    """An answer came with this request id: the id of the records about it from now on."""
+    if value is not None:
+        about = _current.get()
+        if about is not None:
+            about.request_id = value
 
 
 class _NoHttp:
