@@ -205,7 +205,8 @@ class AsyncEcsClient:
     async def get_server(self, server_id: str) -> Server:
         """The server as the service shows it now. Raises NotFound."""
         check_server_id(server_id)
-        server, _ = await self._compute.server_answer(server_id)
+        with _telemetry.about(server_id):
+            server, _ = await self._compute.server_answer(server_id)
         return server
 
     async def rebuild(self, server_id: str, request: RebuildRequest) -> Server:
@@ -216,13 +217,14 @@ class AsyncEcsClient:
         """
         check_server_id(server_id)
         await self._compute.checked_version(request)
-        accepted = await submit_rebuild(
-            self._ops,
-            server_id,
-            request,
-            service_now=self._compute.service_now,
-            settle=self._settings.reconcile_settle,
-        )
+        with _telemetry.about(server_id):
+            accepted = await submit_rebuild(
+                self._ops,
+                server_id,
+                request,
+                service_now=self._compute.service_now,
+                settle=self._settings.reconcile_settle,
+            )
         # Without a read from before, the wait learns the state to return to from the vm_state
         # the server keeps while it rebuilds (rebuild_and_wait reads it first instead).
         self._accepted[server_id] = (None, accepted)

@@ -53,6 +53,7 @@ except ImportError:  # the otel extra is not installed: every hook is a no-op
 
 __all__ = [
     "LOG_FIELDS",
+    "about",
     "fleet",
     "http_request",
     "listing",
@@ -258,6 +259,30 @@ def rebuild(
 ) -> _RebuildScope:
     """The scope of one server's rebuild; ``classify`` names the outcome kind of an error."""
     return _RebuildScope(name, server_id, classify)
+
+
+class _AboutScope:
+    """Work about one server outside a rebuild (a read, a rebuild sent without waiting)."""
+
+    __slots__ = ("_server_id", "_token")
+
+    def __init__(self, server_id: str) -> None:
+        self._server_id = server_id
+        self._token: contextvars.Token[_About | None] | None = None
+
+    def __enter__(self) -> None:
+        current = _current.get()
+        if current is None or current.server_id != self._server_id:
+            self._token = _current.set(_About(self._server_id, None))
+
+    def __exit__(self, *exc: object) -> None:
+        if self._token is not None:
+            _current.reset(self._token)
+
+
+def about(server_id: str) -> _AboutScope:
+    """The scope of work about ``server_id``, for its log records' fields (no span)."""
+    return _AboutScope(server_id)
 
 
 def phase(name: str) -> None:

@@ -7,9 +7,11 @@ while a test here records, and metrics are read as deltas, so each test sees its
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,6 +32,7 @@ from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMet
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+from test_canaries import USER_DATA, assert_clean, keystone, secrets_of, whole_flow
 
 from ecs_rebuild_async import (
     AsyncEcsClient,
@@ -39,6 +42,7 @@ from ecs_rebuild_async import (
     TokenAuth,
 )
 from ecs_rebuild_async._telemetry import url_template
+from ecs_rebuild_async.cli import main
 from ecs_rebuild_async.testing import DEFAULT_IMAGES, FakeCompute, InjectedFault
 
 NEW_IMAGE = DEFAULT_IMAGES["ubuntu-24.04"]
@@ -463,3 +467,89 @@ def test_a_records_own_extra_fields_are_kept() -> None:
 )
 def test_url_templates_have_no_ids_and_no_query(url: str, template: str) -> None:
     assert url_template(url) == template
+
+
+# -- secrets -----------------------------------------------------------------------------------
+
+
+def _span_texts(spans: Sequence[ReadableSpan]) -> list[str]:
+    texts: list[str] = []
+    for span in spans:
+        texts.append(span.name)
+        texts.extend(f"{key}={value}" for key, value in (span.attributes or {}).items())
+        texts.append(str(span.status.description or ""))
+        for event in span.events:
+            texts.append(event.name)
+            texts.extend(f"{key}={value}" for key, value in (event.attributes or {}).items())
+        for link in span.links:
+            texts.extend(f"{key}={value}" for key, value in (link.attributes or {}).items())
+    return texts
+
+
+@pytest.mark.anyio
+async def test_no_secret_canary_in_any_span_event_or_metric_label(telemetry: Telemetry) -> None:
+    fake = FakeCompute(time_scale=50, rebuild_seconds=4, token_lifetime=10)
+    await whole_flow(fake, keystone(fake))
+    spans = telemetry.spans()
+    assert len({s.name for s in spans}) >= 5  # the flow was really traced
+    labels = [
+        f"{name} {key}={value}"
+        for name, points in telemetry.points().items()
+        for point in points
+        for key, value in point.attributes.items()
+    ]
+    assert labels
+    secrets = secrets_of(fake)
+    assert_clean(_span_texts(spans), secrets)
+    assert_clean(labels, secrets)
+
+
+def test_json_log_lines_carry_server_fields_and_no_secret(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    fake = FakeCompute(time_scale=50, rebuild_seconds=2)
+    server_ids = [fake.add_server(), fake.add_server(fail=True)]
+    fake.faults.script("POST", "rebuild", ["lost"])  # a warning about a server, at least
+    user_data = tmp_path / "init.yaml"
+    user_data.write_text(USER_DATA)
+    code = main(
+        [
+            "rebuild",
+            *server_ids,
+            "--image",
+            NEW_IMAGE,
+            "--user-data",
+            str(user_data),
+            "--endpoint",
+            fake.compute_url,
+            "--poll-interval",
+            "0.02",
+            "--json",
+            "-vv",
+            "--log-format",
+            "json",
+        ],
+        transport=fake.transport(),
+        environ={"OS_TOKEN": fake.token},
+    )
+    assert code == 1  # one server goes to ERROR
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    # Every log line is one JSON object; the one other line is the run's summary.
+    others = [line for line in lines if not line.startswith("{")]
+    assert len(others) == 1
+    assert others[0].startswith("1 ok, 1 failed of 2")
+    logged = [line for line in lines if line.startswith("{")]
+    assert len(logged) > 10
+    entries = [json.loads(line) for line in logged]
+    assert all({"time", "level", "logger", "message"} <= entry.keys() for entry in entries)
+    about = [e for e in entries if any(s in e["message"] for s in server_ids)]
+    assert about
+    for entry in about:
+        assert entry["server_id"] in server_ids
+        assert entry["server_id"] in entry["message"]
+    warning = next(e for e in entries if "no clear answer" in e["message"])
+    assert warning["level"] == "warning"
+    assert warning["phase"] == "submitted"
+    assert warning["microversion"] == "2.60"
+    assert_clean(lines, secrets_of(fake))
