@@ -553,3 +553,20 @@ def test_json_log_lines_carry_server_fields_and_no_secret(
     assert warning["phase"] == "submitted"
     assert warning["microversion"] == "2.60"
     assert_clean(lines, secrets_of(fake))
+
+
+def test_demo_trace_prints_one_servers_span_tree(
+    providers: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["demo", "--servers", "3", "--duration", "0.2", "--fail-rate", "0", "--trace"])
+    assert code == 0
+    err = capsys.readouterr().err
+    tree = err[err.index("trace of server ") :].splitlines()
+    assert tree[1].startswith("rebuild_and_wait ")
+    assert "outcome=ok" in tree[1]
+    assert "[submitted, running, done]" in tree[1]
+    assert any(
+        line.startswith("├─ POST /v2.1/{project_id}/servers/{server_id}/action") for line in tree
+    )
+    assert any(line.startswith("└─ wait_for_rebuild") for line in tree)
+    assert tree[-1].startswith("shared poller: ")  # three waits: the listings served them
