@@ -23,3 +23,9 @@ async def test_the_readme_user_test_example_passes() -> None:
     exec(compile(_example("example-user-test"), "README.md", "exec"), namespace)
     test = namespace["test_my_orchestrator_rebuilds_the_fleet"]
     await test()  # type: ignore[operator]  # the example defines an async test function
+
+
+def test_the_readme_observability_example_runs() -> None:
+    # Its own assertions check the span tree; it runs in this process, where the telemetry
+    # tests may already have set the global providers (the example adds to them).
+    exec(compile(_example("example-observability"), "README.md", "exec"), {})
