@@ -653,7 +653,7 @@ class Session:
     ) -> Answer:
         headers = {key.lower(): value for key, value in response.headers.items()}
         request_id = request_id_from_headers(headers)
-        _telemetry.request_id(request_id)  # before the log line below, which is about it
+        _telemetry.note_request_id(request_id)  # before the log line below, which is about it
         echoed = _echoed_version(headers)
         logger.debug(
             "%s %s -> %d in %.3fs request_id=%s microversion=%s",

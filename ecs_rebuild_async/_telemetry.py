@@ -61,7 +61,7 @@ __all__ = [
     "rate_limited",
     "read_for",
     "rebuild",
-    "request_id",
+    "note_request_id",
     "url_template",
     "waiting",
 ]
@@ -562,10 +562,9 @@ class _HttpScope:
         if exc is not None:
             status = getattr(exc, "status", None) or status
             request_id = getattr(exc, "request_id", None) or request_id
-            # By the conventions: the status code for an error answer, else the error's type.
-            error_type = str(status) if status is not None else type(exc).__name__
-        if request_id is not None:
-            _note_request_id(request_id)
+            # By the conventions: the status code of an error answer, else the error's type
+            # (a transport failure, or a 2xx whose body cannot be read).
+            error_type = str(status) if status is not None and status >= 400 else type(exc).__name__
         span = self._span
         if span is not None:
             otel_context.detach(self._context)  # type: ignore[arg-type]
@@ -600,13 +599,7 @@ def _note_version(kind: str, version: object) -> None:
             about.microversion = str(version)
 
 
-def _note_request_id(request_id: str) -> None:
-    about = _current.get()
-    if about is not None:
-        about.request_id = request_id
-
-
-def request_id(value: str | None) -> None:
+def note_request_id(value: str | None) -> None:
     """An answer came with this request id: the id of the records about it from now on."""
     if value is not None:
         about = _current.get()
@@ -615,7 +608,7 @@ def request_id(value: str | None) -> None:
 
 
 class _NoHttp:
-    """An HTTP attempt with nothing to record but its log fields (request id, microversion)."""
+    """An HTTP attempt with nothing to record (the session notes its request id itself)."""
 
     __slots__ = ()
 
@@ -623,18 +616,10 @@ class _NoHttp:
         return self
 
     def answered(self, status: int, request_id: str | None) -> None:
-        if request_id is not None:
-            _note_request_id(request_id)
+        return None
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        request_id = getattr(exc, "request_id", None) if exc is not None else None
-        if isinstance(request_id, str):
-            _note_request_id(request_id)
+    def __exit__(self, *exc: object) -> None:
+        return None
 
 
 _NO_HTTP = _NoHttp()
