@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import (
@@ -36,6 +37,7 @@ from test_canaries import USER_DATA, assert_clean, keystone, secrets_of, whole_f
 
 from ecs_rebuild_async import (
     AsyncEcsClient,
+    BulkReport,
     ClientSettings,
     RebuildFailed,
     RebuildRequest,
@@ -570,3 +572,35 @@ def test_demo_trace_prints_one_servers_span_tree(
     )
     assert any(line.startswith("└─ wait_for_rebuild") for line in tree)
     assert tree[-1].startswith("shared poller: ")  # three waits: the listings served them
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_fleet_ends_its_spans_and_leaves_no_wait_counted(
+    telemetry: Telemetry,
+) -> None:
+    fake = FakeCompute(rebuild_seconds=30)  # nothing finishes before the cancellation
+    server_ids = fake.add_servers(20)
+    report = BulkReport()
+
+    def cancel_once_all_are_submitted(event: Any) -> None:
+        if len(report.submitted) == len(server_ids):
+            scope.cancel()
+
+    async with client(fake) as ecs:
+        with anyio.CancelScope() as scope:
+            await ecs.rebuild_many(
+                server_ids,
+                RebuildRequest(image_ref=NEW_IMAGE),
+                report=report,
+                on_event=cancel_once_all_are_submitted,
+            )
+    assert scope.cancelled_caught
+    spans = telemetry.spans()
+    fleet = next(s for s in spans if s.name == "rebuild_many")
+    assert attrs_of(fleet)["error.type"] in {"CancelledError", "Cancelled"}
+    rebuilds = [s for s in spans if s.name == "rebuild_and_wait"]
+    assert len(rebuilds) == 20  # every one ended, as cancelled
+    assert {attrs_of(s)["ecs_rebuild.outcome"] for s in rebuilds} == {"cancelled"}
+    points = telemetry.points()
+    assert _sum_by(points["ecs_rebuild.rebuilds"], "ecs_rebuild.outcome") == {"cancelled": 20}
+    assert sum(p.value for p in points["ecs_rebuild.waits.active"]) == 0
