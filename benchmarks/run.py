@@ -138,6 +138,17 @@ def scenario_single(cfg: argparse.Namespace, out: list[str], profiles: list[str]
             f"| {ratio:.2f}x |"
         )
     out.append("")
+    if len(cfg.telemetry) > 1:
+        # Runs of the modes are interleaved pairwise: the ratio within each run cancels most of
+        # the load that other work puts on the machine, which the medians above do not.
+        first = label("ours", OURS[0], cfg.telemetry[0])
+        for mode in cfg.telemetry[1:]:
+            other = label("ours", OURS[0], mode)
+            ratios = [b["cpu"] / a["cpu"] for a, b in zip(rows[first], rows[other], strict=True)]
+            out.append(
+                f"CPU of {other} over {first}, run by run: median {statistics.median(ratios):.3f}"
+                f" ({min(ratios):.3f}-{max(ratios):.3f}) over {len(ratios)} runs.\n"
+            )
     if cfg.profile:
         for lib, transport in (("ours", "aiohttp"), ("sdk", None)):
             job = {"scenario": "single", "lib": lib, "transport": transport, "ops": ops,

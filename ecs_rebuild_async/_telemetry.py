@@ -31,6 +31,8 @@ from __future__ import annotations
 import contextvars
 import functools
 import logging
+import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
@@ -76,11 +78,27 @@ _tracer: Any = None
 _instruments: _Instruments | None = None
 
 
+# Asking the API for its provider costs microseconds (it looks up an environment variable each
+# time), and every request asks while none is set: first look at the API's own global, when it
+# has the one this was written against, and at the variable as the process started. An API
+# without that global is asked every time, which is only slower.
+_TRACE_GLOBAL = _AVAILABLE and hasattr(otel_trace, "_TRACER_PROVIDER")
+_METER_MODULE: Any = None
+if _AVAILABLE:
+    _METER_MODULE = sys.modules.get("opentelemetry.metrics._internal")
+_METER_GLOBAL = _METER_MODULE is not None and hasattr(_METER_MODULE, "_METER_PROVIDER")
+_FROM_ENVIRONMENT = any(
+    name in os.environ for name in ("OTEL_PYTHON_TRACER_PROVIDER", "OTEL_PYTHON_METER_PROVIDER")
+)
+
+
 def _live_tracer() -> Any:
     """The library's tracer, or None while no tracer provider is configured."""
     global _tracer
     if _tracer is not None or not _AVAILABLE:
         return _tracer
+    if _TRACE_GLOBAL and not _FROM_ENVIRONMENT and otel_trace._TRACER_PROVIDER is None:
+        return None
     provider = otel_trace.get_tracer_provider()
     if isinstance(provider, (ProxyTracerProvider, NoOpTracerProvider)):
         return None
@@ -93,6 +111,8 @@ def _live_instruments() -> _Instruments | None:
     global _instruments
     if _instruments is not None or not _AVAILABLE:
         return _instruments
+    if _METER_GLOBAL and not _FROM_ENVIRONMENT and _METER_MODULE._METER_PROVIDER is None:
+        return None
     provider = otel_metrics.get_meter_provider()
     # Unset, the API answers with a private proxy class: recognised by name, not imported.
     if isinstance(provider, NoOpMeterProvider) or type(provider).__name__ == "_ProxyMeterProvider":
@@ -630,8 +650,8 @@ def http_request(method: str, url: str, version: object = None) -> _HttpScope | 
     tracer = _live_tracer()
     instruments = _live_instruments()
     if tracer is None and instruments is None:
-        if version is not None and _current.get() is not None:
-            _note_version(_url_parts(url)[1], version)
+        if version is not None and url.endswith("/action"):
+            _note_version("action", version)
         return _NO_HTTP
     return _HttpScope(method, url, version, tracer, instruments)
 
