@@ -53,7 +53,7 @@ _BLOCKED_RUN = textwrap.dedent(
             fake.compute_url, auth=TokenAuth(fake.token), transport=fake.transport(),
             settings=settings,
         ) as ecs:
-            request = RebuildRequest(image_ref=fake.default_image)
+            request = RebuildRequest(image_ref=fake.images["ubuntu-24.04"])
             server = await ecs.rebuild_and_wait(server_id, request)
             outcomes = await ecs.rebuild_many(fake.add_servers(3), request)
         return {
