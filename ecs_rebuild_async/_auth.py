@@ -70,6 +70,17 @@ class Auth(httpx.Auth):
         """The compute endpoint from a service catalog, or None when this auth has none."""
         return None
 
+    async def service_endpoint(
+        self,
+        client: httpx.AsyncClient,
+        service_type: str,
+        *,
+        interface: str | None = None,
+        region: str | None = None,
+    ) -> str | None:
+        """Another service's endpoint (``image``...) from the catalog; None without one."""
+        return None
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -379,6 +390,22 @@ class KeystoneAuth(Auth):
             region if region is not None else self.region,
         )
 
+    async def service_endpoint(
+        self,
+        client: httpx.AsyncClient,
+        service_type: str,
+        *,
+        interface: str | None = None,
+        region: str | None = None,
+    ) -> str | None:
+        token = await self._current_token(client)
+        return find_service_endpoint(
+            token.catalog,
+            service_type,
+            interface or self.interface,
+            region if region is not None else self.region,
+        )
+
     @property
     def project_id(self) -> str | None:
         """The project the current token is scoped to, once a token has been obtained."""
@@ -591,20 +618,48 @@ def _find_compute(catalog: list[Any], interface: str, region: str | None) -> str
     ]
     if not services:
         raise ResponseError("the service catalog has no 'compute' service")
+    return _find_endpoint(services, "compute", interface, region)
+
+
+def _find_endpoint(
+    services: list[dict[str, Any]], service_type: str, interface: str, region: str | None
+) -> str:
+    regions: set[str] = set()
     for service in services:
         for endpoint in service.get("endpoints") or []:
             if not isinstance(endpoint, dict) or not isinstance(endpoint.get("url"), str):
                 continue
             if _normal_interface(str(endpoint.get("interface", ""))) != interface:
                 continue
+            where = endpoint.get("region_id") or endpoint.get("region")
+            if isinstance(where, str):
+                regions.add(where)
             if region is not None and region not in (
                 endpoint.get("region_id"),
                 endpoint.get("region"),
             ):
                 continue
             return str(endpoint["url"])
+    if region is not None and regions:
+        # The user's setting, not the service, is wrong: say which regions there are.
+        raise InvalidRequest(
+            f"region {region!r} has no {service_type} endpoint in the service catalog; "
+            f"its regions are: {', '.join(sorted(regions))} (set OS_REGION_NAME, "
+            "region_name in clouds.yaml, or --os-region-name)",
+            field="region",
+        )
     where = f"interface {interface!r}" + (f" in region {region!r}" if region else "")
-    raise ResponseError(f"the service catalog has no compute endpoint for {where}")
+    raise ResponseError(f"the service catalog has no {service_type} endpoint for {where}")
+
+
+def find_service_endpoint(
+    catalog: list[Any], service_type: str, interface: str, region: str | None
+) -> str | None:
+    """The URL of ``service_type`` (``image``...) in a catalog, or None when it is not there."""
+    services = [e for e in catalog if isinstance(e, dict) and e.get("type") == service_type]
+    if not services:
+        return None
+    return _find_endpoint(services, service_type, _normal_interface(interface), region)
 
 
 def build_auth(config: ClientConfig) -> Auth:

@@ -11,12 +11,13 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import attrs
 import httpx
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from . import _telemetry
 from ._auth import Auth, build_auth
-from ._bulk import BulkReport, normalize_targets, outcome_kind, run_bulk
+from ._bulk import BulkReport, OutcomeCallback, normalize_targets, outcome_kind, run_bulk
 from ._compute import ComputeApi, check_server_id
 from ._config import ClientConfig, config_from_cloud, config_from_env
 from ._errors import EcsError, InvalidRequest, RebuildTimeout
@@ -37,10 +38,25 @@ from ._serde import request_to_wire
 from ._session import Session
 from ._settings import ClientSettings
 
-__all__ = ["AsyncEcsClient", "options_from_config"]
+__all__ = ["AsyncEcsClient", "OutcomeCallback", "options_from_config"]
 
 # How many accepted rebuilds a client remembers for a later wait_for_rebuild.
 _ACCEPTED_KEPT = 10_000
+
+
+@attrs.frozen
+class _Overrides:
+    """The keyword arguments of from_env / from_cloud that replace configured values."""
+
+    endpoint: str | None
+    microversion: str | APIVersion | None
+    dialect: Dialect | None
+    settings: ClientSettings | None
+    http_client: httpx.AsyncClient | None
+    transport: httpx.AsyncBaseTransport | None
+    region: str | None
+    interface: str | None
+    verify: bool | str | None
 
 
 def options_from_config(config: ClientConfig) -> tuple[str | None, dict[str, Any]]:
@@ -118,23 +134,69 @@ class AsyncEcsClient:
     # -- construction from what users already have --
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs: Any) -> AsyncEcsClient:
-        """A client from ``OS_*`` or ``HUAWEICLOUD_SDK_*`` environment variables."""
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        endpoint: str | None = None,
+        microversion: str | APIVersion | None = None,
+        dialect: Dialect | None = None,
+        settings: ClientSettings | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        region: str | None = None,
+        interface: str | None = None,
+        verify: bool | str | None = None,
+    ) -> AsyncEcsClient:
+        """A client from ``OS_*`` or ``HUAWEICLOUD_SDK_*`` environment variables.
+
+        Each keyword given replaces what the environment says (``endpoint``: a compute
+        endpoint in place of the catalog's or the variables').
+        """
         config = config_from_env(os.environ if environ is None else environ)
-        return cls._from_config(config, kwargs)
+        return cls._from_config(
+            config,
+            _Overrides(endpoint, microversion, dialect, settings, http_client, transport,
+                       region, interface, verify),
+        )  # fmt: skip
 
     @classmethod
     def from_cloud(
-        cls, name: str | None = None, *, environ: Mapping[str, str] | None = None, **kwargs: Any
+        cls,
+        name: str | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+        endpoint: str | None = None,
+        microversion: str | APIVersion | None = None,
+        dialect: Dialect | None = None,
+        settings: ClientSettings | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        region: str | None = None,
+        interface: str | None = None,
+        verify: bool | str | None = None,
     ) -> AsyncEcsClient:
-        """A client from a ``clouds.yaml`` entry (``OS_CLOUD`` when ``name`` is left out)."""
+        """A client from a ``clouds.yaml`` entry (``OS_CLOUD`` when ``name`` is left out).
+
+        Each keyword given replaces what the entry says.
+        """
         config = config_from_cloud(name, os.environ if environ is None else environ)
-        return cls._from_config(config, kwargs)
+        return cls._from_config(
+            config,
+            _Overrides(endpoint, microversion, dialect, settings, http_client, transport,
+                       region, interface, verify),
+        )  # fmt: skip
 
     @classmethod
-    def _from_config(cls, config: ClientConfig, overrides: dict[str, Any]) -> AsyncEcsClient:
+    def _from_config(cls, config: ClientConfig, overrides: _Overrides) -> AsyncEcsClient:
         endpoint, options = options_from_config(config)
-        options.update(overrides)
+        given = {
+            name: value
+            for name, value in attrs.asdict(overrides, recurse=False).items()
+            if value is not None
+        }
+        endpoint = given.pop("endpoint", endpoint)
+        options.update(given)
         return cls(endpoint, **options)
 
     # -- lifecycle --
@@ -155,7 +217,11 @@ class AsyncEcsClient:
         await self._session.aclose()
 
     def __repr__(self) -> str:
-        return f"AsyncEcsClient(dialect={self._dialect.name}, microversion={self._pinned})"
+        endpoint = self._session.endpoint or "<from the service catalog>"
+        return (
+            f"AsyncEcsClient({endpoint!r}, dialect={self._dialect.name}, "
+            f"microversion={self._pinned})"
+        )
 
     @property
     def dialect(self) -> Dialect:
@@ -208,6 +274,22 @@ class AsyncEcsClient:
         with _telemetry.about(server_id):
             server, _ = await self._compute.server_answer(server_id)
         return server
+
+    async def find_servers(self, name: str) -> list[Server]:
+        """The servers called exactly ``name`` (none, one, or several: names need not be
+        unique), through the server listing."""
+        if not isinstance(name, str) or not name:
+            raise InvalidRequest("a server name is a non-empty string", field="name")
+        return await self._compute.servers_named(name)
+
+    async def find_images(self, name: str) -> list[str]:
+        """The ids of the images called exactly ``name``, from the catalog's image service.
+
+        Raises InvalidRequest when the credentials have no service catalog (a token or AK/SK).
+        """
+        if not isinstance(name, str) or not name:
+            raise InvalidRequest("an image name is a non-empty string", field="image_ref")
+        return await self._compute.image_ids_named(name)
 
     async def rebuild(self, server_id: str, request: RebuildRequest) -> Server:
         """Send the rebuild (at most once) and return the server of the 202 answer.
@@ -344,19 +426,25 @@ class AsyncEcsClient:
         *,
         concurrency: int = 50,
         timeout: float | None = None,
-        on_outcome: Any = None,
+        on_outcome: OutcomeCallback | None = None,
         on_event: EventCallback | None = None,
         report: BulkReport | None = None,
+        before: Mapping[str, Server] | None = None,
     ) -> list[RebuildOutcome]:
         """Rebuild many servers and wait for each; one RebuildOutcome per server, in order.
 
-        ``servers`` are ids (rebuilt with ``request``) or ``(id, RebuildRequest)`` pairs. At
+        ``servers`` are ids (rebuilt with ``request``) or ``(id, RebuildRequest)`` pairs;
+        ``on_outcome(outcome)`` is called as each server finishes, ``on_event(event)`` for
+        each change of state the waits see. At
         most ``concurrency`` rebuilds are in flight; ``timeout`` bounds each server's wait.
         One server's failure never stops the others. ``report`` (a BulkReport) is filled as
         the run goes, so that after a cancellation it says which rebuilds were submitted.
+        ``before`` holds servers as the caller read them just before the run: each one's wait
+        starts from that state instead of a read of its own.
         """
         targets = normalize_targets(servers, request)
         report = report if report is not None else BulkReport()
+        known = dict(before or {})
         befores: dict[str, Server] = {}
 
         async def run_one(server_id: str, one_request: RebuildRequest, mark: Any) -> Server:
@@ -369,7 +457,8 @@ class AsyncEcsClient:
                 )
 
         with _telemetry.fleet(report):
-            befores = await self._read_fleet([server_id for server_id, _ in targets])
+            befores = await self._read_fleet([sid for sid, _ in targets if sid not in known])
+            befores.update(known)
             return await run_bulk(
                 targets, run_one, concurrency=concurrency, report=report, on_outcome=on_outcome
             )
@@ -407,6 +496,7 @@ class AsyncEcsClient:
         *,
         concurrency: int = 50,
         timeout: float | None = None,
+        on_event: EventCallback | None = None,
         report: BulkReport | None = None,
     ) -> AsyncIterator[MemoryObjectReceiveStream[RebuildOutcome]]:
         """Run :meth:`rebuild_many` and receive outcomes as they complete::
@@ -429,6 +519,7 @@ class AsyncEcsClient:
                     concurrency=concurrency,
                     timeout=timeout,
                     on_outcome=send.send_nowait,
+                    on_event=on_event,
                     report=report,
                 )
 

@@ -9,6 +9,7 @@ service's own times with each other and never with the local clock.
 
 from __future__ import annotations
 
+import re
 import weakref
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
@@ -25,6 +26,8 @@ from ._session import Session
 from ._settings import ClientSettings
 
 __all__ = ["ComputeApi", "check_server_id"]
+
+_REGEX_SPECIAL = re.compile(r"[.^$*+?{}\[\]\\|()]")
 
 # How many checked requests are remembered (a fleet usually shares one).
 _CHECKED_KEPT = 1024
@@ -73,7 +76,7 @@ class ComputeApi:
 
     async def negotiate(self, request: RebuildRequest | None = None) -> APIVersion | None:
         """The microversion a request would be sent with (None: no microversion header)."""
-        fields = request.wire_fields() if request is not None else frozenset()
+        fields = request.version_needs() if request is not None else frozenset()
         return negotiate(
             fields,
             await self.session.service_versions(),
@@ -180,6 +183,44 @@ class ComputeApi:
             found.extend(servers)
             answered_at = date if answered_at is None else answered_at
         return found, answered_at
+
+    async def servers_named(self, name: str) -> list[Server]:
+        """The servers whose name is exactly ``name``, through the listing's ``name`` filter
+        (a regular expression to Nova: a name with its special characters lists every server,
+        and the exact match is made here)."""
+        params = {} if _REGEX_SPECIAL.search(name) else {"name": name}
+        found: list[Server] = []
+        async for servers, _ in self.server_pages(params):
+            found.extend(server for server in servers if server.name == name)
+        return found
+
+    async def image_ids_named(self, name: str) -> list[str]:
+        """The ids of the images called ``name``, from the image service (Glance's
+        ``GET /v2/images?name=``) that the service catalog lists."""
+        base = await self.session.service_url("image")
+        if base is None:
+            raise InvalidRequest(
+                f"cannot look up the image {name!r} by name: that needs the image service of a "
+                "service catalog (Keystone credentials); give the image id instead",
+                field="image_ref",
+            )
+        root = base.rstrip("/")
+        url = root if root.endswith("/v2") else root + "/v2"
+        answer = await self.session.request(
+            "GET", f"{url}/images", params={"name": name}, version=None
+        )
+        images = answer.body.get("images") if isinstance(answer.body, dict) else None
+        if not isinstance(images, list):
+            raise ResponseError(
+                "the image service's answer has no 'images' list",
+                status=answer.status,
+                request_id=answer.request_id,
+            )
+        return [
+            str(image["id"])
+            for image in images
+            if isinstance(image, dict) and image.get("name") == name and image.get("id")
+        ]
 
     # -- the rebuild --
 

@@ -233,7 +233,11 @@ class _EnvNames:
             "user_domain": "OS_USER_DOMAIN_NAME or OS_USER_DOMAIN_ID",
             "project_domain": "OS_PROJECT_DOMAIN_NAME or OS_PROJECT_DOMAIN_ID",
             "endpoint": "OS_COMPUTE_ENDPOINT (or OS_ENDPOINT_OVERRIDE)",
-            "credentials": "OS_PASSWORD, OS_APPLICATION_CREDENTIAL_SECRET or OS_TOKEN",
+            "credentials": (
+                "OS_CLOUD (a clouds.yaml entry); or OS_AUTH_URL with OS_USERNAME and "
+                "OS_PASSWORD (or OS_APPLICATION_CREDENTIAL_ID and _SECRET); or OS_TOKEN with "
+                "OS_COMPUTE_ENDPOINT; or HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK"
+            ),
             "application_credential_secret": "OS_APPLICATION_CREDENTIAL_SECRET",
             "application_credential": (
                 "OS_APPLICATION_CREDENTIAL_ID or OS_APPLICATION_CREDENTIAL_NAME"

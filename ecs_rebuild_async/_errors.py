@@ -75,12 +75,21 @@ class TransportError(EcsError):
     """The request could not be carried out: connection refused, reset, timed out.
 
     ``maybe_sent`` is true when the request may have reached the service (the answer was
-    lost), which is what matters for a request that must not run twice.
+    lost), which is what matters for a request that must not run twice. ``reason`` says what
+    happened: ``"refused"``, ``"dns"`` (the host name did not resolve), ``"tls"``,
+    ``"timeout"``, ``"reset"`` (the connection broke) or ``"other"``; the operating system's
+    own error, when there was one, is the exception's ``__cause__``.
     """
 
-    def __init__(self, message: str, *, maybe_sent: bool = True) -> None:
+    def __init__(self, message: str, *, maybe_sent: bool = True, reason: str = "other") -> None:
         super().__init__(message)
         self.maybe_sent = maybe_sent
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return (
+            f"TransportError({str(self)!r}, reason={self.reason!r}, maybe_sent={self.maybe_sent})"
+        )
 
 
 class ResponseError(EcsError):
@@ -92,6 +101,9 @@ class ResponseError(EcsError):
         super().__init__(message)
         self.status = status
         self.request_id = request_id
+
+    def __repr__(self) -> str:
+        return f"ResponseError({str(self)!r}, status={self.status}, request_id={self.request_id!r})"
 
 
 class ServiceError(EcsError):
@@ -112,6 +124,12 @@ class ServiceError(EcsError):
         self.message = message
         self.request_id = request_id
         self.retry_after = retry_after
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(status={self.status}, code={self.code!r}, "
+            f"message={self.message!r}, request_id={self.request_id!r})"
+        )
 
     def __str__(self) -> str:
         parts = [f"HTTP {self.status}"]

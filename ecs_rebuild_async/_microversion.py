@@ -72,6 +72,9 @@ LIBRARY_MIN = APIVersion(2, 1)
 LIBRARY_MAX = APIVersion(2, 100)
 
 #: Wire field -> (first version that accepts it, first version that rejects it or None).
+#: Two entries are behaviours rather than fields: from 2.93 Nova always reimages the root
+#: volume of a volume-backed server (nothing is sent for it), so asking for that needs 2.93
+#: and refusing it needs a version below.
 FIELD_VERSIONS: dict[str, tuple[APIVersion, APIVersion | None]] = {
     "description": (APIVersion(2, 19), None),
     "key_name": (APIVersion(2, 54), None),
@@ -79,6 +82,8 @@ FIELD_VERSIONS: dict[str, tuple[APIVersion, APIVersion | None]] = {
     "personality": (APIVersion(2, 1), APIVersion(2, 57)),
     "trusted_image_certificates": (APIVersion(2, 63), None),
     "hostname": (APIVersion(2, 90), None),
+    "reimage_boot_volume": (APIVersion(2, 93), None),
+    "no_reimage_boot_volume": (APIVersion(2, 1), APIVersion(2, 93)),
 }
 
 

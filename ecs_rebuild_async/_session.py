@@ -14,6 +14,7 @@ import json
 import logging
 import random
 import re
+import socket
 import ssl
 import time
 from collections import deque
@@ -42,6 +43,7 @@ from ._errors import (
 from ._microversion import APIVersion, VersionRange, parse_version
 from ._serde import wire_version_header
 from ._settings import ClientSettings
+from ._validation import check_endpoint
 from ._version import __version__
 
 __all__ = ["Answer", "Session", "default_transport"]
@@ -207,6 +209,83 @@ def _maybe_sent(exc: httpx.TransportError) -> bool:
     return not isinstance(
         exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol)
     )
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and every exception behind it (causes, contexts, members of groups), bounded."""
+    seen: list[BaseException] = []
+    stack = [exc]
+    while stack and len(seen) < 32:
+        item = stack.pop()
+        if any(item is known for known in seen):
+            continue
+        seen.append(item)
+        stack.extend(getattr(item, "exceptions", ()) or ())  # an ExceptionGroup's members
+        for attribute in ("certificate_error", "os_error"):  # aiohttp keeps them here
+            inner = getattr(item, attribute, None)
+            if isinstance(inner, BaseException):
+                stack.append(inner)
+        for inner in (item.__cause__, item.__context__):
+            if inner is not None:
+                stack.append(inner)
+    return seen
+
+
+#: (what the OS said, reason): the first kind found behind a transport failure names it.
+_OS_REASONS: tuple[tuple[type[BaseException], str], ...] = (
+    (ssl.SSLError, "tls"),
+    (ssl.CertificateError, "tls"),
+    (ConnectionRefusedError, "refused"),
+    (socket.gaierror, "dns"),
+    (ConnectionResetError, "reset"),
+    (BrokenPipeError, "reset"),
+    (TimeoutError, "timeout"),
+)
+
+_REASON_WORDS = {
+    "tls": "TLS failed",
+    "refused": "connection refused",
+    "dns": "host name not resolved",
+    "reset": "connection reset",
+    "timeout": "timed out",
+    "other": "failed",
+}
+
+
+def transport_failure(exc: BaseException) -> tuple[str, BaseException | None]:
+    """(reason, the operating system's error) behind a transport failure. Pure.
+
+    The reason is ``tls``, ``refused``, ``dns``, ``reset``, ``timeout`` or ``other``: read
+    from the OS error under the HTTP stack's own exception, since httpx-aiohttp reports a
+    refused connection and a certificate failure alike as ``ConnectTimeout``.
+    """
+    causes = _causes(exc)
+    for kind, reason in _OS_REASONS:
+        for cause in causes:
+            if isinstance(cause, kind):
+                return reason, cause
+    if any(isinstance(cause, httpx.TimeoutException) for cause in causes):
+        return "timeout", None
+    if any(type(cause).__name__ == "ServerDisconnectedError" for cause in causes):
+        return "reset", None
+    return "other", next((c for c in causes if isinstance(c, OSError)), None)
+
+
+def transport_message(method: str, url: object, reason: str, cause: BaseException | None) -> str:
+    """One line for a failed request: what was asked, what happened, what the OS said."""
+    text = f"{method} {url} failed: {_REASON_WORDS.get(reason, 'failed')}"
+    if cause is not None:
+        said = " ".join(str(getattr(cause, "strerror", None) or cause).split())[:200]
+        if not said and isinstance(cause, ConnectionResetError):
+            said = "the connection was reset while it was being set up"
+        if said and said.lower() not in text.lower():
+            text += f" ({said})"
+    return text
+
+
+#: Failures that the same request, repeated at once, would meet again: repeating them only
+#: delays the report (a refused connection retried with back-off took 12 s to be told).
+NOT_RETRIED_REASONS = frozenset({"refused", "dns", "tls"})
 
 
 def _failed_request(exc: httpx.TransportError) -> httpx.Request | None:
@@ -380,7 +459,7 @@ class Session:
         verify: bool | str = True,
     ) -> None:
         self._verify = verify
-        self._endpoint = endpoint.rstrip("/") if endpoint else None
+        self._endpoint = check_endpoint(endpoint).rstrip("/") if endpoint is not None else None
         self._auth = auth
         self._settings = settings
         self._given_client = http_client
@@ -399,6 +478,11 @@ class Session:
     @property
     def settings(self) -> ClientSettings:
         return self._settings
+
+    @property
+    def endpoint(self) -> str | None:
+        """The compute endpoint, once known (given, or read from the catalog)."""
+        return self._endpoint
 
     # -- lifecycle --
 
@@ -447,6 +531,12 @@ class Session:
                     )
                 self._endpoint = found.rstrip("/")
             return self._endpoint
+
+    async def service_url(self, service_type: str) -> str | None:
+        """Another service's endpoint (``image``...) from the auth's catalog; None without."""
+        return await self._auth.service_endpoint(
+            self._http(), service_type, interface=self._interface, region=self._region
+        )
 
     @staticmethod
     def _version_root(compute_url: str) -> tuple[str, str | None]:
@@ -551,6 +641,8 @@ class Session:
             if isinstance(exc, RateLimited):
                 return True
             if isinstance(exc, TransportError):
+                if exc.reason in NOT_RETRIED_REASONS:
+                    return False
                 return idempotent or not exc.maybe_sent
             return idempotent and isinstance(exc, ServerError) and exc.status in _RETRYABLE_STATUS
 
@@ -603,9 +695,11 @@ class Session:
         await self.pacer.acquire()
         started = time.perf_counter()
         key = _request_kind(method, url)
-        self.counts[key] = self.counts.get(key, 0) + 1
         try:
             async with self._in_flight:
+                # Counted once it is past the last point where a cancellation can stop it
+                # unsent, so that "requests sent" does not count one that never left.
+                self.counts[key] = self.counts.get(key, 0) + 1
                 # Once a request that must not run twice is on the wire, its answer is awaited
                 # even if the caller is cancelled meanwhile (bounded by the request timeout):
                 # only then is it known whether the service carried it out.
@@ -621,18 +715,28 @@ class Session:
             # A failure of a request the auth flow sent first (a Keystone token request)
             # means this request never left.
             maybe_sent = _maybe_sent(exc) and _failed_request(exc) in (None, request)
+            reason, os_error = transport_failure(exc)
+            if reason in ("refused", "dns"):
+                maybe_sent = False  # no connection was made: nothing can have been sent
+            elif reason == "reset" and not maybe_sent and request.url.scheme == "https":
+                # Connected, then cut off before a request could go: under asyncio a failed
+                # TLS handshake often reads as a bare reset (a plain-HTTP port, say).
+                reason = "tls"
+                os_error = os_error or ConnectionResetError("connection reset during TLS setup")
             logger.debug(
-                "%s %s failed after %.3fs: %s",
+                "%s %s failed after %.3fs: %s (%s)",
                 method,
                 url,
                 time.perf_counter() - started,
                 type(exc).__name__,
+                reason,
             )
+            message = transport_message(method, request.url.copy_with(query=None), reason, os_error)
             raise TransportError(
-                f"{method} {request.url.copy_with(query=None)} failed: {type(exc).__name__}"
-                + ("" if maybe_sent else " (not sent)"),
+                message + ("" if maybe_sent else " (not sent)"),
                 maybe_sent=maybe_sent,
-            ) from None
+                reason=reason,
+            ) from os_error
         except httpx.HTTPError as exc:
             raise TransportError(
                 f"{method} {url} failed: {type(exc).__name__}", maybe_sent=True

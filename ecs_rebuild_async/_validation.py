@@ -291,3 +291,40 @@ def check_user_data_size(encoded: str, *, ecs: bool) -> None:
             f"{NOVA_USER_DATA_ENCODED_MAX}",
             field="user_data",
         )
+
+
+def check_endpoint(value: object) -> str:
+    """A compute endpoint a user gave: ``http(s)://host[:port]/.../v2.1[/project_id]``.
+
+    The common slips get a message with the fix: no scheme, another scheme, nothing at all,
+    or a path without the API version (Huawei Cloud's SDKs take the bare host).
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidRequest(
+            "the endpoint is empty: give the compute endpoint "
+            "(https://host/v2.1/<project_id>), or leave it out to use the service catalog",
+            field="endpoint",
+        )
+    text = value.strip()
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        raise InvalidRequest(
+            f"the endpoint {text[:100]!r} has no scheme: write https://{text[:100]}",
+            field="endpoint",
+        )
+    if scheme.lower() not in ("http", "https"):
+        raise InvalidRequest(
+            f"the endpoint's scheme {scheme[:20]!r} is not http or https", field="endpoint"
+        )
+    host, _, path = rest.partition("/")
+    if not host:
+        raise InvalidRequest(f"the endpoint {text[:100]!r} has no host", field="endpoint")
+    segments = [segment for segment in path.split("?", 1)[0].split("/") if segment]
+    if not any(segment in ("v2.1", "v2") for segment in segments):
+        base = f"{scheme}://{host}/" + "/".join(segments)
+        raise InvalidRequest(
+            f"the endpoint {text[:100]!r} has no /v2.1 (or /v2) in its path: the compute "
+            f"endpoint is {base.rstrip('/')}/v2.1/<project_id> (or .../v2.1 without a project)",
+            field="endpoint",
+        )
+    return text

@@ -20,13 +20,22 @@ import pytest
 from ecs_rebuild_async.cli import main
 from ecs_rebuild_async.testing import FakeCompute
 
+# The JSON schema of a result line, as the README documents it: changing it breaks scripts.
 RECORD_KEYS = {
     "server_id",
+    "name",
     "ok",
     "kind",
     "status",
     "task_state",
-    "image_id",
+    "image_before",
+    "image_after",
+    "seconds",
+    "http_status",
+    "error_code",
+    "request_id",
+    "fault_code",
+    "fault_message",
     "error",
     "submitted",
 }
@@ -79,11 +88,11 @@ def test_rebuild_json_writes_one_parsable_line_per_server_and_exits_0(
         assert record["kind"] == "ok"
         assert record["status"] == "ACTIVE"
         assert record["task_state"] is None
-        assert record["image_id"] == image
+        assert record["image_after"] == image
         assert record["error"] is None
         assert record["submitted"] is True
     assert all(fake.rebuilds_accepted(sid) == 1 for sid in ids)
-    assert "3 ok of 3" in err
+    assert "3 ok, 0 not ok of 3" in err
     assert fake.token not in out + err
 
 
@@ -390,13 +399,13 @@ SERVER = "e3e70682-c209-4cac-a29f-6fbed82c07cd"
     [
         ([], "the following arguments are required: command"),
         (["frobnicate"], "invalid choice"),
-        (["rebuild", SERVER], "--image"),
+        (["rebuild", SERVER], "no credentials: give --endpoint URL with --token"),
         (["rebuild", SERVER, "--image", IMAGE, "--concurrency", "0"], "--concurrency"),
         (["rebuild", SERVER, "--image", IMAGE, "--key-name", "a", "--no-key-name"], "not allowed"),
         (["rebuild", SERVER, "--image", IMAGE, "--metadata", "novalue"], "KEY=VALUE"),
         (["rebuild", SERVER, "--image", IMAGE, "--user-data", "/nonexistent/x"], "--user-data"),
         (["rebuild", SERVER, "--image", IMAGE, "--from-file", "/nonexistent/x"], "--from-file"),
-        (["rebuild", SERVER, "--image", IMAGE], "no credentials found"),
+        (["rebuild", SERVER, "--image", IMAGE], "--os-cloud NAME"),
         (["rebuild", SERVER, "--image", IMAGE, "--token", "t"], "--token needs --endpoint"),
         (["rebuild", SERVER, "--image", IMAGE, "--os-cloud", "x"], "clouds.yaml"),
         (["demo", "--fail-rate", "2"], "--fail-rate"),
@@ -463,7 +472,7 @@ def test_a_rejected_token_is_a_configuration_error(
 
     err = capsys.readouterr().err
     assert code == 2
-    assert "Unauthorized" in err
+    assert "HTTP 401: the token was refused" in err
     assert len(err.splitlines()) == 1
     assert "not-a-valid-token" not in err
     assert posts(fake) == 0
@@ -721,3 +730,15 @@ def test_a_ca_bundle_from_clouds_yaml_is_used_and_a_missing_one_is_a_configurati
     assert code == 2
     assert len(err.strip().splitlines()) == 1
     assert "no-such-ca.pem" in err
+
+
+def test_the_readme_documents_exactly_the_json_fields() -> None:
+    from ecs_rebuild_async.cli.output import RECORD_FIELDS
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("## The command line", 1)[1].split("\n## ", 1)[0]
+    table = section.split("| field | meaning |", 1)[1].split("\n\n", 1)[0]
+    documented = [line.split("`")[1] for line in table.splitlines() if line.startswith("| `")]
+
+    assert documented == list(RECORD_FIELDS)
+    assert set(RECORD_FIELDS) == RECORD_KEYS

@@ -249,7 +249,7 @@ def test_insecure_and_cacert() -> None:
     ("drop", "named"),
     [
         ("OS_AUTH_URL", "OS_AUTH_URL"),
-        ("OS_PASSWORD", "OS_PASSWORD, OS_APPLICATION_CREDENTIAL_SECRET or OS_TOKEN"),
+        ("OS_PASSWORD", "OS_USERNAME and OS_PASSWORD (or OS_APPLICATION_CREDENTIAL_ID and"),
         ("OS_USERNAME", "OS_USERNAME or OS_USER_ID"),
         ("OS_USER_DOMAIN_NAME", "OS_USER_DOMAIN_NAME or OS_USER_DOMAIN_ID"),
         ("OS_PROJECT_DOMAIN_ID", "OS_PROJECT_DOMAIN_NAME or OS_PROJECT_DOMAIN_ID"),
@@ -269,8 +269,11 @@ def test_unknown_auth_type() -> None:
 
 
 def test_empty_environment_says_what_to_set() -> None:
-    with pytest.raises(InvalidRequest, match="no credentials found"):
+    with pytest.raises(InvalidRequest, match="no credentials found") as caught:
         config_from_env({})
+    # Every way to give them: clouds.yaml, an openrc, a token, Huawei Cloud's AK/SK.
+    for way in ("OS_CLOUD", "OS_AUTH_URL", "OS_PASSWORD", "OS_TOKEN", "HUAWEICLOUD_SDK_AK"):
+        assert way in str(caught.value)
 
 
 # -- Huawei Cloud variables ------------------------------------------------------------------

@@ -156,4 +156,7 @@ def test_field_table_matches_the_contract() -> None:
         "personality": (APIVersion(2, 1), APIVersion(2, 57)),
         "trusted_image_certificates": (APIVersion(2, 63), None),
         "hostname": (APIVersion(2, 90), None),
+        # Not fields: from 2.93 Nova reimages a volume-backed server's root volume, always.
+        "reimage_boot_volume": (APIVersion(2, 93), None),
+        "no_reimage_boot_volume": (APIVersion(2, 1), APIVersion(2, 93)),
     } == FIELD_VERSIONS

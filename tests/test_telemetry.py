@@ -305,8 +305,9 @@ def _sum_by(points: list[Any], key: str) -> dict[str, float]:
 async def test_metric_values_after_mixed_outcomes_equal_the_outcomes(
     telemetry: Telemetry,
 ) -> None:
-    fake = FakeCompute(rebuild_seconds=0.1, retry_after="0.01")
+    fake = FakeCompute(rebuild_seconds=0.1, retry_after="0.01", slow_spawn_seconds=0.5)
     ok = fake.add_servers(5, prefix="ok")
+    slow = fake.add_server(name="slow")  # its wait is surely in flight while it runs
     failing = [fake.add_server(name=f"bad-{i}", fail=True) for i in range(2)]
     locked = fake.add_server(name="locked")
     fake.set_locked(locked)
@@ -315,7 +316,7 @@ async def test_metric_values_after_mixed_outcomes_equal_the_outcomes(
     in_flight: list[float] = []
 
     def on_event(event: Any) -> None:
-        if event.phase == "running" and not in_flight:
+        if event.server_id == slow and event.phase == "running" and not in_flight:
             points = telemetry.points()  # drains: what is left is counted at the end
             in_flight.append(sum(p.value for p in points.get("ecs_rebuild.waits.active", [])))
             captured.append(points)
@@ -323,14 +324,14 @@ async def test_metric_values_after_mixed_outcomes_equal_the_outcomes(
     captured: list[dict[str, list[Any]]] = []
     async with client(fake) as ecs:
         outcomes = await ecs.rebuild_many(
-            [*ok, *failing, locked, missing],
+            [*ok, (slow, RebuildRequest(image_ref=fake.slow_image)), *failing, locked, missing],
             RebuildRequest(image_ref=NEW_IMAGE),
             on_event=on_event,
             timeout=30,
         )
         stats = ecs.stats
     kinds = Counter(outcome.kind.value for outcome in outcomes)
-    assert kinds == {"ok": 5, "failed": 2, "conflict": 1, "not_found": 1}
+    assert kinds == {"ok": 6, "failed": 2, "conflict": 1, "not_found": 1}
     end = telemetry.points()
     points = {
         name: [*captured[0].get(name, []), *end.get(name, [])] for name in {*captured[0], *end}
@@ -361,7 +362,7 @@ async def test_metric_values_after_mixed_outcomes_equal_the_outcomes(
                 point.attributes.get("http.response.status_code"),
             )
         ] += point.value
-    assert statuses[("action", 202)] == 7  # five fine, two that go to ERROR
+    assert statuses[("action", 202)] == 8  # six fine, two that go to ERROR
     assert statuses[("action", 409)] == 1
     assert statuses[("server", 404)] >= 1
     assert statuses[("list", 429)] == 1
@@ -537,10 +538,10 @@ def test_json_log_lines_carry_server_fields_and_no_secret(
     assert code == 1  # one server goes to ERROR
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.strip()]
-    # Every log line is one JSON object; the one other line is the run's summary.
+    # Every log line is one JSON object; the others are the command's own progress lines
+    # and summary, none of them a text log line.
     others = [line for line in lines if not line.startswith("{")]
-    assert len(others) == 1
-    assert others[0].startswith("1 ok, 1 failed of 2")
+    assert not [line for line in others if line.startswith(("DEBUG ", "INFO ", "WARNING "))]
     logged = [line for line in lines if line.startswith("{")]
     assert len(logged) > 10
     entries = [json.loads(line) for line in logged]

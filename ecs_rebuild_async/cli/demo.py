@@ -11,7 +11,8 @@ from .._client import AsyncEcsClient
 from .._models import OutcomeKind, RebuildRequest
 from .._settings import ClientSettings
 from .config import UsageError
-from .run import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BulkOptions, run_bulk_command
+from .parse import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_OUTPUT_CLOSED
+from .run import BulkOptions, run_bulk_command
 from .telemetry import SpanCollector, span_tree
 
 if TYPE_CHECKING:
@@ -42,8 +43,14 @@ def _demo_settings(duration: float) -> ClientSettings:
 
 
 async def run_demo(
-    args: argparse.Namespace, *, stdout: TextIO, stderr: TextIO, console: Console
+    args: argparse.Namespace,
+    *,
+    stdout: TextIO,
+    stderr: TextIO,
+    console: Console | None,
+    as_json: bool = False,
 ) -> int:
+    """The demo's run; with ``as_json`` (no console), one JSON line per server on stdout."""
     from ..testing import FakeCompute
 
     collector = SpanCollector() if args.trace else None
@@ -51,7 +58,8 @@ async def run_demo(
         rebuild_seconds=args.duration, jitter=0.3, fail_rate=args.fail_rate, seed=args.seed
     )
     server_ids = fake.add_servers(args.servers, prefix="demo")
-    console.print(
+    say = console.print if console is not None else (lambda text: stderr.write(text + "\n"))
+    say(
         f"demo: rebuilding {args.servers} servers on the built-in fake service "
         f"({args.duration:g} s each, {args.fail_rate:.0%} fail)"
     )
@@ -65,9 +73,9 @@ async def run_demo(
         concurrency=args.concurrency,
         timeout=None,
         wait=True,
-        as_json=False,
+        as_json=as_json,
         label="rebuilding",
-        write_outcomes=False,
+        write_outcomes=as_json,
     )
     image = fake.images["ubuntu-24.04"]
     report = BulkReport()
@@ -82,12 +90,12 @@ async def run_demo(
             console=console,
             report=report,
         )
-    if code == EXIT_INTERRUPTED:
+    if code in (EXIT_INTERRUPTED, EXIT_OUTPUT_CLOSED):
         return code
     # The demo fails some rebuilds on purpose: it succeeds when every outcome it reported is
     # the truth, as the fake service knows it.
     wrong = [sid for sid in server_ids if not _matches_truth(fake, sid, report, image)]
-    console.print(
+    say(
         f"checked against the fake service's own record: "
         f"{len(server_ids) - len(wrong)} of {len(server_ids)} outcomes are the truth"
     )

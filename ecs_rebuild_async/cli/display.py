@@ -24,9 +24,6 @@ __all__ = ["RICH_MISSING", "LiveProgress", "make_console", "print_summary"]
 
 RICH_MISSING = "this needs rich: pip install 'ecs-rebuild-async[cli]'"
 
-#: Outcome kinds always shown in the summary, even at zero.
-_ALWAYS = ("ok", "failed", "timed_out")
-
 
 def make_console(stream: TextIO) -> Console:
     """A rich console on ``stream``; a one-line UsageError when rich is not installed."""
@@ -55,7 +52,7 @@ class LiveProgress:
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("[green]{task.fields[ok]} ok"),
-            TextColumn("[red]{task.fields[failed]} failed"),
+            TextColumn("[red]{task.fields[not_ok]} not ok"),
             TextColumn("[yellow]{task.fields[running]} running"),
             TimeElapsedColumn(),
             console=console,
@@ -63,7 +60,7 @@ class LiveProgress:
             redirect_stdout=False,
             redirect_stderr=False,
         )
-        self._task = self._progress.add_task(label, total=total, ok=0, failed=0, running=0)
+        self._task = self._progress.add_task(label, total=total, ok=0, not_ok=0, running=0)
 
     def __enter__(self) -> LiveProgress:
         self._progress.start()
@@ -84,7 +81,7 @@ class LiveProgress:
             self._task,
             completed=self._report.finished,
             ok=counts["ok"],
-            failed=counts["failed"],
+            not_ok=counts["not_ok"],
             running=counts["running"],
         )
         self._progress.refresh()
@@ -102,11 +99,14 @@ def _outcome_table(report: BulkReport, elapsed: float) -> Table:
     table = Table(title="Outcomes", caption=f"time taken: {elapsed:.1f} s")
     table.add_column("outcome")
     table.add_column("servers", justify="right")
+    # The same ok / not ok counts as the progress line, then the not-ok ones by kind.
+    counted = tally(report)
     counts = report.counts()
-    for kind in _ALWAYS:
-        table.add_row(kind.replace("_", " "), str(counts.pop(kind, 0)))
+    counts.pop("ok", None)
+    table.add_row("ok", str(counted["ok"]))
+    table.add_row("not ok", str(counted["not_ok"]))
     for kind, count in sorted(counts.items()):
-        table.add_row(kind.replace("_", " "), str(count))
+        table.add_row(f"  {kind.replace('_', ' ')}", str(count), style="dim")
     not_finished = report.total - report.finished
     if not_finished:
         table.add_row("not finished", str(not_finished))

@@ -1,17 +1,10 @@
 """``ecs-rebuild``: rebuild servers from the command line, try it on a built-in demo, and see
 which microversion a request would use.
 
-Progress and logs go to standard error, results to standard output. Exit status:
-
-* 0 -- every server was rebuilt (or, with ``--no-wait``, every rebuild was accepted;
-  with ``--dry-run``, every request was built)
-* 1 -- some servers failed, timed out or could not be rebuilt, or the service failed
-* 2 -- usage or configuration error (bad arguments, missing credentials, a request the
-  endpoint or microversion cannot take, rejected credentials); nothing was rebuilt
-* 130 -- interrupted (Ctrl-C); the rebuilds already submitted are listed on standard error
-
-The live display and the summary tables need rich: ``pip install 'ecs-rebuild-async[cli]'``.
-``--json``, ``--dry-run`` and ``versions`` work without it.
+Progress and logs go to standard error, results to standard output. The exit statuses are in
+``parse.EPILOG`` (and ``--help``). The live display and the summary tables need rich:
+``pip install 'ecs-rebuild-async[cli]'``; ``--json``, ``--dry-run`` and ``versions`` work
+without it.
 """
 
 from __future__ import annotations
@@ -22,44 +15,56 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, NoReturn, TextIO
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from typing import Any, TextIO
 
 import anyio
 import attrs
 import httpx
 
-from .._client import AsyncEcsClient
+from .._auth import KeystoneAuth, TokenAuth
 from .._errors import (
     EcsError,
     Forbidden,
     InvalidRequest,
     MicroversionError,
-    NotFound,
+    TransportError,
     Unauthorized,
 )
 from .._microversion import LIBRARY_MAX
+from .._models import RebuildRequest, Server
 from .._settings import ClientSettings
-from .._version import __version__
-from .config import UsageError, build_request, client_spec, read_server_ids
+from .config import ClientSpec, UsageError, build_request, client_spec, read_server_ids
+from .dryrun import OutputClosed, offline_dry_run, online_dry_run
 from .logs import formatter
-from .output import dry_run_record, print_dry_run
-from .run import EXIT_INTERRUPTED, BulkOptions, run_bulk_command
+from .output import check_columns
+from .parse import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_OUTPUT_CLOSED,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    PROG,
+    build_parser,
+)
+from .run import BulkOptions, run_bulk_command
+from .targets import read_servers, resolve_image, resolve_servers
 
-__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "main"]
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_OUTPUT_CLOSED",
+    "EXIT_UNREACHABLE",
+    "EXIT_USAGE",
+    "main",
+]
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
+_CONFIG_ERRORS = (UsageError, InvalidRequest, MicroversionError, Forbidden)
 
-PROG = "ecs-rebuild"
-_EPILOG = """exit status:
-  0    every server rebuilt (--no-wait: every rebuild accepted; --dry-run: built)
-  1    some servers failed, timed out or could not be rebuilt
-  2    usage or configuration error; nothing was rebuilt
-  130  interrupted (Ctrl-C); the rebuilds already submitted are listed on stderr"""
-
-_CONFIG_ERRORS = (UsageError, InvalidRequest, MicroversionError, Unauthorized, Forbidden)
+# Up to this many servers, each is read before the run; more are listed by the library.
+_READ_ALL_UP_TO = 50
 
 
 @attrs.frozen
@@ -73,199 +78,13 @@ class Io:
     transport: httpx.AsyncBaseTransport | None
 
 
-# -- arguments ----------------------------------------------------------------------------------
+# -- rebuild ------------------------------------------------------------------------------------
 
 
-class _Parser(argparse.ArgumentParser):
-    """Reports a bad argument in one line (``error()``), as a UsageError."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{message} (see '{self.prog} --help')")
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
-    return value
-
-
-def _connection_options() -> argparse.ArgumentParser:
-    parent = argparse.ArgumentParser(add_help=False)
-    group = parent.add_argument_group(
-        "connection",
-        "default: --os-cloud or OS_CLOUD (clouds.yaml), else OS_* / HUAWEICLOUD_SDK_* variables",
-    )
-    group.add_argument("--os-cloud", metavar="NAME", help="the clouds.yaml entry to use")
-    group.add_argument("--endpoint", metavar="URL", help="compute endpoint, with a token")
-    group.add_argument(
-        "--token", metavar="TOKEN", help="token for --endpoint (prefer the OS_TOKEN variable)"
-    )
-    group.add_argument("--microversion", metavar="X.Y", help="pin a microversion")
-    group.add_argument("--dialect", choices=("ecs", "nova"), help="whose rules apply")
-    return parent
-
-
-def _request_options(*, image_required: bool) -> argparse.ArgumentParser:
-    parent = argparse.ArgumentParser(add_help=False)
-    group = parent.add_argument_group("rebuild request")
-    group.add_argument("--image", required=image_required, help="image id to rebuild with")
-    group.add_argument("--name", help="new server name")
-    group.add_argument(
-        "--metadata", action="append", metavar="KEY=VALUE", help="metadata item (repeatable)"
-    )
-    keys = group.add_mutually_exclusive_group()
-    keys.add_argument("--key-name", metavar="NAME", help="key pair to set (2.54+)")
-    keys.add_argument("--no-key-name", action="store_true", help="remove the key pair (2.54+)")
-    group.add_argument("--user-data", metavar="FILE", help="user data from FILE (2.57+)")
-    group.add_argument("--description", help="server description (2.19+)")
-    group.add_argument("--hostname", help="server hostname (2.90+)")
-    return parent
-
-
-def _output_options() -> argparse.ArgumentParser:
-    parent = argparse.ArgumentParser(add_help=False)
-    parent.add_argument("--json", action="store_true", help="JSON lines on standard output")
-    parent.add_argument(
-        "-v", "--verbose", action="count", default=0, help="log to standard error (-vv: more)"
-    )
-    parent.add_argument(
-        "--log-format",
-        choices=("text", "json"),
-        default="text",
-        help="log lines on standard error: text, or one JSON object per line",
-    )
-    return parent
-
-
-def _add_rebuild(commands: Any) -> None:
-    rebuild = commands.add_parser(
-        "rebuild",
-        parents=[_request_options(image_required=True), _connection_options(), _output_options()],
-        help="rebuild servers and wait until each one has finished",
-        description="Rebuild servers; print one result per server as it completes.",
-    )
-    rebuild.add_argument(
-        "server_ids", nargs="*", metavar="SERVER_ID", help="server ids; '-' reads them from stdin"
-    )
-    rebuild.add_argument(
-        "--from-file", action="append", metavar="PATH", help="read server ids from PATH"
-    )
-    rebuild.add_argument(
-        "--concurrency", type=_positive_int, default=50, metavar="N", help="default 50"
-    )
-    rebuild.add_argument(
-        "--timeout", type=_positive_float, metavar="S", help="bound on each server's wait"
-    )
-    rebuild.add_argument(
-        "--poll-interval", type=_positive_float, metavar="S", help="seconds between status reads"
-    )
-    rebuild.add_argument("--no-wait", action="store_true", help="submit only; do not wait")
-    rebuild.add_argument(
-        "--dry-run", action="store_true", help="print the requests without sending them"
-    )
-    rebuild.set_defaults(handler=_cmd_rebuild)
-
-
-def _add_demo(commands: Any) -> None:
-    demo = commands.add_parser(
-        "demo",
-        parents=[_output_options()],
-        help="a bulk rebuild against the built-in fake service",
-        description=(
-            "Rebuild a fleet of fake servers in process, with live progress. Some rebuilds fail "
-            "on purpose (--fail-rate); the exit status is 0 when every outcome reported is the "
-            "truth as the fake service knows it, 1 otherwise."
-        ),
-    )
-    demo.add_argument("--servers", type=int, default=200, metavar="N")
-    demo.add_argument("--fail-rate", type=float, default=0.05, metavar="F", help="0 to 1")
-    demo.add_argument("--duration", type=float, default=3.0, metavar="S", help="each rebuild")
-    demo.add_argument("--concurrency", type=int, default=100, metavar="N")
-    demo.add_argument("--seed", type=int, default=None, help=argparse.SUPPRESS)
-    demo.add_argument(
-        "--trace",
-        action="store_true",
-        help="after the summary, print one server's spans (needs opentelemetry-sdk)",
-    )
-    demo.set_defaults(handler=_cmd_demo)
-
-
-def _add_versions(commands: Any) -> None:
-    versions = commands.add_parser(
-        "versions",
-        parents=[_request_options(image_required=False), _connection_options(), _output_options()],
-        help="the microversions the endpoint offers, and what a request would use",
-        description="Show the service's microversions; with --image, what a request negotiates.",
-    )
-    versions.set_defaults(handler=_cmd_versions)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog=PROG,
-        description="Rebuild ECS / OpenStack Nova servers and know how each one ended.",
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    _add_rebuild(commands)
-    _add_demo(commands)
-    _add_versions(commands)
-    return parser
-
-
-# -- commands -----------------------------------------------------------------------------------
-
-
-async def _cmd_rebuild(args: argparse.Namespace, io: Io) -> int:
-    request = build_request(args)
-    assert request is not None  # --image is required
-    server_ids, repeated = read_server_ids(args, io.stdin)
-    for server_id in repeated:
-        io.stderr.write(f"warning: {server_id} is listed more than once; rebuilt once\n")
-    spec = client_spec(args, io.environ)
-    console = None if args.json or args.dry_run else _console(io.stderr)
-    async with spec.open(transport=io.transport, settings=_settings(args)) as client:
-        # Every check a rebuild makes, before anything is sent: bad input fails here, once.
-        await client.prepare(server_ids[0], request)
-        if args.dry_run:
-            for server_id in server_ids:
-                prepared = await client.prepare(server_id, request)
-                record = await dry_run_record(server_id, prepared, spec.auth)
-                print_dry_run(record, io.stdout, as_json=args.json)
-            return EXIT_OK
-        await _check_access(client, server_ids[0])
-        options = BulkOptions(
-            concurrency=args.concurrency,
-            timeout=args.timeout,
-            wait=not args.no_wait,
-            as_json=args.json,
-            label="submitting" if args.no_wait else "rebuilding",
-        )
-        return await run_bulk_command(
-            client,
-            server_ids,
-            request,
-            options,
-            stdout=io.stdout,
-            stderr=io.stderr,
-            console=console,
-        )
-
-
-async def _check_access(client: AsyncEcsClient, server_id: str) -> None:
-    """One read before the run: rejected credentials stop it here rather than once per server."""
-    with contextlib.suppress(NotFound):
-        await client.get_server(server_id)
+def _output_format(args: argparse.Namespace) -> str:
+    fmt: str = "json" if args.json else (args.format or "table")
+    check_columns(args.columns)
+    return fmt
 
 
 def _settings(args: argparse.Namespace) -> ClientSettings | None:
@@ -274,21 +93,128 @@ def _settings(args: argparse.Namespace) -> ClientSettings | None:
     return ClientSettings(poll_first_delay=args.poll_interval, poll_interval=args.poll_interval)
 
 
+def _offline(args: argparse.Namespace, spec: ClientSpec) -> bool:
+    """A dry run is offline when asked, or when a pinned microversion leaves nothing to ask."""
+    return bool(args.dry_run and (args.offline or "microversion" in spec.options))
+
+
+async def _cmd_rebuild(args: argparse.Namespace, io: Io) -> int:
+    fmt = _output_format(args)
+    if args.offline and not args.dry_run:
+        raise UsageError("--offline is for --dry-run")
+    build_request(args, image="70a5e0a4-0000-4000-8000-00000000000a")  # bad values fail here
+    given, repeated = read_server_ids(args, io.stdin)
+    for item in repeated:
+        io.stderr.write(f"warning: {item} is listed more than once; rebuilt once\n")
+    spec = client_spec(args, io.environ)
+    if _offline(args, spec):
+        return await offline_dry_run(args, spec, given, io)
+    console = None if fmt != "table" or args.dry_run else _console(io.stderr)
+    with _explaining_401(spec.auth):
+        return await _rebuild_online(args, spec, given, fmt, console, io)
+
+
+async def _rebuild_online(
+    args: argparse.Namespace,
+    spec: ClientSpec,
+    given: Sequence[str],
+    fmt: str,
+    console: Any,
+    io: Io,
+) -> int:
+    async with spec.open(transport=io.transport, settings=_settings(args)) as client:
+        server_ids, before = await resolve_servers(client, given)
+        image = None if args.image is None else await resolve_image(client, args.image)
+        # The servers are read before anything is sent, once each: rejected credentials or an
+        # unreachable service stop the run here; a dry run checks each server; without --image
+        # each server's current image is the one to rebuild with.
+        # A run of a few servers reads them all (the library would read each one anyway): the
+        # results then name every server, conflicts and not-found ones included.
+        few = len(server_ids) <= _READ_ALL_UP_TO
+        must_read = server_ids if (args.dry_run or image is None or few) else server_ids[:1]
+        unread = [sid for sid in must_read if sid not in before]
+        before.update(await read_servers(client, unread, args.concurrency))
+        requests = _requests(args, image, server_ids, before)
+        if not args.dry_run:
+            # Every check a rebuild makes, before anything is sent: bad input fails here, once.
+            for server_id, request in {id(r): (s, r) for s, r in requests.items()}.values():
+                await client.prepare(server_id, request)
+        if args.dry_run:
+            return await online_dry_run(client, spec, server_ids, requests, before, args, io)
+        options = BulkOptions(
+            concurrency=args.concurrency,
+            timeout=args.timeout,
+            wait=not args.no_wait,
+            as_json=fmt == "json",
+            fmt=fmt,
+            columns=tuple(args.columns) if args.columns else None,
+            label="submitting" if args.no_wait else "rebuilding",
+            show_events=args.verbose >= 1,
+        )
+        shared = next(iter(requests.values()))
+        return await run_bulk_command(
+            client,
+            server_ids,
+            shared,
+            options,
+            stdout=io.stdout,
+            stderr=io.stderr,
+            console=console,
+            before=before,
+            requests=None if image is not None else requests,
+        )
+
+
+def _requests(
+    args: argparse.Namespace,
+    image: str | None,
+    server_ids: Sequence[str],
+    before: Mapping[str, Server],
+) -> dict[str, RebuildRequest]:
+    """The request for each server: one shared request with --image; otherwise each server's
+    own current image (a reinstall, as ``openstack server rebuild`` does without --image)."""
+    if image is not None:
+        shared = build_request(args, image)
+        assert shared is not None
+        return dict.fromkeys(server_ids, shared)
+    requests: dict[str, RebuildRequest] = {}
+    for server_id in server_ids:
+        server = before.get(server_id)
+        if server is None:
+            raise UsageError(f"server {server_id} was not found (its image is needed: no --image)")
+        if server.image_id is None:
+            raise UsageError(
+                f"server {server_id} boots from a volume and has no image: give --image"
+            )
+        request = build_request(args, server.image_id)
+        assert request is not None
+        requests[server_id] = request
+    return requests
+
+
+# -- demo and versions --------------------------------------------------------------------------
+
+
 async def _cmd_demo(args: argparse.Namespace, io: Io) -> int:
     from .demo import check_demo_args, run_demo
 
     check_demo_args(args)
-    return await run_demo(args, stdout=io.stdout, stderr=io.stderr, console=_console(io.stderr))
+    as_json = bool(args.json or args.format == "json")
+    console = None if as_json else _console(io.stderr)
+    return await run_demo(
+        args, stdout=io.stdout, stderr=io.stderr, console=console, as_json=as_json
+    )
 
 
 async def _cmd_versions(args: argparse.Namespace, io: Io) -> int:
     request = build_request(args)
     spec = client_spec(args, io.environ)
-    async with spec.open(transport=io.transport) as client:
-        offered = await client.versions()
-        chosen = await client.negotiate(request)
-        if request is not None:
-            request.check(dialect=client.dialect, microversion=chosen)
+    with _explaining_401(spec.auth):
+        async with spec.open(transport=io.transport) as client:
+            offered = await client.versions()
+            chosen = await client.negotiate(request)
+            if request is not None:
+                request.check(dialect=client.dialect, microversion=chosen)
     record: dict[str, Any] = {
         "offered": None
         if offered is None
@@ -299,7 +225,7 @@ async def _cmd_versions(args: argparse.Namespace, io: Io) -> int:
         "request_needs": None if request is None else str(request.min_microversion()),
         "negotiated": None if chosen is None else str(chosen),
     }
-    _print_versions(record, io.stdout, as_json=args.json)
+    _print_versions(record, io.stdout, as_json=args.json or args.format == "json")
     return EXIT_OK
 
 
@@ -339,41 +265,99 @@ def _one_line(exc: BaseException) -> str:
     return text if isinstance(exc, UsageError) else f"{type(exc).__name__}: {text}"
 
 
+def _unauthorized(exc: Unauthorized, spec_auth: object) -> str:
+    """Whether the token expired, was refused, or the credentials were: what a 401 means here."""
+    rid = f" (request id {exc.request_id})" if exc.request_id else ""
+    if isinstance(spec_auth, TokenAuth):
+        why = "the token was refused: it has expired or been revoked, or it is not for this cloud"
+        fix = "get a new one (openstack token issue)"
+    elif isinstance(spec_auth, KeystoneAuth):
+        if spec_auth.project_id is None:
+            why, fix = "Keystone refused the credentials", "check the user, password and project"
+        else:
+            why = "the service refused a token Keystone had just issued"
+            fix = "check that the project may use this compute endpoint"
+    else:
+        why, fix = "the service refused the AK/SK signature", "check the AK, SK and project"
+    return f"HTTP 401: {why}{rid}; {fix}"
+
+
+@contextlib.contextmanager
+def _explaining_401(auth: object) -> Iterator[None]:
+    """A 401 before the run becomes a configuration error that says what was refused."""
+    try:
+        yield
+    except Exception as raised:
+        exc = _unwrap(raised)
+        if isinstance(exc, Unauthorized):
+            raise UsageError(_unauthorized(exc, auth)) from None
+        raise
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """The one error inside exception groups of one (task groups wrap what they raise)."""
+    while True:
+        inner = getattr(exc, "exceptions", None)
+        if not isinstance(inner, tuple) or len(inner) != 1:
+            return exc
+        exc = inner[0]
+
+
 def _run(
     handler: Callable[[argparse.Namespace, Io], Awaitable[int]], args: argparse.Namespace, io: Io
 ) -> int:
     try:
         return anyio.run(handler, args, io)
-    except _CONFIG_ERRORS as exc:
+    except BaseException as raised:
+        code = _exit_for(_unwrap(raised), io)
+        if code is None:
+            raise
+        return code
+
+
+def _exit_for(exc: BaseException, io: Io) -> int | None:
+    """Report an error that ended a command in one line; its exit status (None: not ours)."""
+    if isinstance(exc, (*_CONFIG_ERRORS, Unauthorized)):
         io.stderr.write(f"{PROG}: error: {_one_line(exc)}\n")
         return EXIT_USAGE
-    except EcsError as exc:
-        io.stderr.write(f"{PROG}: {_one_line(exc)}\n")
+    if isinstance(exc, TransportError):
+        io.stderr.write(f"{PROG}: error: cannot reach the service: {exc}\n")
+        return EXIT_UNREACHABLE  # raised before the run: no rebuild was sent
+    if isinstance(exc, EcsError):
+        io.stderr.write(f"{PROG}: error: {_one_line(exc)}\n")
         return EXIT_FAILED
-    except KeyboardInterrupt:
+    if isinstance(exc, (OutputClosed, BrokenPipeError)):
+        with contextlib.suppress(OSError):
+            io.stderr.write(f"{PROG}: output closed: stopped\n")
+        return EXIT_OUTPUT_CLOSED
+    if isinstance(exc, KeyboardInterrupt):
         io.stderr.write(f"{PROG}: interrupted\n")
         return EXIT_INTERRUPTED
+    return None
 
 
 class _Logging:
-    """Library logs on standard error while a command runs (-v: info, -vv: debug and HTTP)."""
-
-    _NAMES = ("ecs_rebuild_async", "httpx")
+    """Library logs on standard error while a command runs: -v the library's notices (the
+    changes of state are printed by the run), -vv every HTTP request and the debug detail."""
 
     def __init__(self, verbose: int, stream: TextIO, log_format: str = "text") -> None:
         self._handler = logging.StreamHandler(stream)
         self._handler.setFormatter(formatter(log_format))
-        self._level = (
-            logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-        )
+        debug = verbose >= 2
+        self._levels = {
+            "ecs_rebuild_async": (
+                logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
+            ),
+            "httpx": logging.INFO if debug else logging.WARNING,
+        }
         self._saved: list[tuple[logging.Logger, int, bool]] = []
 
     def __enter__(self) -> None:
-        for name in self._NAMES:
+        for name, level in self._levels.items():
             logger = logging.getLogger(name)
             self._saved.append((logger, logger.level, logger.propagate))
             logger.addHandler(self._handler)
-            logger.setLevel(self._level)
+            logger.setLevel(level)
             logger.propagate = False
 
     def __exit__(self, *exc: object) -> None:
@@ -381,6 +365,26 @@ class _Logging:
             logger.removeHandler(self._handler)
             logger.setLevel(level)
             logger.propagate = propagate
+
+
+_HANDLERS: dict[str, Callable[[argparse.Namespace, Io], Awaitable[int]]] = {
+    "rebuild": _cmd_rebuild,
+    "demo": _cmd_demo,
+    "versions": _cmd_versions,
+}
+
+
+def _silence_closed_stdout(stream: TextIO) -> None:
+    """After a closed pipe, point standard output at /dev/null: Python's own flush at exit
+    would otherwise print "Exception ignored ... BrokenPipeError"."""
+    if stream is not sys.__stdout__:
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def main(
@@ -409,4 +413,7 @@ def main(
     except SystemExit as exc:  # --help, --version
         return exc.code if isinstance(exc.code, int) else EXIT_OK
     with _Logging(args.verbose, io.stderr, args.log_format):
-        return _run(args.handler, args, io)
+        code = _run(_HANDLERS[args.command], args, io)
+    if code == EXIT_OUTPUT_CLOSED:
+        _silence_closed_stdout(io.stdout)
+    return code

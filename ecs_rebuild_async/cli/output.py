@@ -6,27 +6,36 @@ Nothing here needs rich; the live display is in ``_cli_display``.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from typing import Any, Protocol, TextIO
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 import httpx
 
 from .._auth import Auth, KeystoneAuth
 from .._bulk import BulkReport
+from .._errors import EcsError
 from .._microversion import parse_version
-from .._models import OutcomeKind, RebuildOutcome
+from .._models import OutcomeKind, RebuildEvent, RebuildOutcome, Server
 from .._serde import wire_version_header
 from .._session import USER_AGENT
+from .config import UsageError
 
 __all__ = [
     "MASK",
+    "RECORD_FIELDS",
+    "DryRunWriter",
     "LineSink",
     "OutcomeWriter",
+    "check_columns",
+    "dry_run_failure",
     "dry_run_record",
+    "dry_run_text",
+    "format_record",
     "mask_body",
     "outcome_record",
     "plain_summary",
-    "print_dry_run",
+    "table_line",
     "tally",
 ]
 
@@ -34,31 +43,106 @@ MASK = "***"
 _SECRET_BODY_FIELDS = frozenset({"adminPass", "user_data"})
 
 
-def outcome_record(outcome: RebuildOutcome, *, submit_only: bool = False) -> dict[str, Any]:
-    """One server's result as a JSON-ready mapping."""
-    server = outcome.server
-    error = outcome.error
-    kind = outcome.kind.value
-    if submit_only and outcome.ok:
-        kind = "submitted"
+#: The fields of a result record, in the order tables and ``-f value`` show them. The JSON
+#: schema is exactly these keys; it is documented in the README and kept stable by a test.
+RECORD_FIELDS = (
+    "server_id",
+    "name",
+    "ok",
+    "kind",
+    "status",
+    "task_state",
+    "image_before",
+    "image_after",
+    "seconds",
+    "http_status",
+    "error_code",
+    "request_id",
+    "fault_code",
+    "fault_message",
+    "error",
+    "submitted",
+)
+
+
+def _error_fields(error: EcsError | None) -> dict[str, Any]:
+    status = getattr(error, "status", None)
+    code = getattr(error, "code", None)
+    fault = getattr(error, "fault", None)
     return {
-        "server_id": outcome.server_id,
-        "ok": outcome.ok,
-        "kind": kind,
-        "status": None if server is None else str(server.status),
-        "task_state": None if server is None else server.task_state,
-        "image_id": None if server is None else server.image_id,
+        "http_status": status if isinstance(status, int) else None,
+        "error_code": code if isinstance(code, str) else None,
+        "request_id": getattr(error, "request_id", None),
+        "fault_code": getattr(fault, "code", None),
+        "fault_message": getattr(fault, "message", None),
         "error": None if error is None else {"type": type(error).__name__, "message": str(error)},
-        "submitted": outcome.submitted,
     }
 
 
-def _human_line(record: Mapping[str, Any]) -> str:
-    error = record["error"]
-    detail = (
-        f"image {record['image_id']}" if error is None else f"{error['type']}: {error['message']}"
-    )
-    return f"{record['kind']:<10} {record['server_id']}  {record['status'] or '-'}  {detail}"
+def outcome_record(
+    outcome: RebuildOutcome,
+    *,
+    submit_only: bool = False,
+    before: Server | None = None,
+    seconds: float | None = None,
+) -> dict[str, Any]:
+    """One server's result as a JSON-ready mapping (the keys of RECORD_FIELDS).
+
+    ``before`` is the server as read before its rebuild: it gives the name, the image before,
+    and the status when the outcome carries no server (a conflict, for instance).
+    """
+    error = outcome.error
+    server = outcome.server or getattr(error, "server", None)
+    known = server or before
+    kind = outcome.kind.value
+    if submit_only and outcome.ok:
+        kind = "submitted"
+    record: dict[str, Any] = {
+        "server_id": outcome.server_id,
+        "name": None if known is None else known.name,
+        "ok": outcome.ok,
+        "kind": kind,
+        "status": None if known is None else str(known.status),
+        "task_state": None if known is None else known.task_state,
+        "image_before": None if before is None else before.image_id,
+        "image_after": None if server is None else server.image_id,
+        "seconds": None if seconds is None else round(seconds, 3),
+        **_error_fields(error),
+        "submitted": outcome.submitted,
+    }
+    return record
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, dict):
+        return f"{value.get('type')}: {value.get('message')}"
+    return str(value)
+
+
+#: The columns of the text table, and their widths (the last one takes the rest of the line).
+_TABLE = (("kind", 9), ("server_id", 36), ("name", 20), ("status", 7), ("detail", 0))
+
+
+def _detail(record: Mapping[str, Any]) -> str:
+    if record["error"] is not None:
+        return _text(record["error"])
+    took = "" if record["seconds"] is None else f" in {record['seconds']:.1f} s"
+    return f"image {record['image_after'] or '-'}{took}"
+
+
+def table_line(record: Mapping[str, Any], id_width: int = 36) -> str:
+    """One aligned line for people: kind, id, name, status, what happened."""
+    cells = []
+    for column, width in _TABLE:
+        text = _detail(record) if column == "detail" else _text(record[column])
+        if column == "server_id":
+            width = id_width
+        if width and len(text) > width:
+            text = text[: width - 1] + "\u2026"
+        cells.append(text.ljust(width) if width else text)
+    return "  ".join(cells).rstrip()
 
 
 class LineSink(Protocol):
@@ -67,29 +151,103 @@ class LineSink(Protocol):
     def flush(self) -> None: ...
 
 
-class OutcomeWriter:
-    """Writes each outcome as it completes: a JSON object per line, or a line for people."""
+def _yaml_document(record: Mapping[str, Any]) -> str:
+    import yaml
 
-    def __init__(self, stream: LineSink, *, as_json: bool, submit_only: bool = False) -> None:
+    return "---\n" + yaml.safe_dump(dict(record), sort_keys=False, default_flow_style=False)
+
+
+def format_record(
+    record: Mapping[str, Any], fmt: str, columns: Sequence[str] | None, id_width: int = 36
+) -> str:
+    """The record in ``fmt`` (table, json, value, yaml), limited to ``columns`` when given."""
+    if columns:
+        record = {column: record.get(column) for column in columns}
+    if fmt == "json":
+        return json.dumps(record, sort_keys=not columns) + "\n"
+    if fmt == "yaml":
+        return _yaml_document(record)
+    if fmt == "value" or columns:
+        return " ".join(_text(value) for value in record.values()) + "\n"
+    return table_line(record, id_width) + "\n"
+
+
+def check_columns(columns: Sequence[str] | None, known: Sequence[str] = RECORD_FIELDS) -> None:
+    for column in columns or ():
+        if column not in known:
+            raise UsageError(f"no column {column!r}; the columns are: {', '.join(known)}")
+
+
+class OutcomeWriter:
+    """Writes each outcome as it completes, in the chosen format; JSON is one object a line.
+
+    ``before`` (servers read before the run) and the submit times seen by :meth:`on_event`
+    fill in names, the image before and the time taken. A closed output (``| head``) calls
+    ``on_closed`` once and writes nothing more.
+    """
+
+    def __init__(
+        self,
+        stream: LineSink,
+        *,
+        as_json: bool = False,
+        fmt: str | None = None,
+        columns: Sequence[str] | None = None,
+        submit_only: bool = False,
+        before: Mapping[str, Server] | None = None,
+        id_width: int = 36,
+        on_closed: Callable[[], object] | None = None,
+    ) -> None:
         self._stream = stream
-        self._as_json = as_json
+        self._format = fmt or ("json" if as_json else "table")
+        self._columns = columns
         self._submit_only = submit_only
+        self._before = before or {}
+        self._id_width = id_width
+        self._started: dict[str, float] = {}
+        self._on_closed = on_closed
+        self.closed = False
+
+    def on_event(self, event: RebuildEvent) -> None:
+        if event.phase == "submitted":
+            self._started.setdefault(event.server_id, time.monotonic())
+
+    def record(self, outcome: RebuildOutcome) -> dict[str, Any]:
+        started = self._started.get(outcome.server_id)
+        return outcome_record(
+            outcome,
+            submit_only=self._submit_only,
+            before=self._before.get(outcome.server_id),
+            seconds=None if started is None else time.monotonic() - started,
+        )
 
     def __call__(self, outcome: RebuildOutcome) -> None:
-        record = outcome_record(outcome, submit_only=self._submit_only)
-        line = json.dumps(record, sort_keys=True) if self._as_json else _human_line(record)
-        self._stream.write(line + "\n")
-        self._stream.flush()
+        if self.closed:
+            return
+        text = format_record(self.record(outcome), self._format, self._columns, self._id_width)
+        write_or_close(self, text)
+
+
+def write_or_close(writer: OutcomeWriter | DryRunWriter, text: str) -> None:
+    """Write a piece of output; a closed pipe marks the writer closed instead of raising."""
+    try:
+        writer._stream.write(text)
+        writer._stream.flush()
+    except BrokenPipeError:
+        writer.closed = True
+        if writer._on_closed is not None:
+            writer._on_closed()
 
 
 def tally(report: BulkReport) -> dict[str, int]:
-    """ok / failed / running counts of a bulk run, as it goes."""
+    """ok / not ok / running counts of a bulk run, as it goes: the progress line and the
+    summaries all show these, so that their counts agree."""
     counts = report.counts()
     ok = counts.get(OutcomeKind.OK.value, 0)
     finished_after_submit = sum(1 for o in report.outcomes.values() if o.submitted)
     return {
         "ok": ok,
-        "failed": report.finished - ok,
+        "not_ok": report.finished - ok,
         "running": max(0, len(report.submitted) - finished_after_submit),
     }
 
@@ -100,10 +258,14 @@ def _requests_text(stats: Mapping[str, int]) -> str:
 
 
 def plain_summary(report: BulkReport, elapsed: float, stats: Mapping[str, int]) -> str:
-    """One line: outcomes by kind, time taken, requests sent by kind."""
+    """One line: ok and not ok (by kind), time taken, requests sent by kind."""
     counts = report.counts()
-    parts = [f"{counts.pop('ok', 0)} ok"]
-    parts += [f"{n} {kind.replace('_', ' ')}" for kind, n in sorted(counts.items())]
+    counted = tally(report)
+    counts.pop("ok", None)
+    parts = [f"{counted['ok']} ok", f"{counted['not_ok']} not ok"]
+    if counts:
+        kinds = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in sorted(counts.items()))
+        parts[-1] += f" ({kinds})"
     return (
         f"{', '.join(parts)} of {report.total} in {elapsed:.1f} s; "
         f"requests: {_requests_text(stats)}"
@@ -143,8 +305,15 @@ def _named(headers: httpx.Headers) -> list[tuple[str, str]]:
     return [(name.decode("latin-1"), value.decode("latin-1")) for name, value in headers.raw]
 
 
-async def dry_run_record(server_id: str, prepared: Mapping[str, Any], auth: Auth) -> dict[str, Any]:
-    """The exact request a rebuild would send (secrets masked), built but not sent."""
+async def dry_run_record(
+    server_id: str,
+    prepared: Mapping[str, Any],
+    auth: Auth,
+    *,
+    checks: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The exact request a rebuild would send (secrets masked), built but not sent; ``checks``
+    says what was checked to build it."""
     version = prepared["microversion"]
     headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
     headers.update(wire_version_header(None if version is None else parse_version(version)))
@@ -162,15 +331,47 @@ async def dry_run_record(server_id: str, prepared: Mapping[str, Any], auth: Auth
             name: MASK if name.lower() in secret else value for name, value in _named(signed)
         },
         "body": mask_body(prepared["body"]),
+        "ok": True,
+        "checks": list(checks),
+        "error": None,
     }
 
 
-def print_dry_run(record: Mapping[str, Any], stream: TextIO, *, as_json: bool) -> None:
+def dry_run_failure(server_id: str, error: Exception, checks: Sequence[str]) -> dict[str, Any]:
+    """A dry run's record for a server that a check refused: nothing would be sent to it."""
+    return {
+        "server_id": server_id,
+        "ok": False,
+        "checks": list(checks),
+        "error": {"type": type(error).__name__, "message": " ".join(str(error).split())},
+    }
+
+
+class DryRunWriter:
+    """Prints dry-run records; a closed output marks it closed (see write_or_close)."""
+
+    def __init__(self, stream: LineSink, *, as_json: bool) -> None:
+        self._stream = stream
+        self._as_json = as_json
+        self._on_closed: Callable[[], object] | None = None
+        self.closed = False
+
+    def __call__(self, record: Mapping[str, Any]) -> None:
+        if not self.closed:
+            write_or_close(self, dry_run_text(record, as_json=self._as_json))
+
+
+def dry_run_text(record: Mapping[str, Any], *, as_json: bool) -> str:
     if as_json:
-        stream.write(json.dumps(record, sort_keys=True) + "\n")
-        return
+        return json.dumps(record, sort_keys=True) + "\n"
+    checked = f"checked: {', '.join(record['checks'])}"
+    if not record["ok"]:
+        error = record["error"]
+        lines = [f"{record['server_id']}: not sent: {error['type']}: {error['message']}", checked]
+        return "\n".join(lines) + "\n\n"
     version = record["microversion"] or "none (no microversion header)"
-    lines = [f"{record['method']} {record['url']}", f"microversion: {version}", "headers:"]
+    lines = [f"{record['method']} {record['url']}", f"microversion: {version}", checked]
+    lines += ["headers:"]
     lines += [f"  {name}: {value}" for name, value in record["headers"].items()]
     lines += ["body:", json.dumps(record["body"], indent=2, sort_keys=True), ""]
-    stream.write("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"

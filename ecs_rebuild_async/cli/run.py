@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 import anyio
@@ -13,42 +13,70 @@ import attrs
 
 from .._bulk import BulkReport, outcome_kind
 from .._client import AsyncEcsClient
-from .._errors import EcsError, RebuildOutcomeUnknown
-from .._models import OutcomeKind, RebuildOutcome, RebuildRequest
+from .._errors import EcsError, RebuildOutcomeUnknown, TransportError
+from .._models import OutcomeKind, RebuildEvent, RebuildOutcome, RebuildRequest, Server
 from .output import LineSink, OutcomeWriter, plain_summary
+from .parse import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_OUTPUT_CLOSED,
+    EXIT_UNREACHABLE,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-__all__ = ["BulkOptions", "run_bulk_command", "run_interruptibly"]
+__all__ = [
+    "BulkOptions",
+    "EventPrinter",
+    "Stopper",
+    "exit_status",
+    "run_bulk_command",
+    "run_interruptibly",
+]
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_INTERRUPTED = 130
+
+class Stopper:
+    """Ends a run early and remembers why: Ctrl-C, or standard output closed under it."""
+
+    def __init__(self) -> None:
+        self.scope: anyio.CancelScope | None = None
+        self.reason: str | None = None
+
+    def stop(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+        if self.scope is not None:
+            self.scope.cancel()
 
 
-async def _cancel_on_sigint(scope: anyio.CancelScope, interrupted: list[bool]) -> None:
+async def _cancel_on_sigint(stopper: Stopper) -> None:
     with anyio.open_signal_receiver(signal.SIGINT) as signals:
         async for _ in signals:
-            interrupted.append(True)
-            scope.cancel()
+            stopper.stop("interrupted")
             return
 
 
 async def run_interruptibly(
     work: Callable[[], Awaitable[object]],
     background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
+    stopper: Stopper | None = None,
 ) -> bool:
-    """Run ``work`` (and ``background`` beside it until it ends); False if Ctrl-C stopped it."""
-    interrupted: list[bool] = []
+    """Run ``work`` (and ``background`` beside it until it ends); False if it was stopped
+    (Ctrl-C, or ``stopper.stop()``)."""
+    stopper = stopper or Stopper()
     async with anyio.create_task_group() as group:
+        stopper.scope = group.cancel_scope
+        if stopper.reason is not None:
+            group.cancel_scope.cancel()
         if threading.current_thread() is threading.main_thread():
-            group.start_soon(_cancel_on_sigint, group.cancel_scope, interrupted)
+            group.start_soon(_cancel_on_sigint, stopper)
         for task in background:
             group.start_soon(task)
         await work()
         group.cancel_scope.cancel()
-    return not interrupted
+    return stopper.reason is None
 
 
 async def _submit_only(
@@ -59,6 +87,7 @@ async def _submit_only(
     concurrency: int,
     report: BulkReport,
     on_outcome: Callable[[RebuildOutcome], object] | None,
+    requests: Mapping[str, RebuildRequest] | None = None,
 ) -> None:
     """Send every rebuild (at most ``concurrency`` at once) without waiting for completion."""
     limiter = anyio.CapacityLimiter(concurrency)
@@ -69,7 +98,8 @@ async def _submit_only(
             # Once sent, the answer is awaited even on Ctrl-C: the report must say what was sent.
             with anyio.CancelScope(shield=True):
                 try:
-                    server = await client.rebuild(server_id, request)
+                    one_request = requests[server_id] if requests else request
+                    server = await client.rebuild(server_id, one_request)
                 except EcsError as error:
                     sent = isinstance(error, RebuildOutcomeUnknown)
                     if sent:
@@ -99,22 +129,28 @@ class BulkOptions:
     as_json: bool
     label: str
     write_outcomes: bool = True
+    fmt: str | None = None
+    columns: tuple[str, ...] | None = None
+    #: -v: each server's changes of state, on standard error
+    show_events: bool = False
 
 
 def _report_interrupt(
-    report: BulkReport, server_ids: Sequence[str], stdout: TextIO, stderr: TextIO, as_json: bool
+    report: BulkReport,
+    server_ids: Sequence[str],
+    writer: OutcomeWriter,
+    stderr: TextIO,
+    reason: str,
 ) -> None:
     unfinished = [s for s in server_ids if s in report.submitted and s not in report.outcomes]
     stderr.write(
-        f"interrupted: {len(report.submitted)} of {report.total} rebuilds had been submitted, "
+        f"{reason}: {len(report.submitted)} of {report.total} rebuilds had been submitted, "
         f"{report.finished} finished\n"
     )
     if unfinished:
         stderr.write("submitted, not finished:\n" + "".join(f"  {s}\n" for s in unfinished))
-    if as_json:
-        writer = OutcomeWriter(stdout, as_json=True)
-        for server_id in unfinished:
-            writer(RebuildOutcome(server_id, False, OutcomeKind.CANCELLED, submitted=True))
+    for server_id in unfinished:  # nothing is written once the output is closed
+        writer(RebuildOutcome(server_id, False, OutcomeKind.CANCELLED, submitted=True))
 
 
 async def run_bulk_command(
@@ -127,28 +163,53 @@ async def run_bulk_command(
     stderr: TextIO,
     console: Console | None,
     report: BulkReport | None = None,
+    before: Mapping[str, Server] | None = None,
+    requests: Mapping[str, RebuildRequest] | None = None,
 ) -> int:
     """Rebuild the servers, writing each outcome as it completes; the exit status.
 
     ``report``, when given, is filled with the outcomes for the caller to read afterwards.
+    ``before`` holds the servers as read before the run (names, images before, the state each
+    wait starts from); ``requests`` a request per server, in place of ``request``.
     """
     if report is None:
         report = BulkReport()
     report.total = len(server_ids)
+    stopper = Stopper()
+    before = before or {}
     writer = OutcomeWriter(
-        _results_stream(stdout, console), as_json=options.as_json, submit_only=not options.wait
+        _results_stream(stdout, console),
+        as_json=options.as_json,
+        fmt=options.fmt,
+        columns=options.columns,
+        submit_only=not options.wait,
+        before=before,
+        id_width=max((len(s) for s in server_ids), default=36),
+        on_closed=lambda: stopper.stop("output closed"),
     )
     on_outcome = writer if options.write_outcomes else None
+    show = EventPrinter(stderr, console, before) if options.show_events else None
+
+    def on_event(event: RebuildEvent) -> None:
+        writer.on_event(event)
+        if show is not None:
+            show(event)
+
+    targets: list[Any] = (
+        [(sid, requests[sid]) for sid in server_ids] if requests else list(server_ids)
+    )
 
     async def work() -> None:
         if options.wait:
             await client.rebuild_many(
-                server_ids,
-                request,
+                targets,
+                None if requests else request,
                 concurrency=options.concurrency,
                 timeout=options.timeout,
                 on_outcome=on_outcome,
+                on_event=on_event,
                 report=report,
+                before=before,
             )
         else:
             await _submit_only(
@@ -158,15 +219,59 @@ async def run_bulk_command(
                 concurrency=options.concurrency,
                 report=report,
                 on_outcome=on_outcome,
+                requests=requests,
             )
 
     started = anyio.current_time()
-    finished = await _run_with_display(work, report, console, options.label)
+    finished = await _run_with_display(work, report, console, options.label, stopper)
     _summarize(report, anyio.current_time() - started, client.stats, stderr, console)
     if not finished:
-        _report_interrupt(report, server_ids, stdout, stderr, options.as_json)
-        return EXIT_INTERRUPTED
-    return EXIT_OK if all(o.ok for o in report.outcomes.values()) else EXIT_FAILED
+        reason = stopper.reason or "interrupted"
+        _report_interrupt(report, server_ids, writer, stderr, reason)
+        return EXIT_OUTPUT_CLOSED if reason == "output closed" else EXIT_INTERRUPTED
+    return exit_status(report)
+
+
+def exit_status(report: BulkReport) -> int:
+    """0 when every server is ok; 3 when nothing could be sent for want of a connection
+    (refused, DNS, TLS: no request reached the service); 1 otherwise."""
+    outcomes = list(report.outcomes.values())
+    if all(outcome.ok for outcome in outcomes):
+        return EXIT_OK
+    unreachable = [
+        o for o in outcomes if isinstance(o.error, TransportError) and not o.error.maybe_sent
+    ]
+    if not report.submitted and outcomes and len(unreachable) == len(outcomes):
+        return EXIT_UNREACHABLE
+    return EXIT_FAILED
+
+
+class EventPrinter:
+    """-v: one line per change of state that the waits see, on standard error."""
+
+    def __init__(
+        self, stderr: TextIO, console: Console | None, before: Mapping[str, Server]
+    ) -> None:
+        self._stderr = stderr
+        self._console = console
+        self._before = before
+        self._last: dict[str, tuple[object, ...]] = {}
+
+    def __call__(self, event: RebuildEvent) -> None:
+        seen = (event.phase, event.status, event.task_state)
+        if self._last.get(event.server_id) == seen:
+            return
+        self._last[event.server_id] = seen
+        server = self._before.get(event.server_id)
+        who = event.server_id if server is None or not server.name else server.name
+        state = f"{event.status or '-'}/{event.task_state or '-'}"
+        line = f"{who}: {event.phase} {state}"
+        if event.progress is not None:
+            line += f" {event.progress}%"
+        if self._console is not None:
+            self._console.print(line, markup=False, highlight=False)
+        else:
+            self._stderr.write(line + "\n")
 
 
 async def _run_with_display(
@@ -174,13 +279,14 @@ async def _run_with_display(
     report: BulkReport,
     console: Console | None,
     label: str,
+    stopper: Stopper,
 ) -> bool:
     if console is None:
-        return await run_interruptibly(work)
+        return await run_interruptibly(work, stopper=stopper)
     from .display import LiveProgress
 
     with LiveProgress(console, report, total=report.total, label=label) as live:
-        return await run_interruptibly(work, [live.keep_updating])
+        return await run_interruptibly(work, [live.keep_updating], stopper=stopper)
 
 
 def _summarize(

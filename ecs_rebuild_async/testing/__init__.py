@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from ._fake import IN_PROCESS_BASE, FakeCompute
 from ._faults import FAULT_KINDS, FaultPlan, InjectedFault
-from ._replies import Reply
+from ._replies import RecordedRequest, Reply
 from ._service import DEFAULT_IMAGES
 from ._state import ServerTruth
 from ._stats import Stats
@@ -30,6 +30,7 @@ __all__ = [
     "FakeTransport",
     "FaultPlan",
     "InjectedFault",
+    "RecordedRequest",
     "Reply",
     "ServerTruth",
     "Stats",

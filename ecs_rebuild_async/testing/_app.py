@@ -23,6 +23,8 @@ from ._views import Links
 __all__ = ["dispatch", "route_of"]
 
 _IDENTITY = "/identity/v3"
+#: Where the fake's image service (a sliver of Glance) lives, as its catalog says.
+IMAGE_PREFIX = "/image"
 _VERSION_HEADERS = ("OpenStack-API-Version", "X-OpenStack-Nova-API-Version")
 _UNEXPECTED = (
     "Unexpected API Error. Please report this at http://bugs.launchpad.net/nova/ and attach "
@@ -57,6 +59,8 @@ def route_of(request: Request) -> str:
         return "versions" if method == "GET" else "unknown"
     if path.rstrip("/") == _IDENTITY + "/auth/tokens":
         return "tokens" if method == "POST" else "unknown"
+    if path.rstrip("/") == IMAGE_PREFIX + "/v2/images":
+        return "images" if method == "GET" else "unknown"
     prefix, parts = _split(path)
     if prefix is None:
         return "unknown"
@@ -224,7 +228,11 @@ def _answer(service: Service, request: Request, route: str, now: float) -> Reply
             lifetime=service.settings.token_lifetime,
             compute_url=f"{request.base}/v2.1/{ident.project_id}",
             identity_url=f"{request.base}{_IDENTITY}",
+            image_url=f"{request.base}{IMAGE_PREFIX}",
         )
+    if route == "images":
+        denied = _authenticated(service, request, now)
+        return denied if denied is not None else _compute.list_images(service, request.query)
     prefix, _ = _split(request.path)
     if prefix is None:
         settings = service.settings
@@ -249,6 +257,7 @@ def dispatch(service: Service, request: Request) -> Reply:
     """Answer one request from the in-memory state at the fake clock's current time."""
     now = service.clock.now()
     route = route_of(request)
+    service.log.append(request)
     service.stats.requests[(request.method, route)] += 1
     fault = service.faults.pick(request.method, route)
     reply = _injected(service, fault) if fault is not None else None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -18,6 +20,7 @@ from ._views import Links, rebuild_view, server_view
 
 __all__ = [
     "Context",
+    "list_images",
     "get_server",
     "instance_action",
     "instance_actions",
@@ -67,6 +70,17 @@ def _time_param(params: dict[str, str], name: str) -> float | Reply | None:
     return value
 
 
+def _name_filter(pattern: str | None) -> Callable[[str], bool] | None:
+    """Nova's ``name`` filter: a regular expression searched in the name."""
+    if pattern is None:
+        return None
+    try:
+        compiled = re.compile(pattern)
+    except re.error:
+        return lambda name: pattern in name
+    return lambda name: compiled.search(name) is not None
+
+
 def _limit(params: dict[str, str], max_limit: int) -> int | Reply:
     if "limit" not in params:
         return max_limit
@@ -97,6 +111,7 @@ def list_servers(ctx: Context, *, detail: bool) -> Reply:
     limit = _limit(params, service.settings.max_limit)
     if isinstance(limit, Reply):
         return limit
+    name_filter = _name_filter(params.get("name"))
     start = len(service.order) - 1
     marker = params.get("marker")
     if marker is not None:
@@ -115,6 +130,8 @@ def list_servers(ctx: Context, *, detail: bool) -> Reply:
         if record.deleted_at is not None and (
             not with_deleted or record.deleted_at < oldest_deleted
         ):
+            continue
+        if name_filter is not None and not name_filter(record.name):
             continue
         seen = observe(record, ctx.now)
         if since is not None and seen.updated_at < since:
@@ -265,3 +282,17 @@ def instance_action(ctx: Context, server_id: str, request_id: str) -> Reply:
             }
         ]
     return json_reply(200, {"instanceAction": body})
+
+
+def list_images(service: Service, query: str) -> Reply:
+    """Glance's ``GET /v2/images[?name=...]``, just enough to find an image by name."""
+    params = dict(parse_qsl(query, keep_blank_values=True))
+    wanted = params.get("name")
+    images = [
+        {"id": image_id, "name": name, "status": "active", "visibility": "public"}
+        for image_id, name in service.images.items()
+        if wanted is None or name == wanted
+    ]
+    return json_reply(
+        200, {"images": images, "first": "/v2/images", "schema": "/v2/schemas/images"}
+    )

@@ -12,7 +12,7 @@ from ._app import dispatch
 from ._clock import FakeClock
 from ._faults import FaultPlan
 from ._identity import Identity
-from ._replies import Reply, Request
+from ._replies import RecordedRequest, Reply, Request
 from ._service import DEFAULT_IMAGES, FAILING_IMAGE, SLOW_IMAGE, Service, Settings
 from ._state import ServerTruth, truth_of
 from ._stats import Stats
@@ -311,6 +311,11 @@ class FakeCompute:
     @property
     def stats(self) -> Stats:
         return self._service.stats
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """The latest requests received (up to 10,000), oldest first."""
+        return [RecordedRequest.of(request) for request in self._service.log]
 
     def rebuilds_accepted(self, server_id: str) -> int:
         return self._service.servers[server_id].rebuilds

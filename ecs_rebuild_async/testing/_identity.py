@@ -95,7 +95,9 @@ def _scope_ok(scope: Any, ident: Identity) -> bool:
     return project.get("name") == ident.project_name and _domain_ok(project.get("domain"), ident)
 
 
-def _catalog(ident: Identity, compute_url: str, identity_url: str) -> list[dict[str, Any]]:
+def _catalog(
+    ident: Identity, compute_url: str, identity_url: str, image_url: str | None
+) -> list[dict[str, Any]]:
     def endpoints(url: str, prefix: str) -> list[dict[str, str]]:
         return [
             {
@@ -108,7 +110,7 @@ def _catalog(ident: Identity, compute_url: str, identity_url: str) -> list[dict[
             for i, interface in enumerate(("public", "internal"))
         ]
 
-    return [
+    catalog = [
         {"type": "compute", "name": "nova", "id": "c0", "endpoints": endpoints(compute_url, "ce")},
         {
             "type": "identity",
@@ -117,6 +119,11 @@ def _catalog(ident: Identity, compute_url: str, identity_url: str) -> list[dict[
             "endpoints": endpoints(identity_url, "ie"),
         },
     ]
+    if image_url is not None:
+        catalog.append(
+            {"type": "image", "name": "glance", "id": "g0", "endpoints": endpoints(image_url, "ge")}
+        )
+    return catalog
 
 
 def issue_token(
@@ -128,6 +135,7 @@ def issue_token(
     lifetime: float,
     compute_url: str,
     identity_url: str,
+    image_url: str | None = None,
 ) -> Reply:
     """``POST /v3/auth/tokens``: 201 with ``X-Subject-Token``, or Keystone's 401/400."""
     try:
@@ -160,7 +168,7 @@ def issue_token(
                 "name": ident.username,
                 "password_expires_at": None,
             },
-            "catalog": _catalog(ident, compute_url, identity_url),
+            "catalog": _catalog(ident, compute_url, identity_url, image_url),
             "audit_ids": [secrets.token_urlsafe(16)],
             "is_domain": False,
         }

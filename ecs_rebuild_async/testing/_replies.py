@@ -7,7 +7,15 @@ from typing import Any
 
 import attrs
 
-__all__ = ["FAULT_NAMES", "Reply", "Request", "json_reply", "keystone_error", "nova_fault"]
+__all__ = [
+    "FAULT_NAMES",
+    "RecordedRequest",
+    "Reply",
+    "Request",
+    "json_reply",
+    "keystone_error",
+    "nova_fault",
+]
 
 # nova/api/openstack/wsgi.py Fault: the root key of Nova's error bodies.
 FAULT_NAMES = {
@@ -42,6 +50,29 @@ class Request:
             if key.lower() == lowered:
                 return value
         return None
+
+
+@attrs.frozen
+class RecordedRequest:
+    """A request as the fake received it: what a test compares between two runs."""
+
+    method: str
+    path: str
+    query: str
+    headers: tuple[tuple[str, str], ...]
+    body: Any
+
+    @classmethod
+    def of(cls, request: Request) -> RecordedRequest:
+        try:
+            body: Any = json.loads(request.body) if request.body else None
+        except ValueError:
+            body = request.body
+        return cls(request.method, request.path, request.query, tuple(request.headers), body)
+
+    def header(self, name: str) -> str | None:
+        lowered = name.lower()
+        return next((value for key, value in self.headers if key.lower() == lowered), None)
 
 
 @attrs.define

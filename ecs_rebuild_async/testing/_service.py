@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import string
 import uuid
+from collections import deque
 from typing import Literal
 
 import attrs
@@ -12,6 +13,7 @@ import attrs
 from ._clock import FakeClock
 from ._faults import FaultPlan
 from ._identity import Identity, TokenStore
+from ._replies import Request
 from ._state import (
     IMAGE_FAULT,
     VM_STATE_OF_STATUS,
@@ -78,6 +80,8 @@ class Service:
         self.position: dict[str, int] = {}
         self.images: dict[str, str] = {v: k for k, v in DEFAULT_IMAGES.items()}
         self.keypairs: set[str] = set()
+        # The latest requests, for tests that compare what two runs sent.
+        self.log: deque[Request] = deque(maxlen=10_000)
         self.tokens = TokenStore()
         self.faults = FaultPlan(self.rng)
         self.stats = Stats()
