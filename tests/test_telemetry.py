@@ -605,3 +605,21 @@ async def test_a_cancelled_fleet_ends_its_spans_and_leaves_no_wait_counted(
     points = telemetry.points()
     assert _sum_by(points["ecs_rebuild.rebuilds"], "ecs_rebuild.outcome") == {"cancelled": 20}
     assert sum(p.value for p in points["ecs_rebuild.waits.active"]) == 0
+
+
+@pytest.mark.anyio
+async def test_a_wait_on_its_own_has_its_span_and_the_phase_events(telemetry: Telemetry) -> None:
+    fake = FakeCompute(rebuild_seconds=0.1)
+    server_id = fake.add_server()
+    async with client(fake) as ecs:
+        await ecs.rebuild(server_id, RebuildRequest(image_ref=NEW_IMAGE))
+        await ecs.wait_for_rebuild(server_id)
+    spans = telemetry.spans()
+    waits = [s for s in spans if s.name == "wait_for_rebuild"]
+    assert len(waits) == 1
+    wait = waits[0]
+    assert wait.parent is None
+    assert attrs_of(wait) == {"ecs_rebuild.server_id": server_id}
+    assert [e.name for e in wait.events][-1] == "done"
+    assert {s.name for s in children(spans, wait)} == {f"GET {SERVER_URL}"}
+    assert not [s for s in spans if s.name == "rebuild_and_wait"]
