@@ -415,7 +415,47 @@ _ASYNC = {"single": _ours_single, "bulk": _ours_bulk, "waits": _ours_waits}
 _SYNC = {"single": _sdk_single, "bulk": _sdk_bulk, "waits": _sdk_waits}
 
 
+class _NoOpenTelemetry:
+    """A meta path finder under which every ``opentelemetry`` import fails: the extra absent."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name == "opentelemetry" or name.startswith("opentelemetry."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+
+def _telemetry(mode: str) -> None:
+    """Set up OpenTelemetry as the job says, before the library is imported."""
+    if mode == "absent":
+        sys.meta_path.insert(0, _NoOpenTelemetry())  # type: ignore[arg-type]
+    elif mode == "console":
+        from opentelemetry import metrics, trace
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import (
+            ConsoleMetricExporter,
+            PeriodicExportingMetricReader,
+        )
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
+        provider = TracerProvider()
+        provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter(out=sys.stderr)))
+        trace.set_tracer_provider(provider)
+        reader = PeriodicExportingMetricReader(ConsoleMetricExporter(out=sys.stderr))
+        metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+
+
+def _flush_telemetry() -> None:
+    if "opentelemetry.sdk" in sys.modules:
+        from opentelemetry import metrics, trace
+
+        for provider in (trace.get_tracer_provider(), metrics.get_meter_provider()):
+            shutdown = getattr(provider, "shutdown", None)
+            if shutdown is not None:
+                shutdown()
+
+
 def run(job: Job) -> dict[str, Any]:
+    _telemetry(job.get("telemetry", "none"))
     if job["scenario"] == "serde":
         return _serde(job)
     if job["lib"] == "sdk":
@@ -430,6 +470,7 @@ def run(job: Job) -> dict[str, Any]:
 def main() -> int:
     job = json.loads(sys.stdin.read())
     result = run(job)
+    _flush_telemetry()
     sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()
     return 0

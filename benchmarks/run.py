@@ -53,6 +53,8 @@ def worker(job: dict[str, Any]) -> dict[str, Any]:
     )
     if done.returncode != 0 or not done.stdout.strip():
         raise RuntimeError(f"worker failed ({job['scenario']}/{job.get('lib')}):\n{done.stderr}")
+    if job.get("telemetry") == "console":
+        sys.stderr.write(done.stderr)  # the spans and metrics the worker exported, for a look
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
@@ -88,8 +90,19 @@ def median_counts(results: list[dict[str, Any]], per: float = 1.0) -> dict[str, 
     return {k: statistics.median(r["counts"].get(k, 0) for r in results) / per for k in keys}
 
 
-def label(lib: str, transport: str | None) -> str:
-    return "openstacksdk" if lib == "sdk" else f"ecs_rebuild_async ({transport})"
+def label(lib: str, transport: str | None, telemetry: str = "none") -> str:
+    if lib == "sdk":
+        return "openstacksdk"
+    otel = "" if telemetry == "none" else f", otel {telemetry}"
+    return f"ecs_rebuild_async ({transport}{otel})"
+
+
+def our_configs(cfg: argparse.Namespace) -> list[tuple[str, str | None, str]]:
+    """(library, transport, telemetry) for ours: each transport with the one telemetry mode,
+    or, given several modes, the default transport once per mode (interleaved like the rest)."""
+    if len(cfg.telemetry) == 1:
+        return [("ours", t, cfg.telemetry[0]) for t in OURS]
+    return [("ours", OURS[0], mode) for mode in cfg.telemetry]
 
 
 # -- scenarios -----------------------------------------------------------------------------
@@ -97,13 +110,13 @@ def label(lib: str, transport: str | None) -> str:
 
 def scenario_single(cfg: argparse.Namespace, out: list[str], profiles: list[str]) -> dict[str, Any]:
     ops, runs, interval = cfg.single_ops, cfg.runs, cfg.single_interval
-    configs = [("ours", t) for t in OURS] + [("sdk", None)]
+    configs = [*our_configs(cfg), ("sdk", None, "none")]
     rows: dict[str, list[dict[str, Any]]] = {label(*c): [] for c in configs}
     for _ in range(runs):  # interleaved, so that load from other work hits every config alike
-        for lib, transport in configs:
+        for lib, transport, telemetry in configs:
             job = {"scenario": "single", "lib": lib, "transport": transport, "ops": ops,
-                   "interval": interval}  # fmt: skip
-            rows[label(lib, transport)].append(measure(job, 8, cfg.single_rebuild))
+                   "interval": interval, "telemetry": telemetry}  # fmt: skip
+            rows[label(lib, transport, telemetry)].append(measure(job, 8, cfg.single_rebuild))
     out.append(
         f"### 1. One rebuild and wait, instant transitions\n\n"
         f"Rebuild lasts {cfg.single_rebuild} s on the service; poll interval {interval} s for both "
@@ -125,6 +138,17 @@ def scenario_single(cfg: argparse.Namespace, out: list[str], profiles: list[str]
             f"| {ratio:.2f}x |"
         )
     out.append("")
+    if len(cfg.telemetry) > 1:
+        # Runs of the modes are interleaved pairwise: the ratio within each run cancels most of
+        # the load that other work puts on the machine, which the medians above do not.
+        first = label("ours", OURS[0], cfg.telemetry[0])
+        for mode in cfg.telemetry[1:]:
+            other = label("ours", OURS[0], mode)
+            ratios = [b["cpu"] / a["cpu"] for a, b in zip(rows[first], rows[other], strict=True)]
+            out.append(
+                f"CPU of {other} over {first}, run by run: median {statistics.median(ratios):.3f}"
+                f" ({min(ratios):.3f}-{max(ratios):.3f}) over {len(ratios)} runs.\n"
+            )
     if cfg.profile:
         for lib, transport in (("ours", "aiohttp"), ("sdk", None)):
             job = {"scenario": "single", "lib": lib, "transport": transport, "ops": ops,
@@ -346,9 +370,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="append cProfile tops")
     parser.add_argument("--only", default="1,2,3,4", help="scenarios to run, e.g. 1,4")
     parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
+    parser.add_argument(
+        "--telemetry",
+        default="none",
+        help="OpenTelemetry in the workers: none (the API, no provider: the default), absent "
+        "(every opentelemetry import fails), console (the SDK, exporting to the console); "
+        "several, e.g. absent,none, compare them in scenario 1",
+    )
+    parser.add_argument("--runs", type=int, help="runs per configuration (default 5, quick 2)")
     cfg = parser.parse_args(argv)
+    cfg.telemetry = cfg.telemetry.split(",")
+    if not set(cfg.telemetry) <= {"none", "absent", "console"}:
+        parser.error("--telemetry takes none, absent and console")
     quick = cfg.quick
-    cfg.runs = 2 if quick else 5
+    cfg.runs = cfg.runs or (2 if quick else 5)
     cfg.single_ops = 30 if quick else 100
     cfg.single_rebuild = 0.02
     cfg.single_interval = 0.02

@@ -16,12 +16,14 @@ import attrs
 import httpx
 from anyio.streams.memory import MemoryObjectReceiveStream
 
+from . import _telemetry
 from ._auth import Auth, build_auth
 from ._bulk import (
     BulkReport,
     OutcomeCallback,
     check_run_options,
     normalize_targets,
+    outcome_kind,
     plan_bulk,
     run_bulk,
 )
@@ -293,7 +295,8 @@ class AsyncEcsClient:
     async def get_server(self, server_id: str) -> Server:
         """The server as the service shows it now. Raises NotFound."""
         check_server_id(server_id)
-        server, _ = await self._compute.server_answer(server_id)
+        with _telemetry.about(server_id):
+            server, _ = await self._compute.server_answer(server_id)
         return server
 
     async def find_images(self, name: str) -> list[str]:
@@ -315,14 +318,15 @@ class AsyncEcsClient:
         """
         check_server_id(server_id)
         await self._compute.checked_version(request)
-        before = await self.get_server(server_id)
-        accepted = await submit_rebuild(
-            self._ops,
-            server_id,
-            request,
-            before=before,
-            settle=self._settings.reconcile_settle,
-        )
+        with _telemetry.about(server_id):
+            before = await self.get_server(server_id)
+            accepted = await submit_rebuild(
+                self._ops,
+                server_id,
+                request,
+                before=before,
+                settle=self._settings.reconcile_settle,
+            )
         self._keep(self._track(server_id, request, before, accepted))
         if accepted.server is None:
             return await self.get_server(server_id)
@@ -398,14 +402,15 @@ class AsyncEcsClient:
         # Whatever ends this wait (a timeout, the caller's cancellation), what it learnt stays
         # for the next wait; only a proven end (done or failed) forgets the rebuild.
         self._keep(tracker)
-        return await wait_for_rebuild(
-            tracker,
-            poller=self._poller,
-            fetch_one=self._compute.fetch_for_poller,
-            timeout=timeout,
-            on_event=on_event,
-            keep=self._keep,
-        )
+        with _telemetry.waiting(self._poller, tracker.server_id):
+            return await wait_for_rebuild(
+                tracker,
+                poller=self._poller,
+                fetch_one=self._compute.fetch_for_poller,
+                timeout=timeout,
+                on_event=on_event,
+                keep=self._keep,
+            )
 
     async def rebuild_and_wait(
         self,
@@ -421,7 +426,8 @@ class AsyncEcsClient:
         pause before it), reconciling an unclear answer, and the wait.
         """
         limit = self._checked_timeout(timeout)
-        return await self._rebuild_and_wait(server_id, request, limit, on_event, None, None)
+        with _telemetry.rebuild(server_id, outcome_kind):
+            return await self._rebuild_and_wait(server_id, request, limit, on_event, None, None)
 
     async def _rebuild_and_wait(
         self,
@@ -587,19 +593,21 @@ class AsyncEcsClient:
         async def run_one(
             server_id: str, one_request: RebuildRequest, before: Server | None, mark: Any
         ) -> Server:
-            return await self._rebuild_and_wait(
-                server_id, one_request, limit, on_event, before, mark
-            )
+            with _telemetry.rebuild(server_id, outcome_kind):
+                return await self._rebuild_and_wait(
+                    server_id, one_request, limit, on_event, before, mark
+                )
 
-        return await run_bulk(
-            targets,
-            run_one,
-            concurrency=concurrency,
-            report=report,
-            on_outcome=on_outcome,
-            policy=policy,
-            read_before=read_before,
-        )
+        with _telemetry.fleet(report):
+            return await run_bulk(
+                targets,
+                run_one,
+                concurrency=concurrency,
+                report=report,
+                on_outcome=on_outcome,
+                policy=policy,
+                read_before=read_before,
+            )
 
     async def plan_rollout(
         self,

@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 import anyio
 import attrs
 
+from . import _telemetry
 from ._coverage import Action, Listing, decide, next_bound, plan_since
 from ._errors import (
     BadRequest,
@@ -232,7 +233,8 @@ class FleetPoller:
     async def _read_one(self, watch: _Watch) -> None:
         self.single_reads += 1
         try:
-            server = await self._fetch_one(watch.server_id)
+            with _telemetry.read_for(self, watch.server_id):
+                server = await self._fetch_one(watch.server_id)
         except _TRANSIENT as exc:
             # After the session's own retries: the next tick tries again, within the deadline.
             logger.info("reading server %s failed (%s); trying again", watch.server_id, exc)
@@ -250,7 +252,8 @@ class FleetPoller:
         margin = timedelta(seconds=self._settings.changes_since_margin)
         since = plan_since(self._bound, [w.since for w in watches if not w.covered], margin)
         try:
-            listing = await self._list_changed(since, self._watches.keys())
+            with _telemetry.listing(self, watches):
+                listing = await self._list_changed(since, self._watches.keys())
         except _LISTING_REFUSED as exc:
             logger.warning("listing servers failed (%s); reading them one by one", exc)
             self._listing_supported = False
@@ -312,6 +315,8 @@ async def wait_for_rebuild(
 
     def report(server: Server | None, verdict: Verdict) -> None:
         nonlocal last_phase, unknown_logged
+        if verdict.phase is not Phase.PENDING:
+            _telemetry.phase(verdict.phase.value)
         unknown = verdict.reason.startswith("unknown status")
         if unknown and (unknown_logged is None or verdict.reason not in unknown_logged):
             unknown_logged = {*(unknown_logged or ()), verdict.reason}

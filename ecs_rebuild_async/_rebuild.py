@@ -21,6 +21,7 @@ from typing import Any
 import anyio
 import attrs
 
+from . import _telemetry
 from ._errors import EcsError, RebuildOutcomeUnknown, ServerError, TransportError
 from ._lifecycle import ActionFinding, judge_actions, shows_rebuild
 from ._models import RebuildRequest, Server
@@ -84,6 +85,8 @@ async def submit_rebuild(
     """
 
     def submitted(value: bool) -> None:
+        if value:
+            _telemetry.phase("submitted")
         if on_submitted is not None:
             on_submitted(value)
 
@@ -109,6 +112,7 @@ async def submit_rebuild(
         submitted(False)
         raise refused.error from None
     submitted(True)
+    _telemetry.phase("reconciled")
     return accepted
 
 

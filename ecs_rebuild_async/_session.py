@@ -26,6 +26,7 @@ import attrs
 import httpx
 import tenacity
 
+from . import _telemetry
 from ._auth import Auth
 from ._bounded import MAX_ANSWER_BYTES, AnswerTooLarge, read_body, redirect_error
 from ._errors import (
@@ -263,6 +264,7 @@ class Pacer:
         wait = settings.retry_after_default if retry_after is None else retry_after
         wait = min(wait, settings.retry_after_cap)
         wait *= 1.0 + random.uniform(0.0, 0.2)  # jitter: the paused tasks do not return at once
+        _telemetry.rate_limited(wait)
         now = anyio.current_time()
         self._paused_until = max(self._paused_until, now + wait)
         if now < self._window_ends:
@@ -669,11 +671,13 @@ class Session:
             reraise=True,
         )
         async for attempt in retrying:
-            with attempt:
-                return await self._send_once(
+            with attempt, _telemetry.http_request(method, url, version) as traced:
+                answer = await self._send_once(
                     method, url, params=params, json_body=json_body, version=version,
                     authenticated=authenticated, idempotent=idempotent,
                 )  # fmt: skip
+                traced.answered(answer.status, answer.request_id)
+                return answer
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
     async def _send_once(
@@ -774,6 +778,7 @@ class Session:
     ) -> Answer:
         headers = {key.lower(): value for key, value in response.headers.items()}
         request_id = request_id_from_headers(headers)
+        _telemetry.note_request_id(request_id)  # before the log line below, which is about it
         echoed = _echoed_version(headers)
         logger.debug(
             "%s %s -> %d in %.3fs request_id=%s microversion=%s",

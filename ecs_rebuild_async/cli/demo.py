@@ -13,6 +13,7 @@ from .._settings import ClientSettings
 from .config import UsageError
 from .parse import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_OUTPUT_CLOSED
 from .run import BulkOptions, run_bulk_command
+from .telemetry import SpanCollector, span_tree
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -52,6 +53,7 @@ async def run_demo(
     """The demo's run; with ``as_json`` (no console), one JSON line per server on stdout."""
     from ..testing import FakeCompute
 
+    collector = SpanCollector() if args.trace else None
     fake = FakeCompute(
         rebuild_seconds=args.duration, jitter=0.3, fail_rate=args.fail_rate, seed=args.seed
     )
@@ -97,6 +99,8 @@ async def run_demo(
         f"checked against the fake service's own record: "
         f"{len(server_ids) - len(wrong)} of {len(server_ids)} outcomes are the truth"
     )
+    if collector is not None:
+        stderr.write(span_tree(collector.close()))
     return EXIT_OK if not wrong else EXIT_FAILED
 
 

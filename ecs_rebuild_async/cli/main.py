@@ -45,6 +45,7 @@ from .config import (
 )
 from .dryrun import OutputClosed, offline_dry_run, online_dry_run
 from .journal import print_audit, resume_targets
+from .logs import formatter
 from .output import check_columns
 from .parse import (
     EXIT_FAILED,
@@ -439,9 +440,9 @@ class _Logging:
     """Library logs on standard error while a command runs: -v the library's notices (the
     changes of state are printed by the run), -vv every HTTP request and the debug detail."""
 
-    def __init__(self, verbose: int, stream: TextIO) -> None:
+    def __init__(self, verbose: int, stream: TextIO, log_format: str = "text") -> None:
         self._handler = logging.StreamHandler(stream)
-        self._handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        self._handler.setFormatter(formatter(log_format))
         debug = verbose >= 2
         self._levels = {
             "ecs_rebuild_async": (
@@ -513,7 +514,7 @@ def main(
         return EXIT_USAGE
     except SystemExit as exc:  # --help, --version
         return exc.code if isinstance(exc.code, int) else EXIT_OK
-    with _Logging(args.verbose, io.stderr):
+    with _Logging(args.verbose, io.stderr, args.log_format):
         code = _run(_HANDLERS[args.command], args, io)
     if code == EXIT_OUTPUT_CLOSED:
         _silence_closed_stdout(io.stdout)

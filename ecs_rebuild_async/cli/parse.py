@@ -264,6 +264,12 @@ def output_options(parser: argparse.ArgumentParser) -> None:
         default=0,
         help="-v: each server's changes of state on stderr; -vv: and every HTTP request",
     )
+    group.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="log lines on standard error: text, or one JSON object per line",
+    )
 
 
 def demo_options(parser: argparse.ArgumentParser) -> None:
@@ -273,6 +279,11 @@ def demo_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--duration", type=float, default=3.0, metavar="S", help="each rebuild")
     group.add_argument("--concurrency", type=int, default=100, metavar="N")
     group.add_argument("--seed", type=int, default=None, help=argparse.SUPPRESS)
+    group.add_argument(
+        "--trace",
+        action="store_true",
+        help="after the summary, print one server's spans (needs opentelemetry-sdk)",
+    )
 
 
 def _versions_request(parser: argparse.ArgumentParser) -> None:
