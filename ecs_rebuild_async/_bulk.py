@@ -32,6 +32,7 @@ import anyio
 import anyio.abc
 import attrs
 
+from . import _telemetry
 from ._errors import (
     BadRequest,
     Conflict,
@@ -334,12 +335,16 @@ class BulkRun:
     async def _one(self, scheduler: RolloutScheduler, server_id: str) -> None:
         request = self._requests[server_id]
         try:
-            # Read when it starts, not when the run did: the state to return to is evidence
-            # taken close to the request (a rollout may start a server hours after the first).
-            before = await self._before(server_id)
-            server = await self._run_one(
-                server_id, request, before, lambda sent: self._submitted(server_id, sent)
-            )
+            # One span and one outcome metric per server, its read before included (a server
+            # not found is an outcome too).
+            with _telemetry.rebuild(server_id, outcome_kind):
+                # Read when it starts, not when the run did: the state to return to is
+                # evidence taken close to the request (a rollout may start a server hours
+                # after the first).
+                before = await self._before(server_id)
+                server = await self._run_one(
+                    server_id, request, before, lambda sent: self._submitted(server_id, sent)
+                )
         except EcsError as error:
             outcome = _error_outcome(server_id, error, server_id in self.report.submitted)
         else:
@@ -453,7 +458,7 @@ class BulkRun:
     # -- the transitions -------------------------------------------------------------------
 
     def _started(self, server_id: str) -> None:
-        logger.debug("rollout: starting %s", server_id)
+        logger.debug("rollout: starting %s", server_id, extra={"server_id": server_id})
 
     def _submitted(self, server_id: str, submitted: bool) -> None:
         if submitted:

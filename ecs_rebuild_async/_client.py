@@ -593,10 +593,9 @@ class AsyncEcsClient:
         async def run_one(
             server_id: str, one_request: RebuildRequest, before: Server | None, mark: Any
         ) -> Server:
-            with _telemetry.rebuild(server_id, outcome_kind):
-                return await self._rebuild_and_wait(
-                    server_id, one_request, limit, on_event, before, mark
-                )
+            return await self._rebuild_and_wait(
+                server_id, one_request, limit, on_event, before, mark
+            )
 
         with _telemetry.fleet(report):
             return await run_bulk(

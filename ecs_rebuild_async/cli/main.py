@@ -514,7 +514,7 @@ def main(
         return EXIT_USAGE
     except SystemExit as exc:  # --help, --version
         return exc.code if isinstance(exc.code, int) else EXIT_OK
-    with _Logging(args.verbose, io.stderr, args.log_format):
+    with _Logging(args.verbose, io.stderr, getattr(args, "log_format", "text")):
         code = _run(_HANDLERS[args.command], args, io)
     if code == EXIT_OUTPUT_CLOSED:
         _silence_closed_stdout(io.stdout)
