@@ -88,21 +88,36 @@ def _delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
     return {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
 
 
+def _plan(fake: dict[str, Any], warmup: int, ops: int) -> list[tuple[str, str]]:
+    """(server, image) of each operation: servers in turn, each rebuild to a new image.
+
+    Every rebuild shows a new image, so that both clients can tell the finished rebuild from
+    the state before it on the first read (a rebuild to the same image needs a read of it
+    running or a later second, which an instant service cannot give).
+    """
+    servers, images = fake["servers"], fake["images"]
+    plan = []
+    for i in range(warmup + ops):
+        plan.append((servers[i % len(servers)], images[(i // len(servers)) % len(images)]))
+    return plan
+
+
 async def _ours_single(job: Job) -> dict[str, Any]:
     from ecs_rebuild_async import RebuildRequest
 
     fake, ops = job["fake"], job["ops"]
     interval = job["interval"]
-    request = RebuildRequest(image_ref=fake["image"], name="bench")
-    servers = fake["servers"]
-    # The first read comes one interval after the 202, as openstacksdk's second read does.
-    async with _ours_client(job, poll_first_delay=interval, poll_interval=interval) as ecs:
-        for i in range(3):  # warm-up: version discovery, connections, first-call costs
-            await ecs.rebuild_and_wait(servers[i % len(servers)], request, timeout=60)
+    plan = _plan(fake, 3, ops)
+    requests = {image: RebuildRequest(image_ref=image, name="bench") for image in fake["images"]}
+    async with _ours_client(
+        job, poll_first_delay=job.get("first_delay", interval), poll_interval=interval
+    ) as ecs:
+        for server, image in plan[:3]:  # warm-up: discovery, connections, first-call costs
+            await ecs.rebuild_and_wait(server, requests[image], timeout=60)
         before = dict(ecs.stats)
         with _Meter(job.get("profile", False)) as meter:
-            for i in range(ops):
-                await ecs.rebuild_and_wait(servers[i % len(servers)], request, timeout=60)
+            for server, image in plan[3:]:
+                await ecs.rebuild_and_wait(server, requests[image], timeout=60)
         counts = _delta(dict(ecs.stats), before)
     return {"wall": meter.wall, "cpu": meter.cpu, "counts": counts, "profile": meter.top()}
 
@@ -240,21 +255,22 @@ def _sdk_connection(fake: dict[str, Any], pool: int) -> tuple[Any, Counter[str]]
     return conn, counts
 
 
-def _sdk_rebuild_and_wait(conn: Any, fake: dict[str, Any], server_id: str, interval: float) -> Any:
-    server = conn.compute.rebuild_server(server_id, image=fake["image"], name="bench")
+def _sdk_rebuild_and_wait(conn: Any, image: str, server_id: str, interval: float) -> Any:
+    # What openstacksdk's users write: the rebuild, then its waiter on the returned server.
+    server = conn.compute.rebuild_server(server_id, image=image, name="bench")
     return conn.compute.wait_for_server(server, status="ACTIVE", interval=interval, wait=600)
 
 
 def _sdk_single(job: Job) -> dict[str, Any]:
     fake, ops, interval = job["fake"], job["ops"], job["interval"]
     conn, counts = _sdk_connection(fake, 10)
-    servers = fake["servers"]
-    for i in range(3):
-        _sdk_rebuild_and_wait(conn, fake, servers[i % len(servers)], interval)
+    plan = _plan(fake, 3, ops)
+    for server, image in plan[:3]:
+        _sdk_rebuild_and_wait(conn, image, server, interval)
     before = dict(counts)
     with _Meter(job.get("profile", False)) as meter:
-        for i in range(ops):
-            _sdk_rebuild_and_wait(conn, fake, servers[i % len(servers)], interval)
+        for server, image in plan[3:]:
+            _sdk_rebuild_and_wait(conn, image, server, interval)
     return {
         "wall": meter.wall,
         "cpu": meter.cpu,
@@ -272,7 +288,10 @@ def _sdk_bulk(job: Job) -> dict[str, Any]:
     before = dict(counts)
     ok = 0
     with _Meter(False) as meter, ThreadPoolExecutor(threads) as pool:
-        futures = [pool.submit(_sdk_rebuild_and_wait, conn, fake, sid, interval) for sid in servers]
+        futures = [
+            pool.submit(_sdk_rebuild_and_wait, conn, fake["image"], sid, interval)
+            for sid in servers
+        ]
         for future in futures:
             try:
                 ok += future.result().status == "ACTIVE"
