@@ -76,6 +76,7 @@ class Nova:
         self.rebuild_seconds = rebuild_seconds
         self.max_version = max_version
         self.counts: Counter[str] = Counter()
+        self.done: dict[str, float] = {}  # server id -> when its last rebuild ended
         self.base = ""
 
     # -- views --
@@ -231,6 +232,8 @@ class Nova:
         record.name = str(rebuild.get("name", record.name))
         record.updated = now
         record.done_at = now + self.rebuild_seconds if self.rebuild_seconds > 0 else now
+        self.done[record.id] = record.done_at
+        self.done[record.id] = record.done_at
         # The answer shows the rebuild running (task_state was set before the cast).
         record_view_at = now if self.rebuild_seconds > 0 else now - 1e-9
         server = self.view(record, record_view_at, full=self._version(request) >= (2, 75))
@@ -311,7 +314,8 @@ async def _serve(args: argparse.Namespace) -> None:
     await stop.wait()
     used = time.process_time() - cpu
     await runner.cleanup()
-    print(json.dumps({"requests": dict(nova.counts), "cpu": used}), flush=True)
+    report = {"requests": dict(nova.counts), "cpu": used, "done": nova.done}
+    print(json.dumps(report), flush=True)
 
 
 def main() -> int:

@@ -55,12 +55,12 @@ class _Meter:
         self.wall = time.perf_counter() - self._wall
         self.cpu = time.process_time() - self._cpu
 
-    def top(self, limit: int = 25) -> str | None:
+    def top(self, limit: int = 25, sort: str = "tottime") -> str | None:
         if self.profiler is None:
             return None
         out = io.StringIO()
         stats = pstats.Stats(self.profiler, stream=out)
-        stats.sort_stats("tottime").print_stats(limit)
+        stats.sort_stats(sort).print_stats(limit)
         return out.getvalue()
 
 
@@ -128,15 +128,22 @@ async def _ours_bulk(job: Job) -> dict[str, Any]:
     fake = job["fake"]
     request = RebuildRequest(image_ref=fake["image"], name="bench")
     servers = fake["servers"]
-    async with _ours_client(
-        job, poll_interval=job["interval"], poll_first_delay=job["first_delay"]
-    ) as ecs:
+    settings = {"poll_interval": job["interval"], "poll_first_delay": job["first_delay"]}
+    if job.get("fleet_interval") is not None:
+        settings["fleet_poll_interval"] = job["fleet_interval"]
+    ended: dict[str, float] = {}  # server id -> wall clock of its outcome
+
+    def on_outcome(outcome: Any) -> None:
+        ended[outcome.server_id] = time.time()
+
+    async with _ours_client(job, **settings) as ecs:
         await ecs.versions()  # discovery is per client, once; not part of the run
         base_rss = _rss()
         before = dict(ecs.stats)
+        started = time.time()
         with _Meter(job.get("profile", False)) as meter:
             outcomes = await ecs.rebuild_many(
-                servers, request, concurrency=len(servers), timeout=600
+                servers, request, concurrency=len(servers), timeout=600, on_outcome=on_outcome
             )
         counts = _delta(dict(ecs.stats), before)
     ok = sum(1 for o in outcomes if o.kind is OutcomeKind.OK)
@@ -148,6 +155,8 @@ async def _ours_bulk(job: Job) -> dict[str, Any]:
         "peak_rss": _peak_rss(),
         "base_rss": base_rss,
         "profile": meter.top(),
+        "started": started,
+        "ended": ended,
     }
 
 
@@ -287,11 +296,16 @@ def _sdk_bulk(job: Job) -> dict[str, Any]:
     base_rss = _rss()
     before = dict(counts)
     ok = 0
+    ended: dict[str, float] = {}
+
+    def one(server_id: str) -> Any:
+        server = _sdk_rebuild_and_wait(conn, fake["image"], server_id, interval)
+        ended[server_id] = time.time()
+        return server
+
+    started = time.time()
     with _Meter(False) as meter, ThreadPoolExecutor(threads) as pool:
-        futures = [
-            pool.submit(_sdk_rebuild_and_wait, conn, fake["image"], sid, interval)
-            for sid in servers
-        ]
+        futures = [pool.submit(one, sid) for sid in servers]
         for future in futures:
             try:
                 ok += future.result().status == "ACTIVE"
@@ -304,6 +318,8 @@ def _sdk_bulk(job: Job) -> dict[str, Any]:
         "ok": ok,
         "peak_rss": _peak_rss(),
         "base_rss": base_rss,
+        "started": started,
+        "ended": ended,
     }
 
 

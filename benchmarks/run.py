@@ -228,6 +228,180 @@ def scenario_bulk(cfg: argparse.Namespace, out: list[str], profiles: list[str]) 
     return summary
 
 
+def _latencies(result: dict[str, Any]) -> list[float]:
+    """Seconds from each server's completion at the service to its outcome at the client."""
+    done = result["service"].get("done", {})
+    return [ended - done[sid] for sid, ended in result["ended"].items() if sid in done]
+
+
+def _p99(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] if ordered else float("nan")
+
+
+def _fleet_row(results: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """Per-run figures of a fleet: wall, service time, overhead, CPU, requests, memory, latency."""
+    keys = ("wall", "service", "beyond", "cpu", "cpu_per", "status", "mem", "lat50", "lat99", "ok")
+    row: dict[str, list[float]] = {k: [] for k in keys}
+    for r in results:
+        done = r["service"].get("done", {})
+        last = max(done.values()) if done else r["started"]
+        n = max(len(r["ended"]), 1)
+        latencies = _latencies(r)
+        row["wall"].append(r["wall"])
+        row["service"].append(last - r["started"])
+        row["beyond"].append(r["started"] + r["wall"] - last)
+        row["cpu"].append(r["cpu"])
+        row["cpu_per"].append(r["cpu"] / n * 1000)
+        row["status"].append(r["counts"].get("GET list", 0) + r["counts"].get("GET server", 0))
+        row["mem"].append((r["peak_rss"] - r["base_rss"]) / 2**20)
+        row["lat50"].append(statistics.median(latencies) if latencies else float("nan"))
+        row["lat99"].append(_p99(latencies))
+        row["ok"].append(r["ok"])
+    return row
+
+
+def scenario_fleets(cfg: argparse.Namespace, out: list[str], profiles: list[str]) -> dict[str, Any]:
+    """Scaling with fleet size, and the shared listing's tick against detection latency."""
+    sizes, runs, fake = cfg.fleet_sizes, cfg.fleet_runs, "aiohttp Nova"
+    base = {"scenario": "bulk", "lib": "ours", "transport": "aiohttp", "interval": 2.0,
+            "first_delay": cfg.first_delay}  # fmt: skip
+    ours: dict[int, list[dict[str, Any]]] = {n: [] for n in sizes}
+    sdk: dict[int, list[dict[str, Any]]] = {n: [] for n in cfg.fleet_sdk_sizes}
+    ticks: dict[str, list[dict[str, Any]]] = {str(t): [] for t in cfg.fleet_ticks}
+    tick_size = cfg.fleet_tick_size
+    for run in range(runs):  # interleaved: every size and setting in each run
+        for n in sizes:
+            ours[n].append(measure(base, n, 2.0, fake))
+        for tick in cfg.fleet_ticks:
+            job = {**base, "fleet_interval": tick}
+            ticks[str(tick)].append(measure(job, tick_size, 2.0, fake))
+        if run < cfg.fleet_sdk_runs:
+            for n in cfg.fleet_sdk_sizes:
+                job = {"scenario": "bulk", "lib": "sdk", "interval": 2.0, "threads": 50}
+                sdk[n].append(measure(job, n, 2.0, fake))
+    out.append(
+        f"### 5. Fleets from {sizes[0]:,} to {sizes[-1]:,} servers, on the aiohttp fake of Nova\n\n"
+        "Each rebuild lasts 2 s on the service. ecs_rebuild_async: `rebuild_many(concurrency=N)`, "
+        f"`poll_interval=2`, `poll_first_delay={cfg.first_delay}`, the shared listing's tick "
+        "`fleet_poll_interval=1` (the default). openstacksdk: 50 threads of `rebuild_server` + "
+        "`wait_for_server(interval=2)` (only the smaller fleets: it needs about 40 s per 1,000 "
+        "servers). *Service time* runs from the start of the run to the last completion at "
+        "the service (so it includes how fast the client submits); *beyond* is the wall time "
+        "after that last completion. Status requests count every page. Memory is the peak RSS "
+        "over the RSS before the run. *Latency* is from each server's completion at the "
+        f"service to its outcome at the client (median, p99). {runs} runs, interleaved; "
+        "median (min-max).\n"
+    )
+    out.append(
+        "| client | servers | wall s | service time s | beyond s | CPU s | CPU ms / server "
+        "| status requests | memory MB | latency p50 s | latency p99 s |"
+    )
+    out.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    summary: dict[str, Any] = {"sizes": sizes, "ours": {}, "sdk": {}}
+    for name, table in (("ecs_rebuild_async (aiohttp)", ours), ("openstacksdk", sdk)):
+        key = "sdk" if name == "openstacksdk" else "ours"
+        for n, results in table.items():
+            if not results:
+                continue
+            row = _fleet_row(results)
+            summary[key][n] = {k: statistics.median(v) for k, v in row.items()}
+            summary[key][n]["cpu_range"] = (min(row["cpu"]), max(row["cpu"]))
+            out.append(
+                f"| {name} | {n:,} | {fmt(row['wall'])} | {fmt(row['service'])} "
+                f"| {fmt(row['beyond'])} | {fmt(row['cpu'])} | {fmt(row['cpu_per'])} "
+                f"| {fmt(row['status'], digits=0)} | {fmt(row['mem'], digits=0)} "
+                f"| {fmt(row['lat50'])} | {fmt(row['lat99'])} |"
+            )
+            if min(row["ok"]) != n:
+                out.append(f"| {name}: only {min(row['ok']):g} of {n} succeeded in some run |")
+    out.append("")
+    for n in cfg.fleet_sdk_sizes:
+        if n in summary["sdk"] and n in summary["ours"]:
+            o, s_ = summary["ours"][n], summary["sdk"][n]
+            out.append(
+                f"- {n:,} servers, ours / openstacksdk's: "
+                f"wall {o['wall']:.2f} / {s_['wall']:.2f} s "
+                f"({o['wall'] / s_['wall']:.2f}x), CPU {o['cpu']:.2f} / {s_['cpu']:.2f} s "
+                f"({o['cpu'] / s_['cpu']:.2f}x), status requests {o['status']:g} / "
+                f"{s_['status']:g} ({o['status'] / s_['status']:.3f}x), latency p50 "
+                f"{o['lat50']:.2f} / {s_['lat50']:.2f} s."
+            )
+    out.append("")
+    out.append(
+        f"#### The shared listing's tick against detection latency ({tick_size:,} servers)\n\n"
+        "`fleet_poll_interval`: None paces the listing by the waits' own intervals (2 s, "
+        "growing by 1.2x), as before; a number ticks the listing at that interval while waits "
+        "are in flight. One listing request (a page per 1,000 changed servers) per tick, "
+        "however many servers it serves.\n"
+    )
+    out.append(
+        "| fleet_poll_interval | wall s | beyond s | status requests | CPU s "
+        "| latency p50 s | latency p99 s |"
+    )
+    out.append("| --- | --- | --- | --- | --- | --- | --- |")
+    summary["ticks"] = {}
+    for tick, results in ticks.items():
+        row = _fleet_row(results)
+        summary["ticks"][tick] = {k: statistics.median(v) for k, v in row.items()}
+        out.append(
+            f"| {tick} | {fmt(row['wall'])} | {fmt(row['beyond'])} "
+            f"| {fmt(row['status'], digits=0)} | {fmt(row['cpu'])} | {fmt(row['lat50'])} "
+            f"| {fmt(row['lat99'])} |"
+        )
+    out.append("")
+    if cfg.plot:
+        plot_fleets(summary, cfg.output.parent / "scaling.png")
+        out.append("![Wall time, client CPU, status requests and memory against fleet size]"
+                   "(scaling.png)\n")  # fmt: skip
+    if cfg.profile:
+        job = {**base, "profile": True}
+        result = measure(job, sizes[-1], 2.0, fake)
+        profiles.append(
+            f"#### Scenario 5, {sizes[-1]:,} servers, ecs_rebuild_async (aiohttp)\n\n"
+            f"```\n{result['profile']}```\n"
+        )
+    return summary
+
+
+def plot_fleets(summary: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = (
+        ("wall", "wall time (s)"),
+        ("cpu", "client CPU (s)"),
+        ("status", "status requests"),
+        ("mem", "memory over baseline (MB)"),
+    )
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7))
+    for ax, (key, title) in zip(axes.flat, panels, strict=True):
+        for name, series, marker in (
+            ("ecs_rebuild_async", summary["ours"], "o-"),
+            ("openstacksdk", summary["sdk"], "s--"),
+        ):
+            sizes = sorted(series)
+            if sizes:
+                ax.plot(sizes, [series[n][key] for n in sizes], marker, label=name)
+        if key == "wall" and summary["ours"]:
+            sizes = sorted(summary["ours"])
+            ax.plot(sizes, [summary["ours"][n]["service"] for n in sizes], ":",
+                    label="service time")  # fmt: skip
+        ax.set_xscale("log")
+        if key in ("status", "cpu", "wall"):
+            ax.set_yscale("log")
+        ax.set_xlabel("servers")
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("rebuild_many against fleet size (2 s rebuilds, aiohttp fake of Nova)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def scenario_waits(cfg: argparse.Namespace, out: list[str], profiles: list[str]) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     out.append(
@@ -374,7 +548,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer runs and smaller fleets")
     parser.add_argument("--profile", action="store_true", help="append cProfile tops")
-    parser.add_argument("--only", default="1,2,3,4", help="scenarios to run, e.g. 1,4")
+    parser.add_argument("--only", default="1,2,3,4,5", help="scenarios to run, e.g. 1,4")
+    parser.add_argument("--no-plot", dest="plot", action="store_false", help="skip the PNG")
     parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
     cfg = parser.parse_args(argv)
     quick = cfg.quick
@@ -389,6 +564,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg.sdk_waits = 200 if quick else 1000
     cfg.wait_runs = 1 if quick else 3
     cfg.serde_seconds = 0.5 if quick else 1.5
+    cfg.fleet_sizes = [100, 500] if quick else [100, 1000, 3000, 10000]
+    cfg.fleet_runs = 1 if quick else 3
+    cfg.fleet_sdk_sizes = [100] if quick else [100, 1000]
+    cfg.fleet_sdk_runs = 1 if quick else 2
+    cfg.fleet_ticks = [None, 1.0, 0.5]
+    cfg.fleet_tick_size = 200 if quick else 1000
     only = set(cfg.only.split(","))
 
     started = time.perf_counter()
@@ -403,6 +584,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("2", lambda: scenario_bulk(cfg, out, profiles)),
         ("3", lambda: scenario_waits(cfg, out, profiles)),
         ("4", lambda: scenario_serde(cfg, out)),
+        ("5", lambda: scenario_fleets(cfg, out, profiles)),
     ]
     found: dict[str, Any] = {}
     for key, step in steps:

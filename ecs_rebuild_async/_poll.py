@@ -164,6 +164,14 @@ class FleetPoller:
         jitter = 1.0 + random.uniform(-settings.poll_jitter, settings.poll_jitter)
         watch.next_due = anyio.current_time() + interval * jitter
 
+    def _advance_listed(self, watch: _Watch) -> None:
+        """The next tick for a watch the listing serves: the fleet's interval, if set."""
+        interval = self._settings.fleet_poll_interval
+        if interval is None:
+            self._advance(watch)
+        else:
+            watch.next_due = anyio.current_time() + interval
+
     async def _tick(self) -> None:
         self.ticks += 1
         now = anyio.current_time()
@@ -211,14 +219,14 @@ class FleetPoller:
             if server is not None:
                 watch.offer(Observation(server))
                 watch.covered = True
-                self._advance(watch)
+                self._advance_listed(watch)
             elif not watch.covered:
                 # The rebuild changed this server after ``since``; a listing that misses it is
                 # behind (or filtered): read the server itself rather than trust the absence.
                 await self._read_one(watch)
                 watch.covered = True
             else:
-                self._advance(watch)
+                self._advance_listed(watch)
         if answered_at is not None:
             self._last_listing = answered_at
 

@@ -644,16 +644,38 @@ class Session:
                 return idempotent or not exc.maybe_sent
             return idempotent and isinstance(exc, ServerError) and exc.status in _RETRYABLE_STATUS
 
-        def wait(state: tenacity.RetryCallState) -> float:
-            exc = state.outcome.exception() if state.outcome else None
+        def delay(exc: BaseException | None, attempt_number: int) -> float:
             if isinstance(exc, RateLimited):
                 return 0.0  # the pacer already holds every request for Retry-After
-            backoff = settings.backoff_initial * (2 ** (state.attempt_number - 1))
+            backoff = settings.backoff_initial * (2 ** (attempt_number - 1))
             return random.uniform(0, min(settings.backoff_max, backoff))  # full jitter
 
+        # The first attempt goes without the retry machinery (most requests need no retry, and
+        # building it costs more CPU than the library's own work on a request); the retries
+        # after it follow the same budget, counted from the first attempt.
+        first_started = time.monotonic()
+        try:
+            return await self._send_once(
+                method, url, params=params, json_body=json_body, version=version,
+                authenticated=authenticated, secrets=secrets, idempotent=idempotent,
+            )  # fmt: skip
+        except EcsError as exc:
+            elapsed = time.monotonic() - first_started
+            if settings.retry_attempts <= 1 or elapsed >= settings.retry_budget:
+                raise
+            if not retryable(exc):
+                raise
+            await anyio.sleep(delay(exc, 1))
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            return delay(exc, state.attempt_number + 1)
+
         retrying = tenacity.AsyncRetrying(
-            stop=tenacity.stop_after_attempt(settings.retry_attempts)
-            | tenacity.stop_after_delay(settings.retry_budget),
+            stop=tenacity.stop_after_attempt(settings.retry_attempts - 1)
+            | tenacity.stop_after_delay(
+                max(0.0, settings.retry_budget - (time.monotonic() - first_started))
+            ),
             wait=wait,
             retry=tenacity.retry_if_exception(retryable),
             sleep=anyio.sleep,
