@@ -154,7 +154,7 @@ async def _ours_bulk(job: Job) -> dict[str, Any]:
         "ok": ok,
         "peak_rss": _peak_rss(),
         "base_rss": base_rss,
-        "profile": meter.top(),
+        "profile": meter.top(sort=job.get("sort", "tottime")),
         "started": started,
         "ended": ended,
     }

@@ -413,6 +413,28 @@ def default_transport(
     return httpx.AsyncHTTPTransport(limits=limits, verify=tls)
 
 
+#: One encoder for every request body (``json.dumps`` with options builds a new one per call).
+_JSON = json.JSONEncoder(separators=(",", ":"))
+
+
+def _header_dict(headers: httpx.Headers) -> dict[str, str]:
+    """The answer's headers by lower-case name (repeated ones joined by ", ", as httpx's
+    ``items()`` joins them), decoded once.
+
+    httpx's ``items()`` works out the headers' text encoding again for every header; this
+    decodes the raw bytes as httpx would (ASCII or UTF-8, else Latin-1) in one pass.
+    """
+    decoded: dict[str, str] = {}
+    for key, value in headers.raw:
+        try:
+            text = value.decode("utf-8")
+        except UnicodeDecodeError:
+            text = value.decode("latin-1")
+        name = key.decode("latin-1").lower()
+        decoded[name] = f"{decoded[name]}, {text}" if name in decoded else text
+    return decoded
+
+
 @functools.lru_cache(maxsize=4096)
 def _parsed_url(url: str) -> httpx.URL:
     """The URL, parsed once: a wait reads the same server's URL again and again, and httpx
@@ -705,7 +727,7 @@ class Session:
         headers = dict(wire_version_header(version))
         content: bytes | None = None
         if json_body is not None:
-            content = json.dumps(json_body, separators=(",", ":")).encode()
+            content = _JSON.encode(json_body).encode()
             headers["Content-Type"] = "application/json"
         request = client.build_request(
             method, _parsed_url(url), params=params, headers=headers, content=content
@@ -773,7 +795,7 @@ class Session:
         elapsed: float,
         secrets: tuple[str, ...] = (),
     ) -> Answer:
-        headers = {key.lower(): value for key, value in response.headers.items()}
+        headers = _header_dict(response.headers)
         request_id = request_id_from_headers(headers)
         echoed = _echoed_version(headers)
         logger.debug(
