@@ -50,10 +50,11 @@ def fake_service(
         info["service"] = json.loads(out.strip().splitlines()[-1])
 
 
-def worker(job: dict[str, Any]) -> dict[str, Any]:
+def worker(job: dict[str, Any], root: Path = ROOT) -> dict[str, Any]:
+    """Run one job in a fresh worker process; ``root`` is the checkout whose library it uses."""
     command = [sys.executable, "-m", "benchmarks._worker"]
     done = subprocess.run(
-        command, cwd=ROOT, input=json.dumps(job), capture_output=True, text=True, timeout=600
+        command, cwd=root, input=json.dumps(job), capture_output=True, text=True, timeout=600
     )
     if done.returncode != 0 or not done.stdout.strip():
         raise RuntimeError(f"worker failed ({job['scenario']}/{job.get('lib')}):\n{done.stderr}")
