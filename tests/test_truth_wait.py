@@ -648,7 +648,7 @@ def test_adversarial_fleets_never_get_a_false_ok(backend: str, figures: list[str
     totals: Counter[str] = Counter()
 
     @settings(
-        max_examples=16,
+        max_examples=12,
         deadline=None,
         derandomize=True,
         suppress_health_check=[HealthCheck.too_slow],
@@ -658,7 +658,7 @@ def test_adversarial_fleets_never_get_a_false_ok(backend: str, figures: list[str
         anyio.run(run_scenario, scenario, totals, backend=backend)
 
     check()
-    assert totals["runs"] >= 16
+    assert totals["runs"] >= 12
     assert totals["outcome ok"] > 0
     summary = ", ".join(f"{key}={value}" for key, value in sorted(totals.items()))
     figures.append(f"adversarial[{backend}]: {summary}")
