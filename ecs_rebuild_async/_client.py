@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
 from types import TracebackType
@@ -19,7 +20,7 @@ from ._auth import Auth, build_auth
 from ._bulk import BulkReport, OutcomeCallback, normalize_targets, run_bulk
 from ._compute import ComputeApi, check_server_id
 from ._config import ClientConfig, config_from_cloud, config_from_env
-from ._errors import EcsError, InvalidRequest, RebuildTimeout
+from ._errors import EcsError, InvalidRequest, RebuildOutcomeUnknown, RebuildTimeout
 from ._lifecycle import RebuildTracker
 from ._microversion import APIVersion, VersionRange, parse_version
 from ._models import (
@@ -41,6 +42,9 @@ __all__ = ["AsyncEcsClient", "OutcomeCallback", "options_from_config"]
 
 # How many accepted rebuilds a client remembers for a later wait_for_rebuild.
 _ACCEPTED_KEPT = 10_000
+# How long (seconds) a fleet listing's states stand for each server's state before its rebuild;
+# a server whose turn comes later is read on its own just before its request.
+_FLEET_STATE_FRESH = 30.0
 
 
 @attrs.frozen
@@ -123,7 +127,7 @@ class AsyncEcsClient:
         )
         compute = self._compute
         self._poller = FleetPoller(compute.fetch_for_poller, compute.list_changed, self._settings)
-        self._accepted: dict[str, tuple[Server | None, Accepted]] = {}
+        self._accepted: dict[str, RebuildTracker] = {}
         self._ops = Operations(
             post_rebuild=compute.post_rebuild,
             get_server=compute.read_server,
@@ -293,26 +297,45 @@ class AsyncEcsClient:
         """Send the rebuild (at most once) and return the server of the 202 answer.
 
         The answer never proves completion: use :meth:`wait_for_rebuild` next, or
-        :meth:`rebuild_and_wait`. Bad input raises before anything is sent.
+        :meth:`rebuild_and_wait`. Bad input raises before anything is sent. The server is read
+        first, as :meth:`rebuild_and_wait` does, so that the wait that follows knows the state
+        to return to and a lost answer is judged against a read from before the request.
         """
         check_server_id(server_id)
         await self._compute.checked_version(request)
+        before = await self.get_server(server_id)
         accepted = await submit_rebuild(
             self._ops,
             server_id,
             request,
-            service_now=self._compute.service_now,
+            before=before,
             settle=self._settings.reconcile_settle,
         )
-        # Without a read from before, the wait learns the state to return to from the vm_state
-        # the server keeps while it rebuilds (rebuild_and_wait reads it first instead).
-        self._accepted[server_id] = (None, accepted)
-        while len(self._accepted) > _ACCEPTED_KEPT:
-            # Rebuilds never waited for: forget the oldest rather than grow without bound.
-            self._accepted.pop(next(iter(self._accepted)))
+        self._keep(self._track(server_id, request, before, accepted))
         if accepted.server is None:
             return await self.get_server(server_id)
         return accepted.server
+
+    def _track(
+        self, server_id: str, request: RebuildRequest, before: Server | None, accepted: Accepted
+    ) -> RebuildTracker:
+        return RebuildTracker.start(
+            server_id,
+            before=before,
+            accepted_at=accepted.accepted_at,
+            accepted=accepted.server,
+            image=request.image_ref,
+        )
+
+    def _keep(self, tracker: RebuildTracker) -> None:
+        """Remember what is known of an accepted rebuild until a wait ends it."""
+        if tracker.terminal:
+            self._accepted.pop(tracker.server_id, None)
+            return
+        self._accepted[tracker.server_id] = tracker
+        while len(self._accepted) > _ACCEPTED_KEPT:
+            # Rebuilds never waited for: forget the oldest rather than grow without bound.
+            self._accepted.pop(next(iter(self._accepted)))
 
     async def wait_for_rebuild(
         self,
@@ -326,37 +349,50 @@ class AsyncEcsClient:
 
         Raises RebuildFailed (ERROR, deleted, gone) or RebuildTimeout after ``timeout`` seconds
         (default ``settings.wait_timeout``). After :meth:`rebuild` on this client the wait knows
-        when the service accepted it; otherwise pass ``since`` (the service time of the request).
+        the state before and when the service accepted it (kept across a timeout or a
+        cancelled wait); otherwise pass ``since`` (the service time of the request).
         """
         check_server_id(server_id)
-        before, accepted = self._accepted.get(server_id, (None, Accepted(None, since)))
-        try:
-            server = await self._wait(server_id, before, accepted, timeout, on_event)
-        except RebuildTimeout:
-            raise  # kept: the next wait still knows when the rebuild was accepted
-        except BaseException:
-            self._accepted.pop(server_id, None)
-            raise
-        self._accepted.pop(server_id, None)
-        return server
+        limit = self._checked_timeout(timeout)
+        if since is not None and not isinstance(since, datetime):
+            raise InvalidRequest("since must be a datetime", field="since")
+        tracker = self._accepted.get(server_id)
+        if tracker is None:
+            tracker = RebuildTracker.start(server_id, before=None, accepted_at=since)
+        elif since is not None:
+            tracker = tracker.knowing_acceptance(since)
+        return await self._wait(tracker, limit, on_event)
+
+    def _checked_timeout(self, timeout: object) -> float:
+        """The timeout in seconds (the default for None); InvalidRequest for anything else
+        than a non-negative number (NaN, a string), before anything is sent."""
+        if timeout is None:
+            return self._settings.wait_timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+            raise InvalidRequest(
+                f"timeout must be a number of seconds, got {type(timeout).__name__}",
+                field="timeout",
+            )
+        if math.isnan(timeout) or timeout < 0:
+            raise InvalidRequest(
+                f"timeout must be a non-negative number of seconds, got {timeout!r}",
+                field="timeout",
+            )
+        return float(timeout)
 
     async def _wait(
-        self,
-        server_id: str,
-        before: Server | None,
-        accepted: Accepted,
-        timeout: float | None,
-        on_event: EventCallback | None,
+        self, tracker: RebuildTracker, timeout: float, on_event: EventCallback | None
     ) -> Server:
-        tracker = RebuildTracker.start(
-            server_id, before=before, accepted_at=accepted.accepted_at, accepted=accepted.server
-        )
+        # Whatever ends this wait (a timeout, the caller's cancellation), what it learnt stays
+        # for the next wait; only a proven end (done or failed) forgets the rebuild.
+        self._keep(tracker)
         return await wait_for_rebuild(
             tracker,
             poller=self._poller,
             fetch_one=self._compute.fetch_for_poller,
-            timeout=self._settings.wait_timeout if timeout is None else timeout,
+            timeout=timeout,
             on_event=on_event,
+            keep=self._keep,
         )
 
     async def rebuild_and_wait(
@@ -367,39 +403,70 @@ class AsyncEcsClient:
         timeout: float | None = None,
         on_event: EventCallback | None = None,
     ) -> Server:
-        """Read the server, rebuild it, and wait until the rebuild is proven finished."""
-        return await self._rebuild_and_wait(server_id, request, timeout, on_event, None, None)
+        """Read the server, rebuild it, and wait until the rebuild is proven finished.
+
+        ``timeout`` bounds the whole call: the read before, the request (and any Retry-After
+        pause before it), reconciling an unclear answer, and the wait.
+        """
+        limit = self._checked_timeout(timeout)
+        return await self._rebuild_and_wait(server_id, request, limit, on_event, None, None)
 
     async def _rebuild_and_wait(
         self,
         server_id: str,
         request: RebuildRequest,
-        timeout: float | None,
+        timeout: float,
         on_event: EventCallback | None,
         before: Server | None,
-        mark_submitted: Any,
+        mark_submitted: Callable[[bool], None] | None,
     ) -> Server:
         check_server_id(server_id)
-        await self._compute.checked_version(request)
-        if before is None:
-            before = await self.get_server(server_id)
-        if before.status is ServerStatus.ERROR and self._dialect is ECS:
-            raise InvalidRequest(
-                f"server {server_id} is in ERROR, and ECS cannot rebuild a server in ERROR; "
-                "repair it first (or use dialect=NOVA for upstream Nova, which can)",
-                field="server_id",
+        deadline = anyio.current_time() + timeout
+        maybe_submitted = False
+
+        def mark(value: bool) -> None:
+            nonlocal maybe_submitted
+            maybe_submitted = value
+            if mark_submitted is not None:
+                mark_submitted(value)
+
+        accepted: Accepted | None = None
+        with anyio.move_on_after(timeout):
+            await self._compute.checked_version(request)
+            if before is None:
+                before = await self.get_server(server_id)
+            if before.status is ServerStatus.ERROR and self._dialect is ECS:
+                raise InvalidRequest(
+                    f"server {server_id} is in ERROR, and ECS cannot rebuild a server in ERROR; "
+                    "repair it first (or use dialect=NOVA for upstream Nova, which can)",
+                    field="server_id",
+                )
+            # The session awaits the answer of a rebuild on the wire even if this task is
+            # cancelled, and ``mark`` runs as soon as it is known, so that a cancelled bulk run
+            # knows exactly which rebuilds the service accepted (or may have).
+            accepted = await submit_rebuild(
+                self._ops,
+                server_id,
+                request,
+                before=before,
+                settle=self._settings.reconcile_settle,
+                on_submitted=mark,
             )
-        # The session awaits the answer of a rebuild on the wire even if this task is cancelled,
-        # and ``mark_submitted`` runs as soon as it is known, so that a cancelled bulk run knows
-        # exactly which rebuilds the service accepted.
-        accepted = await submit_rebuild(
-            self._ops,
-            server_id,
-            request,
-            service_now=self._compute.service_now,
-            settle=self._settings.reconcile_settle,
-            on_submitted=mark_submitted,
-        )
+        if accepted is None:
+            if maybe_submitted:
+                raise RebuildOutcomeUnknown(
+                    f"cannot tell whether server {server_id} is being rebuilt: the timeout of "
+                    f"{timeout:g}s passed while reconciling an unclear answer; it was not sent "
+                    "again",
+                    server=before,
+                    evidence=("the deadline passed during reconciliation",),
+                )
+            raise RebuildTimeout(
+                f"server {server_id} was not rebuilt: the timeout of {timeout:g}s passed "
+                "before the rebuild was sent (nothing was sent)",
+                server=before,
+            )
+        tracker = self._track(server_id, request, before, accepted)
         if on_event is not None and accepted.server is not None:
             on_event(
                 RebuildEvent(
@@ -410,7 +477,17 @@ class AsyncEcsClient:
                     updated=accepted.server.updated,
                 )
             )
-        return await self._wait(server_id, before, accepted, timeout, on_event)
+        try:
+            return await self._wait(tracker, max(0.0, deadline - anyio.current_time()), on_event)
+        except RebuildTimeout as exc:
+            # The wait had what was left of the call's timeout: name the timeout the caller gave.
+            last = exc.server
+            seen = f"{last.status}/{last.task_state}" if last is not None else "never read"
+            raise RebuildTimeout(
+                f"server {server_id} did not finish rebuilding within {timeout:g}s "
+                f"(last seen: {seen})",
+                server=last,
+            ) from None
 
     # -- fleets --
 
@@ -430,39 +507,45 @@ class AsyncEcsClient:
 
         ``servers`` are ids (rebuilt with ``request``) or ``(id, RebuildRequest)`` pairs;
         ``on_outcome(outcome)`` is called as each server finishes, ``on_event(event)`` for
-        each change of state the waits see. At
-        most ``concurrency`` rebuilds are in flight; ``timeout`` bounds each server's wait.
-        One server's failure never stops the others. ``report`` (a BulkReport) is filled as
-        the run goes, so that after a cancellation it says which rebuilds were submitted.
+        each change of state the waits see. At most ``concurrency`` rebuilds are in flight;
+        ``timeout`` bounds each server's whole rebuild (its read, request and wait). One
+        server's failure never stops the others. ``report`` (a BulkReport) is filled as the
+        run goes, so that after a cancellation it says which rebuilds were submitted.
         ``before`` holds servers as the caller read them just before the run: each one's wait
-        starts from that state instead of a read of its own.
+        starts from that state instead of a read of its own (as a listing's states, for the
+        first 30 seconds of the run).
         """
+        limit = self._checked_timeout(timeout)
         targets = normalize_targets(servers, request)
         report = report if report is not None else BulkReport()
         known = dict(before or {})
-        befores = await self._read_fleet([sid for sid, _ in targets if sid not in known])
+        befores, listed_at = await self._read_fleet([sid for sid, _ in targets if sid not in known])
         befores.update(known)
 
         async def run_one(server_id: str, one_request: RebuildRequest, mark: Any) -> Server:
-            before = befores.get(server_id)
-            if before is None:
-                before = await self.get_server(server_id)
+            before = befores.pop(server_id, None)
+            if anyio.current_time() - listed_at > _FLEET_STATE_FRESH:
+                # Read long before this POST: the server may have changed since (stopped, for
+                # one). Its own read is the evidence close to the request.
+                before = None
             return await self._rebuild_and_wait(
-                server_id, one_request, timeout, on_event, before, mark
+                server_id, one_request, limit, on_event, before, mark
             )
 
         return await run_bulk(
             targets, run_one, concurrency=concurrency, report=report, on_outcome=on_outcome
         )
 
-    async def _read_fleet(self, server_ids: list[str]) -> dict[str, Server]:
-        """The servers' states before a bulk run, by listing rather than one GET each.
+    async def _read_fleet(self, server_ids: list[str]) -> tuple[dict[str, Server], float]:
+        """The servers' states before a bulk run, by listing rather than one GET each, and
+        when (the local clock) the listing began.
 
         Servers the listing does not show are read one by one later (and may be not found).
         """
+        listed_at = anyio.current_time()
         wanted = {server_id for server_id in server_ids if isinstance(server_id, str)}
         if len(wanted) < self._settings.fleet_threshold:
-            return {}
+            return {}, listed_at
         found: dict[str, Server] = {}
         # A project may hold far more servers than the run names: read a few pages more than
         # the run needs, and let per-server reads find the rest.
@@ -478,7 +561,7 @@ class AsyncEcsClient:
             pass  # per-server reads take over
         finally:
             await pages.aclose()
-        return found
+        return found, listed_at
 
     @asynccontextmanager
     async def rebuild_stream(

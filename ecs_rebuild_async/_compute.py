@@ -226,22 +226,32 @@ class ComputeApi:
 
     async def post_rebuild(
         self, server_id: str, request: RebuildRequest
-    ) -> tuple[Server, datetime | None]:
-        """``POST /servers/{id}/action`` with the rebuild, never retried by the session."""
+    ) -> tuple[Server | None, datetime | None]:
+        """``POST /servers/{id}/action`` with the rebuild, never retried by the session.
+
+        Any 2xx is the service's acceptance, whatever its body: an empty, truncated or HTML
+        body, or one about another server, gives None for the server (the wait reads it).
+        """
         version = await self.checked_version(request)
-        answer = await self.session.request(
-            "POST",
-            f"{_server_path(server_id)}/action",
-            json_body=request_to_wire(request),
-            version=version,
-            idempotent=False,
-        )
+        try:
+            answer = await self.session.request(
+                "POST",
+                f"{_server_path(server_id)}/action",
+                json_body=request_to_wire(request),
+                version=version,
+                idempotent=False,
+            )
+        except ResponseError as exc:
+            if exc.status is not None and 200 <= exc.status < 300:
+                return None, None  # accepted; the unreadable body proves nothing more
+            raise
         self.remember_clock(answer.date)
         if answer.body is None:
-            raise ResponseError(
-                "the rebuild was accepted but the answer has no server body",
-                status=answer.status,
-                request_id=answer.request_id,
+            return None, answer.date
+        try:
+            server = server_from_wire(
+                answer.body, status=answer.status, request_id=answer.request_id
             )
-        server = server_from_wire(answer.body, status=answer.status, request_id=answer.request_id)
-        return server, answer.date
+        except ResponseError:
+            return None, answer.date
+        return (server if server.id == server_id else None), answer.date

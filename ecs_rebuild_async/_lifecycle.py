@@ -4,25 +4,23 @@ Pure, like h11: no I/O, no clock, no event loop. A :class:`RebuildTracker` is im
 :meth:`RebuildTracker.observe` takes one ``Server`` as read from the service and returns the next
 tracker and a :class:`Verdict`. The waiting, the deadline and the logging belong to the caller.
 
-Completion is proven, not assumed. A rebuild is DONE only when the server has settled
-(``task_state`` null) in the stable state it had before the rebuild (ACTIVE, or SHUTOFF for a
-stopped server) *and* there is proof that this rebuild ran: status REBUILD or a rebuild
-task_state seen in some observation, or an ``updated`` time at or after the moment the service
-accepted the request (its ``Date`` header). The 202 body may supply that proof, but it is never
-itself taken as the final state.
+Completion is proven, not assumed. A rebuild is DONE only when a read shows the server settled
+(``task_state`` null) in the stable state it must return to (the ``vm_state`` it keeps while
+rebuilding, else the state read before: ACTIVE, or SHUTOFF for a stopped server) *and* one of
+the proofs in :data:`RULES` shows that this read comes from after this rebuild. A read that
+could be from before the rebuild (a lagging replica, an eventually consistent listing, the same
+whole second as the acceptance) never ends a wait. The 202 body never ends one either.
 
-Reads may be stale (a lagging replica, an eventually consistent listing). Nova sets task_state
-``rebuilding`` before it answers 202, so a settled server whose ``updated`` is older than the
-acceptance is a read from before the rebuild; and a read older than one already seen is ignored.
-Both rules compare times written by different hosts' clocks, which is why they only ever make the
-machine wait longer, never declare success.
+The rules compare times written by different clocks: ``updated`` (the database's, whole
+seconds) and the service's ``Date`` (its gateway's). Each rule says how much skew between them
+it tolerates (``Rule.skew``); the README's rule table is this table, checked by a test.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Final
 
 import attrs
@@ -30,7 +28,17 @@ import attrs
 from ._errors import RebuildFailed
 from ._models import RebuildEvent, Server, ServerStatus
 
-__all__ = ["REBUILD_TASK_STATES", "Phase", "RebuildTracker", "Verdict", "shows_rebuild"]
+__all__ = [
+    "REBUILD_TASK_STATES",
+    "RULES",
+    "ActionFinding",
+    "Phase",
+    "RebuildTracker",
+    "Rule",
+    "Verdict",
+    "judge_actions",
+    "shows_rebuild",
+]
 
 #: The task states Nova's compute manager moves through while rebuilding (nova/objects/fields.py).
 REBUILD_TASK_STATES: Final = frozenset(
@@ -40,6 +48,7 @@ REBUILD_TASK_STATES: Final = frozenset(
 _ACTIVE = ServerStatus.ACTIVE
 _SHUTOFF = ServerStatus.SHUTOFF
 _EITHER_STABLE: Final = frozenset({_ACTIVE, _SHUTOFF})
+_SECOND: Final = timedelta(seconds=1)
 
 
 class Phase(str, enum.Enum):
@@ -73,6 +82,68 @@ class Verdict:
         return self.phase.terminal
 
 
+@attrs.frozen
+class Rule:
+    """One rule of the lifecycle, as the README's table states it.
+
+    ``kind`` is ``"done"`` (a proof that a settled read comes from after this rebuild: any one
+    of them ends the wait) or ``"stale"`` (the read may be from before: it is ignored).
+    """
+
+    name: str
+    kind: str
+    says: str
+    skew: str
+
+
+#: Every rule the tracker applies, in the order it tries them. The README's table is this one.
+RULES: Final[tuple[Rule, ...]] = (
+    Rule(
+        "other-image",
+        "stale",
+        "the read shows an image other than the one the rebuild asked for (Nova saves the new "
+        "image before it answers 202)",
+        "any: compares no times",
+    ),
+    Rule(
+        "older-than-seen",
+        "stale",
+        "its `updated` is older than that of a read already taken in",
+        "any between `Date` and the compute clock: compares `updated` times only",
+    ),
+    Rule(
+        "settled-before-acceptance",
+        "stale",
+        "it is settled (no task, not REBUILD) and its `updated` is before the second the "
+        "service accepted the "
+        "rebuild (the `Date` of the 202), while no read has shown the rebuild running",
+        "a `Date` ahead of the compute clock discards settled reads until one read shows the "
+        "rebuild running; from then on the rule no longer applies",
+    ),
+    Rule(
+        "new-image",
+        "done",
+        "it shows the requested image, and the read before the rebuild showed another one",
+        "any: compares no times",
+    ),
+    Rule(
+        "seen-running",
+        "done",
+        "a read (a poll, or the 202 body) showed this rebuild running (status REBUILD or a "
+        "rebuild task_state), and this read's `updated` is later than the earliest such read's",
+        "any between `Date` and the compute clock: compares `updated` times only",
+    ),
+    Rule(
+        "changed-after-acceptance",
+        "done",
+        "its `updated` is later than the whole second the service accepted the rebuild (the "
+        "`Date` of the 202) and later than that of the read before the rebuild",
+        "a `Date` ahead of the compute clock by less than the rebuild's duration minus 1 s "
+        "(beyond, `seen-running` proves it); behind it, the read before guards",
+    ),
+)
+
+
 def _utc(value: datetime | None) -> datetime | None:
     # The wire times are UTC ("...Z"); a naive time is read as UTC rather than compared with an
     # aware one, which would raise TypeError.
@@ -89,11 +160,28 @@ def _later(first: datetime | None, second: datetime | None) -> datetime | None:
     return max(first, second)
 
 
+def _earlier(first: datetime | None, second: datetime | None) -> datetime | None:
+    if first is None:
+        return second
+    if second is None:
+        return first
+    return min(first, second)
+
+
+def _whole_second(value: datetime | None) -> datetime | None:
+    return None if value is None else value.replace(microsecond=0)
+
+
+def _image_of(server: Server | None) -> str | None:
+    image = server.image_id if server is not None else None
+    return image.lower() if image else None
+
+
 def _targets_from(before: Server | None) -> frozenset[ServerStatus]:
     """The stable state the server must come back to: the one it had before the rebuild."""
     if before is None:
-        # Unknown: accept whichever stable state it settles in. A stopped server shows a brief
-        # ACTIVE with task_state null before ``powering-off``, so callers should pass ``before``.
+        # Unknown: accept whichever stable state it settles in, unless a read of the running
+        # rebuild names it (its vm_state). The client reads ``before`` for this reason.
         return _EITHER_STABLE
     if before.status is _SHUTOFF or before.vm_state == "stopped":
         return frozenset({_SHUTOFF})
@@ -104,10 +192,11 @@ def _targets_from(before: Server | None) -> frozenset[ServerStatus]:
 
 
 #: The stable state a rebuild returns to, by the vm_state the server keeps while rebuilding.
+#: Nova keeps the vm_state the server had when the rebuild was accepted, so this is evidence
+#: from the moment of the POST and overrides a state read earlier (a fleet's listing).
 _TARGET_OF_VM_STATE: Final = {
     "stopped": frozenset({_SHUTOFF}),
     "active": frozenset({_ACTIVE}),
-    "error": frozenset({_ACTIVE}),
 }
 
 
@@ -130,7 +219,11 @@ class _Kind(enum.Enum):
 def _kind(status: ServerStatus, targets: frozenset[ServerStatus]) -> _Kind:
     if status is ServerStatus.REBUILD:
         return _Kind.REBUILD
-    if status in targets:
+    if status in targets or status is _SHUTOFF:
+        # A rebuild never passes through SHUTOFF: settled there (after proof), it has ended,
+        # even when the state read before said ACTIVE (the server was stopped before the POST,
+        # and no read showed the vm_state it kept while rebuilding). ACTIVE is not like that:
+        # a stopped server shows it for a moment before powering off.
         return _Kind.TARGET
     if status in _EITHER_STABLE:
         return _Kind.SETTLING
@@ -153,8 +246,14 @@ class RebuildTracker:
     targets: frozenset[ServerStatus]
     #: When the service accepted the rebuild (its ``Date`` header, UTC), or None when unknown.
     accepted_at: datetime | None = None
+    #: The image the rebuild asked for (lower case), or None when not known.
+    image: str | None = None
+    #: The image the read before the rebuild showed (lower case), or None.
+    before_image: str | None = None
     #: True once any observation proved that this rebuild ran. Never goes back to False.
     started: bool = False
+    #: The earliest ``updated`` of a read that showed this rebuild running.
+    running_since: datetime | None = None
     #: The server was in ERROR before the rebuild, so an ERROR read without proof is that old state.
     error_before: bool = False
     #: ``updated`` of the read taken before the rebuild: a read with the same time proves nothing.
@@ -174,28 +273,37 @@ class RebuildTracker:
         before: Server | None,
         accepted_at: datetime | None,
         accepted: Server | None = None,
+        image: str | None = None,
     ) -> RebuildTracker:
         """Begin tracking a rebuild the service accepted.
 
         ``before`` is the server as read before the rebuild was sent (None when unknown),
-        ``accepted_at`` the ``Date`` of the 202 answer, and ``accepted`` the server in its body.
-        The body can prove the rebuild started (it usually shows REBUILD) but never that it
-        finished: the first verdict comes from :meth:`observe`.
+        ``accepted_at`` the ``Date`` of the 202 answer, ``accepted`` the server in its body and
+        ``image`` the image the request names. The body can prove the rebuild started (it
+        usually shows REBUILD) but never that it finished: the first verdict comes from
+        :meth:`observe`.
         """
-        accepted_at = _utc(accepted_at)
         before_updated = _utc(before.updated) if before is not None else None
         tracker = cls(
             server_id=server_id,
             targets=_targets_from(before),
-            accepted_at=accepted_at,
+            accepted_at=_utc(accepted_at),
+            image=image.lower() if image else None,
+            before_image=_image_of(before),
             error_before=before is not None and before.status is ServerStatus.ERROR,
             before_updated=before_updated,
             newest=before_updated,
             last=before,
         )
-        if accepted is None:
+        if accepted is None or tracker._stale_reason(accepted) is not None:
             return tracker
         return tracker._absorb(accepted)
+
+    def knowing_acceptance(self, accepted_at: datetime) -> RebuildTracker:
+        """This tracker, told when the service accepted the rebuild (if it did not know)."""
+        if self.accepted_at is not None:
+            return self
+        return attrs.evolve(self, accepted_at=_utc(accepted_at))
 
     # -- what is known -------------------------------------------------------------------
 
@@ -209,52 +317,36 @@ class RebuildTracker:
     def terminal(self) -> bool:
         return self.final is not None
 
-    @property
-    def _accepted_floor(self) -> datetime | None:
-        # ``updated`` and the Date header both have whole-second precision (Nova truncates its
-        # times), so a change in the same second as the acceptance must count as after it.
-        if self.accepted_at is None:
-            return None
-        return self.accepted_at.replace(microsecond=0)
-
-    def _changed_after_acceptance(self, updated: datetime | None) -> bool:
-        floor = self._accepted_floor
-        if updated is None or floor is None or updated < floor:
-            return False
-        # Within one second the read taken before the rebuild may carry the same time as the
-        # acceptance; a read with that very time may still be the old state.
-        return self.before_updated is None or updated > self.before_updated
+    def proof(self, server: Server) -> str | None:
+        """The name of the first ``done`` rule that shows ``server`` is from after this
+        rebuild, or None. (Whether it is settled in the target is the table's business.)"""
+        for rule, holds in _PROOFS:
+            if holds(self, server):
+                return rule
+        return None
 
     def _stale_reason(self, server: Server) -> str | None:
-        updated = _utc(server.updated)
-        if updated is None:
-            return None  # nothing to judge it by
-        if self.newest is not None and updated < self.newest:
-            return f"stale: updated {updated.isoformat()} is older than {self.newest.isoformat()}"
-        floor = self._accepted_floor
-        if server.task_state is None and floor is not None and updated < floor:
-            # After the 202 the task_state stays set until the rebuild ends, so a settled server
-            # last changed before the acceptance is a read from before the rebuild.
-            return (
-                f"stale: settled at {updated.isoformat()}, before the rebuild was accepted"
-                f" at {floor.isoformat()}"
-            )
+        for rule, why in _STALENESS:
+            reason = why(self, server)
+            if reason is not None:
+                return f"stale ({rule}): {reason}"
         return None
 
     def _absorb(self, server: Server) -> RebuildTracker:
         """Take in what an accepted (not stale) observation proves."""
         updated = _utc(server.updated)
         rebuilding = shows_rebuild(server)
-        proof = rebuilding or self._changed_after_acceptance(updated)
         targets = self.targets
-        if rebuilding and len(targets) > 1 and server.vm_state in _TARGET_OF_VM_STATE:
-            # The state before was not read, but while a rebuild runs the server keeps the
-            # vm_state it had (stopped, active or error): that names the state to return to.
+        if rebuilding and server.vm_state in _TARGET_OF_VM_STATE:
             targets = _TARGET_OF_VM_STATE[server.vm_state]
+        elif rebuilding and server.vm_state == "error" and len(targets) > 1:
+            targets = frozenset({_ACTIVE})  # an ERROR server is rebuilt back to ACTIVE
+        proof = rebuilding or self.proof(server) is not None
         return attrs.evolve(
             self,
             targets=targets,
             started=self.started or proof,
+            running_since=_earlier(self.running_since, updated if rebuilding else None),
             newest=_later(self.newest, updated),
             last=server,
         )
@@ -272,13 +364,13 @@ class RebuildTracker:
             )
         if self.final is not None:
             return self, self.final
-        kind = _kind(server.status, self.targets)
         # A deletion cannot be undone, so no read showing it is stale.
-        if kind is not _Kind.DELETED:
+        if server.status is not ServerStatus.DELETED:
             stale = self._stale_reason(server)
             if stale is not None:
                 return self, Verdict(self.phase, stale, ignored=True)
         tracker = self._absorb(server)
+        kind = _kind(server.status, tracker.targets)
         verdict = _TABLE[kind, server.task_state is None](tracker, server)
         if verdict.phase.terminal:
             tracker = attrs.evolve(tracker, final=verdict)
@@ -310,6 +402,84 @@ class RebuildTracker:
         )
 
 
+# -- the rules ---------------------------------------------------------------------------
+# One function per row of RULES. A staleness rule returns why the read is stale, or None.
+
+
+def _other_image(tracker: RebuildTracker, server: Server) -> str | None:
+    shown = _image_of(server)
+    if tracker.image is None or shown is None or shown == tracker.image:
+        return None
+    return f"shows image {shown}, not the requested {tracker.image}"
+
+
+def _older_than_seen(tracker: RebuildTracker, server: Server) -> str | None:
+    updated = _utc(server.updated)
+    if updated is None or tracker.newest is None or updated >= tracker.newest:
+        return None
+    return f"updated {updated.isoformat()} is older than {tracker.newest.isoformat()}"
+
+
+def _settled_before_acceptance(tracker: RebuildTracker, server: Server) -> str | None:
+    updated = _utc(server.updated)
+    floor = _whole_second(tracker.accepted_at)
+    if (
+        server.task_state is not None
+        or shows_rebuild(server)
+        or updated is None
+        or floor is None
+        or updated >= floor
+        or tracker.running_since is not None
+    ):
+        return None
+    # After the 202 the task_state stays set until the rebuild ends, so a settled server last
+    # changed before the acceptance is a read from before the rebuild (on a clock that agrees).
+    return (
+        f"settled at {updated.isoformat()}, before the rebuild was accepted at {floor.isoformat()}"
+    )
+
+
+def _new_image(tracker: RebuildTracker, server: Server) -> bool:
+    shown = _image_of(server)
+    return (
+        tracker.image is not None
+        and tracker.before_image is not None
+        and tracker.before_image != tracker.image
+        and shown == tracker.image
+    )
+
+
+def _seen_running(tracker: RebuildTracker, server: Server) -> bool:
+    updated = _utc(server.updated)
+    return (
+        tracker.running_since is not None
+        and updated is not None
+        and updated > tracker.running_since
+    )
+
+
+def _changed_after_acceptance(tracker: RebuildTracker, server: Server) -> bool:
+    # ``updated`` and ``Date`` have whole-second precision: a change in the very second of the
+    # acceptance may be from before it, so only a later second counts.
+    updated = _utc(server.updated)
+    floor = _whole_second(tracker.accepted_at)
+    if updated is None or floor is None or updated < floor + _SECOND:
+        return False
+    return tracker.before_updated is None or updated > tracker.before_updated
+
+
+_STALENESS: Final[tuple[tuple[str, Callable[[RebuildTracker, Server], str | None]], ...]] = (
+    ("other-image", _other_image),
+    ("older-than-seen", _older_than_seen),
+    ("settled-before-acceptance", _settled_before_acceptance),
+)
+_PROOFS: Final[tuple[tuple[str, Callable[[RebuildTracker, Server], bool]], ...]] = (
+    ("new-image", _new_image),
+    ("seen-running", _seen_running),
+    ("changed-after-acceptance", _changed_after_acceptance),
+)
+
+
 # -- the table ---------------------------------------------------------------------------
 # Each handler sees the tracker *after* the observation's proof has been taken in, and returns
 # the verdict; the tracker records a terminal verdict itself.
@@ -330,9 +500,12 @@ def _rebuilding(tracker: RebuildTracker, server: Server) -> Verdict:
 
 
 def _settled_in_target(tracker: RebuildTracker, server: Server) -> Verdict:
-    if tracker.started:
-        return Verdict(Phase.DONE, f"{server.status} with no task after the rebuild")
-    return _waiting(tracker, f"{server.status} with no task, but no proof yet that it was rebuilt")
+    proof = tracker.proof(server)
+    if proof is not None:
+        return Verdict(Phase.DONE, f"{server.status} with no task after the rebuild ({proof})")
+    return _waiting(
+        tracker, f"{server.status} with no task, but no proof yet that the read is from after it"
+    )
 
 
 def _busy(tracker: RebuildTracker, server: Server) -> Verdict:
@@ -384,3 +557,40 @@ _TABLE: Final[dict[tuple[_Kind, bool], _Handler]] = {
     (_Kind.UNRECOGNISED, True): _unrecognised,
     (_Kind.UNRECOGNISED, False): _unrecognised,
 }
+
+
+# -- reconciliation: was a request without a clear answer carried out? -------------------
+
+
+class ActionFinding(enum.Enum):
+    """What a server's instance actions say about a rebuild request without a clear answer."""
+
+    OURS = "ours"  # a rebuild that started after the read taken before the request
+    NONE = "none"  # no rebuild that could be this request's
+    AMBIGUOUS = "ambiguous"  # a rebuild that may be this request's or an earlier one
+
+
+def judge_actions(
+    actions: list[tuple[str, datetime | None]], before_updated: datetime | None
+) -> tuple[ActionFinding, datetime | None]:
+    """Judge ``(action name, start time)`` records against the read taken before the request.
+
+    ``before_updated`` is the server's ``updated`` in that read. An earlier rebuild started
+    before the server's last change that read showed, so before the next whole second; a
+    rebuild started at or after that second is this request's (no other rebuild can be accepted
+    while one runs). A rebuild inside that second may be either: ambiguous. Both are times of the
+    database, so no skew with the service's ``Date`` matters. Without ``before_updated`` any
+    rebuild is ambiguous. Returns the finding and the start of the rebuild found.
+    """
+    bound = _whole_second(_utc(before_updated))
+    ambiguous = False
+    for name, started in actions:
+        if name != "rebuild":
+            continue
+        started = _utc(started)
+        if started is None or bound is None:
+            return ActionFinding.AMBIGUOUS, started
+        if started >= bound + _SECOND:
+            return ActionFinding.OURS, started
+        ambiguous = ambiguous or started >= bound
+    return (ActionFinding.AMBIGUOUS if ambiguous else ActionFinding.NONE), None

@@ -238,11 +238,13 @@ async def wait_for_rebuild(
     fetch_one: FetchOne,
     timeout: float,
     on_event: EventCallback | None = None,
+    keep: Callable[[RebuildTracker], object] | None = None,
 ) -> Server:
     """Wait until ``tracker`` proves the rebuild done (the final Server) or failed (raises).
 
     ``timeout`` bounds the whole wait, every request in it included. At the deadline one last
-    read is made, with a short budget of its own, before RebuildTimeout.
+    read is made, with a short budget of its own, before RebuildTimeout. ``keep`` receives the
+    tracker after each observation, so that what was learnt outlives a timeout or cancellation.
     """
     started = anyio.current_time()
     last_seen: Server | None = None
@@ -273,6 +275,8 @@ async def wait_for_rebuild(
         else:
             last_seen = observation.server
             tracker, verdict = tracker.observe(observation.server)
+        if keep is not None:
+            keep(tracker)
         report(observation.server, verdict)
         if verdict.error is not None:
             raise verdict.error

@@ -2,9 +2,10 @@
 
 A POST whose answer was lost (a read timeout, a reset after sending), or that got a 5xx, may
 already have been carried out. It is never blindly sent again: the server's state and its
-instance actions are read first. Accepted: wait as usual. Proven not carried out: send once
-more. Cannot tell: :class:`RebuildOutcomeUnknown` with the evidence, rather than a second
-rebuild.
+instance actions are read first, and judged against the read taken before the POST (the rules
+are pure: ``_lifecycle.judge_actions``). Accepted: wait as usual. Proven not carried out: send
+once more. Cannot tell: :class:`RebuildOutcomeUnknown` with the evidence, rather than a second
+rebuild, and never an earlier rebuild taken for this one.
 
 Takes callables, not the client (see ``Operations``).
 """
@@ -14,14 +15,14 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import anyio
 import attrs
 
 from ._errors import EcsError, RebuildOutcomeUnknown, ServerError, TransportError
-from ._lifecycle import shows_rebuild
+from ._lifecycle import ActionFinding, judge_actions, shows_rebuild
 from ._models import RebuildRequest, Server
 from ._serde import parse_timestamp
 
@@ -29,16 +30,13 @@ __all__ = ["Accepted", "Operations", "submit_rebuild"]
 
 logger = logging.getLogger("ecs_rebuild_async")
 
-# Clocks differ and Nova's times have one-second precision: compare with this slack.
-_CLOCK_SLACK = timedelta(seconds=2)
-
 
 @attrs.frozen
 class Operations:
     """The requests the rebuild flow needs, bound to a session by the client."""
 
-    #: POST the rebuild: (202 body's Server, the service's Date of the answer).
-    post_rebuild: Callable[[str, RebuildRequest], Awaitable[tuple[Server, datetime | None]]]
+    #: POST the rebuild: (202 body's Server or None when unreadable, the service's Date).
+    post_rebuild: Callable[[str, RebuildRequest], Awaitable[tuple[Server | None, datetime | None]]]
     #: GET one server: (Server or None if 404, the service's Date of the answer).
     get_server: Callable[[str], Awaitable[tuple[Server | None, datetime | None]]]
     #: GET the server's instance actions (raw dicts), newest first as Nova lists them.
@@ -53,18 +51,18 @@ class Accepted:
     accepted_at: datetime | None
 
 
-def _rebuild_since(actions: Sequence[Mapping[str, Any]], since: datetime) -> datetime | None:
-    """The start of a rebuild action at or after ``since`` (with clock slack), if any."""
+def _action_records(actions: Sequence[Mapping[str, Any]]) -> list[tuple[str, datetime | None]]:
+    """(action name, start time or None when unreadable) of each record that is a mapping."""
+    records: list[tuple[str, datetime | None]] = []
     for action in actions:
-        if not isinstance(action, Mapping) or action.get("action") != "rebuild":
+        if not isinstance(action, Mapping):
             continue
         try:
-            started = parse_timestamp(action.get("start_time"))
+            started: datetime | None = parse_timestamp(action.get("start_time"))
         except (TypeError, ValueError):
-            continue
-        if started >= since - _CLOCK_SLACK:
-            return started
-    return None
+            started = None
+        records.append((str(action.get("action")), started))
+    return records
 
 
 async def submit_rebuild(
@@ -72,23 +70,23 @@ async def submit_rebuild(
     server_id: str,
     request: RebuildRequest,
     *,
-    service_now: Callable[[], datetime | None],
+    before: Server | None,
     settle: float = 1.0,
     on_submitted: Callable[[bool], object] | None = None,
 ) -> Accepted:
-    """POST the rebuild once; on a lost answer, reconcile before anything else.
+    """POST the rebuild once; on a lost answer or a 5xx, reconcile before anything else.
 
-    ``service_now`` estimates the service's current time (from its last Date header), so that
-    "after the send" is judged on the service's clock, not the local one. ``on_submitted`` is
-    called with True as soon as the service accepted the request, or may have (its answer was
-    lost), and with False if that turns out not to be so.
+    ``before`` is the server as read before the POST: the bound that tells this request's
+    rebuild from an earlier one (without it, a rebuild listed in the instance actions cannot be
+    told apart and the outcome is unknown). ``on_submitted`` is called with True as soon as the
+    service accepted the request, or may have (its answer was lost, or was a 5xx), and with
+    False if that turns out not to be so.
     """
 
     def submitted(value: bool) -> None:
         if on_submitted is not None:
             on_submitted(value)
 
-    sent_at = service_now()
     try:
         server, accepted_at = await ops.post_rebuild(server_id, request)
     except (TransportError, ServerError) as exc:
@@ -99,26 +97,17 @@ async def submit_rebuild(
         submitted(True)
         return Accepted(server=server, accepted_at=accepted_at)
     # The answer was lost, or was a 5xx, which can come after the service recorded the rebuild
-    # (Nova answers 500 to a race it did not expect): find out before anything else.
-    if isinstance(cause, TransportError):
-        submitted(True)  # it may well have been carried out: counted until proven otherwise
+    # (Nova answers 500 to a race it did not expect): it counts as submitted until proven
+    # otherwise, and nothing else happens before finding out.
+    submitted(True)
     logger.warning("the rebuild of %s got no clear answer (%s); reconciling", server_id, cause)
     try:
         accepted = await _reconcile(
-            ops,
-            server_id,
-            request,
-            sent_at=sent_at,
-            cause=cause,
-            settle=settle,
-            service_now=service_now,
+            ops, server_id, request, before=before, cause=cause, settle=settle
         )
     except _ResendRefused as refused:
         submitted(False)
         raise refused.error from None
-    except RebuildOutcomeUnknown:
-        submitted(True)
-        raise
     submitted(True)
     return accepted
 
@@ -139,19 +128,21 @@ class _Finding(enum.Enum):
 async def _investigate(
     ops: Operations,
     server_id: str,
+    request: RebuildRequest,
     *,
-    sent_at: datetime | None,
+    before: Server | None,
     settle: float,
     evidence: list[str],
 ) -> tuple[Accepted | _Finding, Server | None]:
     """Look twice at the server and its instance actions: was the rebuild carried out?"""
     last: Server | None = None
+    before_image = before.image_id if before is not None else None
     for look in range(2):
         if look:
             # The request may still be in the service's hands: give it time, then look again.
             await anyio.sleep(settle)
         try:
-            server, read_at = await ops.get_server(server_id)
+            server, _ = await ops.get_server(server_id)
         except EcsError as exc:
             evidence.append(f"reading the server failed: {exc}")
             return _Finding.CANNOT_TELL, last
@@ -159,31 +150,37 @@ async def _investigate(
             evidence.append("the server is not found")
             return _Finding.CANNOT_TELL, last
         last = server
-        since = sent_at or (read_at - timedelta(seconds=60) if read_at else None)
-        if shows_rebuild(server):
+        if shows_rebuild(server) and (before is None or not shows_rebuild(before)):
             evidence.append(f"the server shows {server.status}/{server.task_state}")
-            return Accepted(server=server, accepted_at=since), last
+            return Accepted(server=server, accepted_at=None), last
+        shown = server.image_id
+        if shown and before_image and shown != before_image and shown == request.image_ref:
+            # Nova saves the new image before it answers: no read from before shows it.
+            evidence.append(f"the server shows the requested image {shown}")
+            return Accepted(server=server, accepted_at=None), last
         try:
             actions = await ops.list_actions(server_id)
         except EcsError as exc:
             evidence.append(f"listing the instance actions failed: {exc}")
             return _Finding.CANNOT_TELL, last
-        if since is None:
-            if any(isinstance(a, Mapping) and a.get("action") == "rebuild" for a in actions):
-                # Without the service's time there is no telling whether it is this request's.
-                evidence.append("instance actions list a rebuild that cannot be dated")
-                return _Finding.CANNOT_TELL, last
-            started = None
-        else:
-            started = _rebuild_since(actions, since)
-        if started is not None:
+        finding, started = judge_actions(
+            _action_records(actions), before.updated if before is not None else None
+        )
+        if finding is ActionFinding.OURS:
+            assert started is not None  # judge_actions gives the start of what it found
             evidence.append(f"instance actions show a rebuild started at {started.isoformat()}")
             return Accepted(server=server, accepted_at=started), last
+        if finding is ActionFinding.AMBIGUOUS:
+            evidence.append(
+                "instance actions list a rebuild that cannot be told apart from an earlier one"
+                " (no read from before the request bounds it)"
+            )
+            return _Finding.CANNOT_TELL, last
         evidence.append(
             f"look {look + 1}: the server shows {server.status}/{server.task_state} and its "
-            "instance actions show no rebuild since the request"
+            "instance actions show no rebuild since the read before the request"
         )
-    # Twice, a settled server and no rebuild action since the send: it was not carried out.
+    # Twice, a settled server and no rebuild action since the read before: not carried out.
     return _Finding.NOT_CARRIED_OUT, last
 
 
@@ -192,21 +189,19 @@ async def _reconcile(
     server_id: str,
     request: RebuildRequest,
     *,
-    sent_at: datetime | None,
+    before: Server | None,
     cause: EcsError,
     settle: float,
-    service_now: Callable[[], datetime | None],
 ) -> Accepted:
     evidence: list[str] = [f"the rebuild request failed without a clear answer: {cause}"]
     found, last = await _investigate(
-        ops, server_id, sent_at=sent_at, settle=settle, evidence=evidence
+        ops, server_id, request, before=before, settle=settle, evidence=evidence
     )
     if isinstance(found, Accepted):
         return found
     if found is _Finding.CANNOT_TELL:
         raise _unknown(server_id, last, evidence, "it was not sent again")
     logger.warning("the rebuild of %s was not carried out; sending it once more", server_id)
-    resent_at = service_now()
     try:
         server, accepted_at = await ops.post_rebuild(server_id, request)
     except (TransportError, ServerError) as exc:
@@ -215,7 +210,7 @@ async def _reconcile(
         # As uncertain as the first: look again, and never send a third time.
         evidence.append(f"the second request failed the same way: {exc}")
         found, last = await _investigate(
-            ops, server_id, sent_at=resent_at, settle=settle, evidence=evidence
+            ops, server_id, request, before=before, settle=settle, evidence=evidence
         )
         if isinstance(found, Accepted):
             return found

@@ -121,7 +121,10 @@ async def test_lost_answer_then_server_rebuilding_is_accepted_without_resending(
     router: respx.MockRouter,
 ) -> None:
     router.post(ACTION_URL).mock(side_effect=httpx.ReadTimeout("answer lost"))
-    router.get(SERVER_URL).respond(200, json=server_body("REBUILD", "rebuilding"), headers=DATED)
+    router.get(SERVER_URL).side_effect = [
+        httpx.Response(200, json=server_body(), headers=DATED),  # the read before
+        httpx.Response(200, json=server_body("REBUILD", "rebuilding"), headers=DATED),
+    ]
     async with client() as ecs:
         server = await ecs.rebuild(SERVER_ID, RebuildRequest(image_ref=IMAGE))
     assert post_count(router) == 1
@@ -135,14 +138,14 @@ async def test_lost_answer_then_instance_action_shows_the_rebuild(
 ) -> None:
     router.post(ACTION_URL).mock(side_effect=httpx.ReadTimeout("answer lost"))
     # The rebuild was fast: the server is settled again, but its actions list the rebuild.
-    router.get(SERVER_URL).respond(
-        200, json=server_body(updated="2026-11-29T12:00:01Z"), headers=DATED
-    )
+    router.get(SERVER_URL).side_effect = [
+        httpx.Response(200, json=server_body(), headers=DATED),  # the read before
+        httpx.Response(200, json=server_body(updated="2026-11-29T12:00:01Z"), headers=DATED),
+    ]
     actions = router.get(ACTIONS_URL).respond(
         200, json=instance_actions("2026-11-29T12:00:00.000000"), headers=DATED
     )
     async with client() as ecs:
-        await ecs.get_server(SERVER_ID)  # learns the service's clock
         await ecs.rebuild(SERVER_ID, RebuildRequest(image_ref=IMAGE))
     assert post_count(router) == 1
     assert actions.call_count == 1
@@ -171,9 +174,12 @@ async def test_lost_answer_without_evidence_is_outcome_unknown(router: respx.Moc
 @pytest.mark.anyio
 async def test_lost_answer_and_server_gone_is_outcome_unknown(router: respx.MockRouter) -> None:
     router.post(ACTION_URL).mock(side_effect=httpx.ReadTimeout("answer lost"))
-    router.get(SERVER_URL).respond(
-        404, json={"itemNotFound": {"code": 404, "message": "Instance could not be found."}}
-    )
+    router.get(SERVER_URL).side_effect = [
+        httpx.Response(200, json=server_body(), headers=DATED),  # the read before
+        httpx.Response(
+            404, json={"itemNotFound": {"code": 404, "message": "Instance could not be found."}}
+        ),
+    ]
     async with client() as ecs:
         with pytest.raises(RebuildOutcomeUnknown):
             await ecs.rebuild(SERVER_ID, RebuildRequest(image_ref=IMAGE))
@@ -195,7 +201,6 @@ async def test_lost_answer_proven_twice_not_carried_out_is_sent_once_more(
         200, json=instance_actions("2026-11-01T00:00:00.000000"), headers=DATED
     )
     async with client() as ecs:
-        await ecs.get_server(SERVER_ID)
         server = await ecs.rebuild(SERVER_ID, RebuildRequest(image_ref=IMAGE))
     assert action.call_count == 2
     assert reads.call_count == 3  # once before, twice while reconciling
@@ -269,6 +274,7 @@ async def test_409_on_rebuild_is_conflict_with_state(router: respx.MockRouter) -
         json={"conflictingRequest": {"code": 409, "message": message}},
         headers={"x-openstack-request-id": "req-409"},
     )
+    router.get(SERVER_URL).respond(200, json=server_body(), headers=DATED)
     async with client() as ecs:
         with pytest.raises(Conflict) as caught:
             await ecs.rebuild(SERVER_ID, RebuildRequest(image_ref=IMAGE))
@@ -376,6 +382,7 @@ async def test_a_long_echoed_secret_cut_short_stays_out_of_the_error(
             }
         },
     )
+    router.get(SERVER_URL).respond(200, json=server_body(), headers=DATED)
     async with client(dialect=NOVA) as ecs:
         with pytest.raises(BadRequest) as caught:
             await ecs.rebuild(SERVER_ID, RebuildRequest(image_ref=IMAGE, user_data=user_data))

@@ -4,18 +4,29 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ecs_rebuild_async._errors import RebuildFailed
-from ecs_rebuild_async._lifecycle import REBUILD_TASK_STATES, Phase, RebuildTracker, Verdict
-from ecs_rebuild_async._models import Fault, Server, ServerStatus
+from ecs_rebuild_async._lifecycle import (
+    REBUILD_TASK_STATES,
+    RULES,
+    ActionFinding,
+    Phase,
+    RebuildTracker,
+    Verdict,
+    judge_actions,
+)
+from ecs_rebuild_async._models import Fault, ImageRef, Server, ServerStatus
 
 SID = "9168b536-cd40-4630-b43f-b259807c6e87"
 ACCEPTED = datetime(2026, 11, 29, 12, 0, 0, tzinfo=timezone.utc)
 OLD = ACCEPTED - timedelta(minutes=5)
+OLD_IMAGE = "70a5e0a4-0000-4000-8000-00000000000a"
+NEW_IMAGE = "70a5e0a4-0000-4000-8000-00000000000b"
 
 A = ServerStatus.ACTIVE
 R = ServerStatus.REBUILD
@@ -34,6 +45,7 @@ def srv(
     updated: datetime | None = None,
     vm_state: str | None = None,
     fault: Fault | None = None,
+    image: str | None = None,
 ) -> Server:
     return Server(
         id=SID,
@@ -42,6 +54,7 @@ def srv(
         vm_state=vm_state,
         updated=updated,
         fault=fault,
+        image=ImageRef(image) if image is not None else None,
     )
 
 
@@ -66,8 +79,11 @@ def start(
     before: Server | None = ACTIVE_BEFORE,
     accepted: Server | None = None,
     accepted_at: datetime | None = ACCEPTED,
+    image: str | None = None,
 ) -> RebuildTracker:
-    return RebuildTracker.start(SID, before=before, accepted_at=accepted_at, accepted=accepted)
+    return RebuildTracker.start(
+        SID, before=before, accepted_at=accepted_at, accepted=accepted, image=image
+    )
 
 
 # -- success -------------------------------------------------------------------------------
@@ -98,9 +114,18 @@ def test_active_with_old_updated_is_pending() -> None:
     assert not tracker.started
 
 
-def test_active_without_any_time_is_pending_until_proof() -> None:
+def test_settled_read_without_any_time_never_ends_the_wait() -> None:
+    # With no time to tell it apart, the ACTIVE read after REBUILD may be a lagging old one.
     _, verdicts = run(start(), srv(A), srv(R, "rebuilding"), srv(A))
-    assert phases(verdicts) == [Phase.PENDING, Phase.RUNNING, Phase.DONE]
+    assert phases(verdicts) == [Phase.PENDING, Phase.RUNNING, Phase.RUNNING]
+    assert "no proof yet" in verdicts[2].reason
+
+
+def test_new_image_proves_a_settled_read_without_any_time() -> None:
+    before = srv(A, vm_state="active", image=OLD_IMAGE)
+    _, verdicts = run(start(before=before, image=NEW_IMAGE), srv(A, image=NEW_IMAGE))
+    assert phases(verdicts) == [Phase.DONE]
+    assert "new-image" in verdicts[0].reason
 
 
 def test_rebuild_202_body_proves_start_but_not_completion() -> None:
@@ -171,20 +196,31 @@ def test_unknown_before_accepts_either_stable_state() -> None:
         assert phases(verdicts) == [Phase.RUNNING, Phase.DONE]
 
 
-def test_active_server_that_ends_shutoff_is_not_done() -> None:
+def test_active_server_that_ends_shutoff_is_done_shutoff() -> None:
+    # Stopped after the read before: a rebuild never passes through SHUTOFF with no task.
     _, verdicts = run(start(), srv(R, "rebuilding", updated=at(0)), srv(OFF, updated=at(2)))
+    assert phases(verdicts) == [Phase.RUNNING, Phase.DONE]
+
+
+def test_stopped_server_that_shows_active_is_not_done() -> None:
+    _, verdicts = run(
+        start(before=STOPPED_BEFORE), srv(R, "rebuilding", updated=at(0)), srv(A, updated=at(2))
+    )
     assert phases(verdicts) == [Phase.RUNNING, Phase.RUNNING]
-    assert "waiting for ACTIVE" in verdicts[1].reason
+    assert "waiting for SHUTOFF" in verdicts[1].reason
 
 
 # -- second precision ----------------------------------------------------------------------
 
 
-def test_updated_in_the_second_of_acceptance_counts_as_proof() -> None:
+def test_updated_in_the_second_of_acceptance_is_not_proof() -> None:
+    # The old state may have been saved in that very second: only a later second proves it.
     accepted_at = ACCEPTED.replace(microsecond=900_000)
-    tracker = start(accepted_at=accepted_at)
-    _, verdicts = run(tracker, srv(A, updated=ACCEPTED))
+    tracker, verdicts = run(start(accepted_at=accepted_at), srv(A, updated=ACCEPTED))
+    assert phases(verdicts) == [Phase.PENDING]
+    _, verdicts = run(tracker, srv(A, updated=at(1)))
     assert phases(verdicts) == [Phase.DONE]
+    assert "changed-after-acceptance" in verdicts[0].reason
 
 
 def test_updated_the_second_before_acceptance_is_not_proof() -> None:
@@ -244,8 +280,8 @@ def test_rebuild_from_error_ignores_the_old_error() -> None:
     tracker, verdicts = run(
         start(before=ERROR_BEFORE, accepted_at=None),
         srv(E, vm_state="error", fault=ERROR_BEFORE.fault),
-        srv(R, "rebuilding", vm_state="error"),
-        srv(A, vm_state="active"),
+        srv(R, "rebuilding", vm_state="error", updated=at(0)),
+        srv(A, vm_state="active", updated=at(3)),
     )
     assert phases(verdicts) == [Phase.PENDING, Phase.RUNNING, Phase.DONE]
     assert "ERROR as before" in verdicts[0].reason
@@ -383,6 +419,7 @@ observations = st.builds(
     updated=times,
     vm_state=st.sampled_from(VM_STATES),
     fault=st.one_of(st.none(), st.builds(Fault, st.text(max_size=20))),
+    image=st.sampled_from([None, OLD_IMAGE, NEW_IMAGE]),
 )
 befores = st.one_of(
     st.none(),
@@ -391,6 +428,7 @@ befores = st.one_of(
         st.sampled_from(["ACTIVE", "SHUTOFF", "ERROR", "PAUSED"]),
         updated=st.one_of(st.none(), st.sampled_from([-300, -1, 0]).map(at)),
         vm_state=st.sampled_from(VM_STATES),
+        image=st.sampled_from([None, OLD_IMAGE, NEW_IMAGE]),
     ),
 )
 accepted_ats = st.one_of(
@@ -399,13 +437,20 @@ accepted_ats = st.one_of(
 )
 
 
-def proves(server: Server, accepted_at: datetime | None) -> bool:
-    """A deliberately simple, independent statement of what can prove a rebuild ran."""
-    if server.status is R or server.task_state in REBUILD_TASK_STATES:
-        return True
-    if server.updated is None or accepted_at is None:
+def from_after(
+    read: Server, before: Server | None, accepted_at: datetime | None, running: list[datetime]
+) -> bool:
+    """Independently: whether a settled read cannot be a read from before the rebuild."""
+    old_image = before is not None and before.image_id not in (None, NEW_IMAGE)
+    if old_image and read.image_id == NEW_IMAGE:
+        return True  # the new image is saved before the 202: no old read shows it
+    if read.updated is None:
         return False
-    return server.updated >= accepted_at.replace(microsecond=0)
+    if running and read.updated > min(running):
+        return True  # later than a read of the rebuild running
+    if accepted_at is None or read.updated <= accepted_at.replace(microsecond=0):
+        return False  # possibly saved before the acceptance, within its second or earlier
+    return before is None or before.updated is None or read.updated > before.updated
 
 
 @settings(max_examples=300, deadline=None)
@@ -421,9 +466,18 @@ def test_properties_of_any_sequence(
     accepted_at: datetime | None,
     reads: list[Server | None],
 ) -> None:
-    tracker = RebuildTracker.start(SID, before=before, accepted_at=accepted_at, accepted=accepted)
+    tracker = RebuildTracker.start(
+        SID, before=before, accepted_at=accepted_at, accepted=accepted, image=NEW_IMAGE
+    )
     assert not tracker.terminal  # the 202 body never decides anything
-    proof_seen = accepted is not None and proves(accepted, accepted_at)
+    running = [
+        server.updated
+        for server in (accepted,)
+        if server is not None
+        and server.updated is not None
+        and server.image_id in (None, NEW_IMAGE)
+        and (server.status is R or server.task_state in REBUILD_TASK_STATES)
+    ]
     newest = None
     previous = tracker.phase
     for read in reads:  # None stands for a 404
@@ -440,26 +494,23 @@ def test_properties_of_any_sequence(
             continue
         if previous is Phase.RUNNING:
             assert verdict.phase is not Phase.PENDING  # proof is never forgotten
-        if read is not None and not verdict.ignored:
-            proof_seen = proof_seen or proves(read, accepted_at)
         if verdict.phase is Phase.DONE:
             assert read is not None
             assert read.task_state is None
             assert read.status in tracker.targets
             if before is not None and before.status is OFF:
                 assert read.status is OFF
-            if before is not None and before.status is A and before.vm_state != "stopped":
-                assert read.status is A
-            assert proof_seen
             if read.updated is not None and newest is not None:
                 assert read.updated >= newest  # never a read older than one already seen
-            if read.updated is not None and accepted_at is not None:
-                assert read.updated >= accepted_at.replace(microsecond=0)
+            assert read.image_id in (None, NEW_IMAGE)  # never the old image
+            assert from_after(read, before, accepted_at, running)
         if verdict.phase is Phase.FAILED:
             assert read is None or read.status in (E, ServerStatus.DELETED)
             assert isinstance(verdict.error, RebuildFailed)
         if read is not None and read.updated is not None and not verdict.ignored:
             newest = read.updated if newest is None else max(newest, read.updated)
+            if read.status is R or read.task_state in REBUILD_TASK_STATES:
+                running.append(read.updated)
         previous = verdict.phase
 
 
@@ -493,3 +544,128 @@ def test_a_read_older_than_one_seen_changes_nothing(
         assert verdict.reason.startswith("stale")
         assert after is tracker
         assert verdict.phase is tracker.phase
+
+
+# -- reads that could be from before the rebuild (lagging replicas, the same second) -----------
+
+
+def test_a_lagging_read_in_the_second_of_acceptance_never_ends_the_wait() -> None:
+    # The server last changed in the very second the rebuild was accepted; the 202 body shows
+    # REBUILD; a lagging replica then serves the old ACTIVE state with that second's time.
+    before = srv(A, updated=ACCEPTED, vm_state="active", image=OLD_IMAGE)
+    body = srv(R, "rebuilding", updated=ACCEPTED, vm_state="active", image=NEW_IMAGE)
+    tracker = start(
+        before=before, accepted=body, accepted_at=ACCEPTED.replace(microsecond=500), image=NEW_IMAGE
+    )
+    old = srv(A, updated=ACCEPTED, vm_state="active", image=OLD_IMAGE)
+    tracker, verdicts = run(tracker, old, old)
+    assert phases(verdicts) == [Phase.RUNNING, Phase.RUNNING]
+    assert all(v.ignored and "other-image" in v.reason for v in verdicts)
+    _, verdicts = run(tracker, srv(A, updated=ACCEPTED, vm_state="active", image=NEW_IMAGE))
+    assert phases(verdicts) == [Phase.DONE]
+
+
+def test_same_image_lagging_read_in_the_same_second_waits_for_a_later_one() -> None:
+    # Rebuilt onto the image it had: only times can tell, and the same second tells nothing.
+    before = srv(A, updated=ACCEPTED, vm_state="active", image=OLD_IMAGE)
+    body = srv(R, "rebuilding", updated=ACCEPTED, image=OLD_IMAGE)
+    tracker = start(before=before, accepted=body, image=OLD_IMAGE)
+    tracker, verdicts = run(tracker, srv(A, updated=ACCEPTED, image=OLD_IMAGE))
+    assert phases(verdicts) == [Phase.RUNNING]
+    _, verdicts = run(tracker, srv(A, updated=at(4), image=OLD_IMAGE))
+    assert phases(verdicts) == [Phase.DONE]
+
+
+@pytest.mark.parametrize("skew", [0, 30, 3600])
+def test_seen_running_then_settled_is_done_whatever_the_date_skew(skew: int) -> None:
+    # The service's Date runs ``skew`` seconds ahead of the clock that writes ``updated``.
+    date = ACCEPTED + timedelta(seconds=skew)
+    tracker = start(before=ACTIVE_BEFORE, accepted_at=date, image=OLD_IMAGE)
+    _, verdicts = run(
+        tracker,
+        srv(R, "rebuilding", updated=at(0)),
+        srv(R, "rebuild_spawning", updated=at(1)),
+        srv(A, updated=at(2)),
+    )
+    assert phases(verdicts) == [Phase.RUNNING, Phase.RUNNING, Phase.DONE]
+    assert "seen-running" in verdicts[-1].reason or skew == 0
+
+
+def test_date_ahead_discards_settled_reads_until_the_rebuild_is_seen_running() -> None:
+    tracker = start(accepted_at=at(60), image=OLD_IMAGE)
+    tracker, verdicts = run(tracker, srv(A, updated=at(2)))
+    assert verdicts[0].ignored
+    assert "settled-before-acceptance" in verdicts[0].reason
+
+
+# -- the state to return to: the vm_state kept while rebuilding beats a stale before ---------
+
+
+def test_vm_state_while_rebuilding_overrides_a_stale_before() -> None:
+    # The fleet's listing said ACTIVE; the server was stopped before its rebuild was sent.
+    tracker, verdicts = run(
+        start(before=ACTIVE_BEFORE),
+        srv(R, "rebuilding", updated=at(0), vm_state="stopped"),
+        srv(A, updated=at(2), vm_state="active"),
+        srv(A, "powering-off", updated=at(2), vm_state="active"),
+        srv(OFF, updated=at(3), vm_state="stopped"),
+    )
+    assert phases(verdicts) == [Phase.RUNNING, Phase.RUNNING, Phase.RUNNING, Phase.DONE]
+    assert tracker.targets == frozenset({OFF})
+
+
+def test_brief_active_of_a_stopped_server_is_not_the_end() -> None:
+    # The step Nova shows before powering-off: ACTIVE, no task, after the rebuild.
+    before = srv(OFF, updated=OLD, vm_state="stopped", image=OLD_IMAGE)
+    _, verdicts = run(start(before=before, image=NEW_IMAGE), srv(A, updated=at(2), image=NEW_IMAGE))
+    assert phases(verdicts) == [Phase.RUNNING]
+    assert "waiting for SHUTOFF" in verdicts[0].reason
+
+
+# -- reconciliation: instance actions judged against the read before the request ---------------
+
+
+@pytest.mark.parametrize(
+    ("actions", "finding"),
+    [
+        ([], ActionFinding.NONE),
+        ([("stop", at(5))], ActionFinding.NONE),
+        ([("rebuild", at(-20))], ActionFinding.NONE),  # an earlier rebuild
+        ([("rebuild", at(-20)), ("rebuild", at(-40))], ActionFinding.NONE),
+        ([("rebuild", at(1))], ActionFinding.OURS),  # after the second the read before showed
+        ([("rebuild", at(0.5))], ActionFinding.AMBIGUOUS),  # within that second: either
+        ([("rebuild", at(0))], ActionFinding.AMBIGUOUS),
+        ([("rebuild", None)], ActionFinding.AMBIGUOUS),  # undated
+        ([("stop", at(9)), ("rebuild", at(3)), ("rebuild", at(-9))], ActionFinding.OURS),
+    ],
+)
+def test_actions_are_judged_against_the_read_before(
+    actions: list[tuple[str, datetime | None]], finding: ActionFinding
+) -> None:
+    # The read before showed the server last changed at at(0) (an earlier rebuild ended then).
+    found, started = judge_actions(actions, at(0))
+    assert found is finding
+    assert (started is not None) == (finding is ActionFinding.OURS)
+
+
+def test_without_a_read_before_any_rebuild_action_is_ambiguous() -> None:
+    assert judge_actions([("rebuild", at(3))], None)[0] is ActionFinding.AMBIGUOUS
+    assert judge_actions([("stop", at(3))], None)[0] is ActionFinding.NONE
+
+
+# -- the README's rule table is the code's -----------------------------------------------------
+
+
+def readme_rules() -> list[tuple[str, str, str, str]]:
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Waiting, deadlines and events", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("| `") and len(cells) == 4:
+            rows.append((cells[0].strip("`"), cells[1], cells[2], cells[3]))
+    return rows
+
+
+def test_the_readme_rule_table_states_the_code_rules() -> None:
+    assert readme_rules() == [(rule.name, rule.kind, rule.says, rule.skew) for rule in RULES]

@@ -116,6 +116,11 @@ def router() -> Iterator[respx.MockRouter]:
         yield mocked
 
 
+def readable(router: respx.MockRouter) -> None:
+    """Any server can be read (``rebuild()`` reads the server before it sends the rebuild)."""
+    router.get(url__regex=r".*/servers/[^/]+$").respond(200, json=server_body("ACTIVE", None))
+
+
 def posts(router: respx.MockRouter) -> list[httpx.Request]:
     return [call.request for call in router.calls if call.request.method == "POST"]
 
@@ -131,12 +136,11 @@ async def test_v21_endpoint_with_project_discovers_and_sends_both_headers(
     router.get(SERVER_URL).respond(200, json=server_body("ACTIVE", None))
     router.post(ACTION_URL).respond(202, json=server_body())
     async with client() as ecs:
-        await ecs.get_server(SERVER_ID)
-        await ecs.rebuild(SERVER_ID, RebuildRequest(image_ref=IMAGE))
+        await ecs.rebuild(SERVER_ID, RebuildRequest(image_ref=IMAGE))  # reads, then sends
     assert versions.call_count == 1
     assert "x-auth-token" not in versions.calls[0].request.headers  # the document is public
     compute = [call.request for call in router.calls if call.request.url != VERSION_ROOT]
-    assert len(compute) == 2
+    assert [request.method for request in compute] == ["GET", "POST"]
     for request in compute:
         assert version_headers(request) == ("compute 2.60", "2.60")
         assert request.headers["X-Auth-Token"] == "token-for-tests"
@@ -146,6 +150,7 @@ async def test_v21_endpoint_with_project_discovers_and_sends_both_headers(
 
 @pytest.mark.anyio
 async def test_projectless_v21_endpoint(router: respx.MockRouter) -> None:
+    readable(router)
     endpoint = f"{BASE}/v2.1"
     versions = router.get(VERSION_ROOT).respond(200, json=version_document("2.79"))
     action = router.post(f"{endpoint}/servers/{SERVER_ID}/action").respond(202, json=server_body())
@@ -160,6 +165,7 @@ async def test_projectless_v21_endpoint(router: respx.MockRouter) -> None:
 async def test_legacy_v2_endpoint_sends_no_version_headers_and_discovers_nothing(
     router: respx.MockRouter,
 ) -> None:
+    readable(router)
     endpoint = f"{BASE}/v2/{PROJECT}"
     router.get(url__regex=r".*/v2/?$").respond(500)
     router.get(url__regex=r".*/v2\.1/?$").respond(500)
@@ -167,7 +173,7 @@ async def test_legacy_v2_endpoint_sends_no_version_headers_and_discovers_nothing
     async with client(endpoint) as ecs:
         assert await ecs.versions() is None
         await ecs.rebuild(SERVER_ID, RebuildRequest(image_ref=IMAGE, name="web-2"))
-    assert [call.request.method for call in router.calls] == ["POST"]
+    assert [call.request.method for call in router.calls] == ["GET", "POST"]
     assert version_headers(action.calls[0].request) == (None, None)
 
 
@@ -228,6 +234,7 @@ async def test_discovery_happens_once_for_concurrent_first_calls(router: respx.M
 async def test_negotiated_microversion(
     service_max: str, request_kwargs: dict[str, Any], expected: str, router: respx.MockRouter
 ) -> None:
+    readable(router)
     router.get(VERSION_ROOT).respond(200, json=version_document(service_max))
     action = router.post(ACTION_URL).respond(202, json=server_body())
     async with client(dialect=NOVA) as ecs:
@@ -238,6 +245,7 @@ async def test_negotiated_microversion(
 
 @pytest.mark.anyio
 async def test_without_a_version_document_only_2_1_is_used(router: respx.MockRouter) -> None:
+    readable(router)
     router.get(VERSION_ROOT).respond(404, json={"itemNotFound": {"code": 404, "message": "x"}})
     action = router.post(ACTION_URL).respond(202, json=server_body())
     async with client() as ecs:
@@ -267,7 +275,6 @@ async def test_pinned_microversion_is_used_as_given(router: respx.MockRouter) ->
     router.get(SERVER_URL).respond(200, json=server_body("ACTIVE", None))
     action = router.post(ACTION_URL).respond(202, json=server_body())
     async with client(microversion="2.54") as ecs:
-        await ecs.get_server(SERVER_ID)
         await ecs.rebuild(SERVER_ID, RebuildRequest(image_ref=IMAGE, key_name="k"))
     assert action.call_count == 1
     compute = [call.request for call in router.calls if call.request.url != VERSION_ROOT]
@@ -327,6 +334,7 @@ async def test_unreadable_version_document_is_a_response_error_not_2_1(
 async def test_version_document_failing_with_5xx_is_not_taken_as_2_1(
     router: respx.MockRouter,
 ) -> None:
+    readable(router)
     settings = ClientSettings(backoff_initial=0.001, backoff_max=0.002, retry_attempts=2)
     versions = router.get(VERSION_ROOT)
     versions.side_effect = [httpx.Response(503), httpx.Response(503),
@@ -385,6 +393,7 @@ async def test_get_gives_up_after_the_attempts(router: respx.MockRouter) -> None
 
 @pytest.mark.anyio
 async def test_rebuild_post_is_retried_when_it_was_never_sent(router: respx.MockRouter) -> None:
+    readable(router)
     router.get(VERSION_ROOT).respond(200, json=version_document("2.60"))
     action = router.post(ACTION_URL)
     action.side_effect = [httpx.ConnectError("refused"), httpx.Response(202, json=server_body())]
@@ -403,7 +412,12 @@ async def test_rebuild_post_is_not_retried_on_5xx_while_it_may_have_been_carried
         500, json={"computeFault": {"code": 500, "message": "oops"}}
     )
     # The service shows the rebuild running: the 500 came after it was recorded.
-    router.get(SERVER_URL).respond(200, json=server_body("REBUILD", "rebuilding"))
+    router.get(SERVER_URL).mock(
+        side_effect=[
+            httpx.Response(200, json=server_body("ACTIVE", None)),  # the read before
+            httpx.Response(200, json=server_body("REBUILD", "rebuilding")),
+        ]
+    )
     async with client() as ecs:
         server = await ecs.rebuild(SERVER_ID, RebuildRequest(image_ref=IMAGE))
     assert server.task_state == "rebuilding"
@@ -538,6 +552,7 @@ async def test_429_pause_is_shared_by_concurrent_requests(router: respx.MockRout
 
 @pytest.mark.anyio
 async def test_rebuild_post_is_retried_after_429(router: respx.MockRouter) -> None:
+    readable(router)
     router.get(VERSION_ROOT).respond(200, json=version_document("2.60"))
     action = router.post(ACTION_URL)
     action.side_effect = [_limited("0.01"), httpx.Response(202, json=server_body())]
@@ -550,6 +565,7 @@ async def test_rebuild_post_is_retried_after_429(router: respx.MockRouter) -> No
 async def test_413_over_limit_with_retry_after_is_a_rate_limit_and_retried(
     router: respx.MockRouter,
 ) -> None:
+    readable(router)
     body = {"overLimit": {"message": "sorry", "code": 413, "retryAfter": "0.01"}}
     router.get(VERSION_ROOT).respond(200, json=version_document("2.60"))
     action = router.post(ACTION_URL)

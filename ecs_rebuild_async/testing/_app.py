@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 
 from . import _compute
+from ._aftermath import AFTERMATH_KINDS, spoil_answer
 from ._aksk import verify
 from ._clock import http_date
 from ._faults import InjectedFault
@@ -263,6 +264,8 @@ def dispatch(service: Service, request: Request) -> Reply:
     reply = _injected(service, fault) if fault is not None else None
     if reply is None:
         reply = _answer(service, request, route, now)
+    if fault is not None and fault.kind in AFTERMATH_KINDS:
+        reply = spoil_answer(fault.kind, reply)
     if fault is not None:
         service.stats.faults[fault.kind] += 1
         if fault.kind == "latency":

@@ -8,12 +8,16 @@ from collections.abc import Callable, Iterable
 
 import attrs
 
+from ._aftermath import AFTERMATH_KINDS
+
 __all__ = ["FAULT_KINDS", "FaultPlan", "InjectedFault"]
 
 #: "500"/"503": a 5xx fault instead of the answer (the action is not carried out).
 #: "429"/"413": ``overLimit`` with Retry-After (not carried out). "latency": the answer comes
 #: late. "lost": the action IS carried out, but the answer never arrives.
 FAULT_KINDS = frozenset({"500", "503", "429", "413", "latency", "lost"})
+# The faults that spoil an answer after the service acted (see _aftermath).
+FAULT_KINDS = FAULT_KINDS | AFTERMATH_KINDS
 
 
 @attrs.frozen
