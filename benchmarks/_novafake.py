@@ -77,6 +77,7 @@ class Nova:
         self.max_version = max_version
         self.counts: Counter[str] = Counter()
         self.done: dict[str, float] = {}  # server id -> when its last rebuild ended
+        self.accepted: list[float] = []  # when the first and the last rebuild were accepted
         self.base = ""
 
     # -- views --
@@ -233,7 +234,15 @@ class Nova:
         record.updated = now
         record.done_at = now + self.rebuild_seconds if self.rebuild_seconds > 0 else now
         self.done[record.id] = record.done_at
+        if self.accepted:
+            self.accepted[1] = now
+        else:
+            self.accepted = [now, now]
         self.done[record.id] = record.done_at
+        if self.accepted:
+            self.accepted[1] = now
+        else:
+            self.accepted = [now, now]
         # The answer shows the rebuild running (task_state was set before the cast).
         record_view_at = now if self.rebuild_seconds > 0 else now - 1e-9
         server = self.view(record, record_view_at, full=self._version(request) >= (2, 75))
@@ -307,14 +316,16 @@ async def _serve(args: argparse.Namespace) -> None:
         "user_domain_name": "Default",
         "servers": [r.id for r in nova.records],
         "image": IMAGES[1],
-        "images": list(IMAGES),
+        # Rebuilds alternate between these, the first a new image for every server.
+        "images": [IMAGES[1], IMAGES[0]],
     }
     print(json.dumps(ready), flush=True)
     cpu = time.process_time()
     await stop.wait()
     used = time.process_time() - cpu
     await runner.cleanup()
-    report = {"requests": dict(nova.counts), "cpu": used, "done": nova.done}
+    report = {"requests": dict(nova.counts), "cpu": used, "done": nova.done,
+              "accepted": nova.accepted}  # fmt: skip
     print(json.dumps(report), flush=True)
 
 

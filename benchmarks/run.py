@@ -169,7 +169,7 @@ def scenario_bulk(cfg: argparse.Namespace, out: list[str], profiles: list[str]) 
     configs = [("ours", t) for t in OURS]
     rows: dict[str, list[dict[str, Any]]] = {label(*c): [] for c in configs}
     rows["openstacksdk"] = []
-    for run in range(cfg.runs):
+    for run in range(cfg.bulk_runs):
         for lib, transport in configs:
             job = {"scenario": "bulk", "lib": lib, "transport": transport, "interval": interval,
                    "first_delay": cfg.first_delay}  # fmt: skip
@@ -242,7 +242,8 @@ def _p99(values: Sequence[float]) -> float:
 
 def _fleet_row(results: list[dict[str, Any]]) -> dict[str, list[float]]:
     """Per-run figures of a fleet: wall, service time, overhead, CPU, requests, memory, latency."""
-    keys = ("wall", "service", "beyond", "cpu", "cpu_per", "status", "mem", "lat50", "lat99", "ok")
+    keys = ("wall", "service", "submit", "beyond", "cpu", "cpu_per", "status", "mem", "lat50",
+            "lat99", "ok")  # fmt: skip
     row: dict[str, list[float]] = {k: [] for k in keys}
     for r in results:
         done = r["service"].get("done", {})
@@ -251,6 +252,8 @@ def _fleet_row(results: list[dict[str, Any]]) -> dict[str, list[float]]:
         latencies = _latencies(r)
         row["wall"].append(r["wall"])
         row["service"].append(last - r["started"])
+        accepted = r["service"].get("accepted") or [r["started"], r["started"]]
+        row["submit"].append(accepted[1] - r["started"])
         row["beyond"].append(r["started"] + r["wall"] - last)
         row["cpu"].append(r["cpu"])
         row["cpu_per"].append(r["cpu"] / n * 1000)
@@ -287,7 +290,8 @@ def scenario_fleets(cfg: argparse.Namespace, out: list[str], profiles: list[str]
         f"`poll_interval=2`, `poll_first_delay={cfg.first_delay}`, the shared listing's tick "
         "`fleet_poll_interval=1` (the default). openstacksdk: 50 threads of `rebuild_server` + "
         "`wait_for_server(interval=2)` (only the smaller fleets: it needs about 40 s per 1,000 "
-        "servers). *Service time* runs from the start of the run to the last completion at "
+        "servers). *Submitted by* is when the service accepted the last rebuild, from the start of "
+        "the run. *Service time* runs from the start of the run to the last completion at "
         "the service (so it includes how fast the client submits); *beyond* is the wall time "
         "after that last completion. Status requests count every page. Memory is the peak RSS "
         "over the RSS before the run. *Latency* is from each server's completion at the "
@@ -295,10 +299,10 @@ def scenario_fleets(cfg: argparse.Namespace, out: list[str], profiles: list[str]
         "median (min-max).\n"
     )
     out.append(
-        "| client | servers | wall s | service time s | beyond s | CPU s | CPU ms / server "
-        "| status requests | memory MB | latency p50 s | latency p99 s |"
+        "| client | servers | wall s | submitted by s | service time s | beyond s | CPU s "
+        "| CPU ms / server | status requests | memory MB | latency p50 s | latency p99 s |"
     )
-    out.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    out.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     summary: dict[str, Any] = {"sizes": sizes, "ours": {}, "sdk": {}}
     for name, table in (("ecs_rebuild_async (aiohttp)", ours), ("openstacksdk", sdk)):
         key = "sdk" if name == "openstacksdk" else "ours"
@@ -309,7 +313,8 @@ def scenario_fleets(cfg: argparse.Namespace, out: list[str], profiles: list[str]
             summary[key][n] = {k: statistics.median(v) for k, v in row.items()}
             summary[key][n]["cpu_range"] = (min(row["cpu"]), max(row["cpu"]))
             out.append(
-                f"| {name} | {n:,} | {fmt(row['wall'])} | {fmt(row['service'])} "
+                f"| {name} | {n:,} | {fmt(row['wall'])} | {fmt(row['submit'])} "
+                f"| {fmt(row['service'])} "
                 f"| {fmt(row['beyond'])} | {fmt(row['cpu'])} | {fmt(row['cpu_per'])} "
                 f"| {fmt(row['status'], digits=0)} | {fmt(row['mem'], digits=0)} "
                 f"| {fmt(row['lat50'])} | {fmt(row['lat99'])} |"
@@ -551,6 +556,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="append cProfile tops")
     parser.add_argument("--only", default="1,2,3,4,5", help="scenarios to run, e.g. 1,4")
     parser.add_argument("--no-plot", dest="plot", action="store_false", help="skip the PNG")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        default=None,
+        help="another checkout: append profiles of one rebuild-and-wait there and here",
+    )
     parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
     cfg = parser.parse_args(argv)
     quick = cfg.quick
@@ -559,7 +570,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg.single_rebuild = 0.02
     cfg.single_interval = 0.02
     cfg.bulk_servers = 200 if quick else 1000
-    cfg.sdk_bulk_runs = 1 if quick else 3
+    cfg.bulk_runs = 2 if quick else 3
+    cfg.sdk_bulk_runs = 1 if quick else 2
     cfg.first_delay = 1.0
     cfg.waits = 1000 if quick else 10000
     cfg.sdk_waits = 200 if quick else 1000
@@ -595,6 +607,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.append(
         targets(found.get("1", {}), found.get("2", {}), found.get("3", {}), cfg.bulk_servers)
     )
+    if cfg.before is not None:
+        from benchmarks.profile_single import profile
+
+        print("profiles before and after...", file=sys.stderr, flush=True)
+        profiles.append(
+            f"#### One rebuild-and-wait before ({cfg.before.name}), 200 operations\n\n"
+            + profile(cfg.before.resolve(), 200, cfg.single_interval).replace("#### ", "##### ")
+        )
+        profiles.append(
+            "#### One rebuild-and-wait after (this checkout), 200 operations\n\n"
+            + profile(ROOT, 200, cfg.single_interval).replace("#### ", "##### ")
+        )
     if profiles:
         out.append("### Profiles (cProfile, sorted by own time)\n")
         out.extend(profiles)
