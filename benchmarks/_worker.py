@@ -107,17 +107,28 @@ async def _ours_single(job: Job) -> dict[str, Any]:
 
     fake, ops = job["fake"], job["ops"]
     interval = job["interval"]
-    plan = _plan(fake, 3, ops)
+    plan = _plan(fake, 3 + len(fake["servers"]), ops)
     requests = {image: RebuildRequest(image_ref=image, name="bench") for image in fake["images"]}
     async with _ours_client(
         job, poll_first_delay=job.get("first_delay", interval), poll_interval=interval
     ) as ecs:
-        for server, image in plan[:3]:  # warm-up: discovery, connections, first-call costs
-            await ecs.rebuild_and_wait(server, requests[image], timeout=60)
+        # With "reuse": each rebuild starts from the server its previous rebuild-and-wait
+        # returned (before=), as a caller that keeps it may; else from a read of its own.
+        reuse = job.get("reuse", False)
+        last: dict[str, Any] = {}
+
+        async def one(server: str, image: str) -> None:
+            before = last.get(server) if reuse else None
+            last[server] = await ecs.rebuild_and_wait(
+                server, requests[image], timeout=60, before=before
+            )
+
+        for server, image in plan[: 3 + len(fake["servers"])]:  # warm-up: discovery, connections
+            await one(server, image)
         before = dict(ecs.stats)
         with _Meter(job.get("profile", False)) as meter:
-            for server, image in plan[3:]:
-                await ecs.rebuild_and_wait(server, requests[image], timeout=60)
+            for server, image in plan[3 + len(fake["servers"]) :]:
+                await one(server, image)
         counts = _delta(dict(ecs.stats), before)
     return {"wall": meter.wall, "cpu": meter.cpu, "counts": counts, "profile": meter.top()}
 
@@ -273,12 +284,13 @@ def _sdk_rebuild_and_wait(conn: Any, image: str, server_id: str, interval: float
 def _sdk_single(job: Job) -> dict[str, Any]:
     fake, ops, interval = job["fake"], job["ops"], job["interval"]
     conn, counts = _sdk_connection(fake, 10)
-    plan = _plan(fake, 3, ops)
-    for server, image in plan[:3]:
+    warmup = 3 + len(fake["servers"])
+    plan = _plan(fake, warmup, ops)
+    for server, image in plan[:warmup]:
         _sdk_rebuild_and_wait(conn, image, server, interval)
     before = dict(counts)
     with _Meter(job.get("profile", False)) as meter:
-        for server, image in plan[3:]:
+        for server, image in plan[warmup:]:
             _sdk_rebuild_and_wait(conn, image, server, interval)
     return {
         "wall": meter.wall,
