@@ -12,6 +12,7 @@ from __future__ import annotations
 import email.utils
 import math
 import random
+import re
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -432,13 +433,14 @@ async def test_a_timed_out_call_names_the_timeout_it_was_given() -> None:
     fake = FakeCompute(time_scale=0)  # frozen: the rebuild never ends
     sid = fake.add_server(image_id=IMAGE_A)
     async with client_for(fake) as ecs:
-        with (
-            anyio.fail_after(GUARD),
-            pytest.raises(RebuildTimeout, match=r"within 0\.3s") as caught,
-        ):
-            await ecs.rebuild_and_wait(sid, RebuildRequest(image_ref=IMAGE_B), timeout=0.3)
+        with anyio.fail_after(GUARD), pytest.raises(RebuildTimeout) as caught:
+            await ecs.rebuild_and_wait(sid, RebuildRequest(image_ref=IMAGE_B), timeout=2)
+    # Whether the deadline caught the wait or (on a very slow machine) the request before it,
+    # the error names the timeout the caller gave, not what was left of it.
+    assert re.search(r"\b2s\b", str(caught.value)), str(caught.value)
     assert caught.value.server is not None
-    assert caught.value.server.status is ServerStatus.REBUILD
+    if posts(fake):
+        assert caught.value.server.status is ServerStatus.REBUILD
 
 
 @pytest.mark.anyio
@@ -467,7 +469,7 @@ async def test_timeout_bounds_the_reconciliation_and_says_unknown() -> None:
     async with client_for(fake) as ecs:
         with anyio.fail_after(GUARD):
             outcomes = await ecs.rebuild_many(
-                [sid], RebuildRequest(image_ref=IMAGE_B), timeout=3, report=report
+                [sid], RebuildRequest(image_ref=IMAGE_B), timeout=10, report=report
             )
     assert outcomes[0].kind is OutcomeKind.UNKNOWN
     assert outcomes[0].submitted
