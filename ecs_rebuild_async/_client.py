@@ -561,8 +561,8 @@ class AsyncEcsClient:
         pages_left = 2 + len(wanted) // self._settings.list_page_size
         pages = self._compute.server_pages({})
         try:
-            async for servers, _ in pages:
-                found.update((s.id, s) for s in servers if s.id in wanted)
+            async for page, _ in pages:
+                found.update((s.id, s) for s in page.servers if s.id in wanted)
                 pages_left -= 1
                 if pages_left <= 0 or wanted <= found.keys():
                     break

@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import re
 import weakref
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Collection, Container, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import quote
 
 import anyio
 
+from ._coverage import Listing
 from ._errors import InvalidRequest, NotFound, ResponseError
 from ._microversion import LIBRARY_MAX, APIVersion, VersionRange, negotiate
 from ._models import Dialect, RebuildRequest, Server
-from ._serde import request_to_wire, server_from_wire, servers_from_wire
+from ._serde import ServerPage, request_to_wire, server_from_wire, server_page_from_wire
 from ._session import Session
 from ._settings import ClientSettings
 
@@ -31,6 +32,8 @@ _REGEX_SPECIAL = re.compile(r"[.^$*+?{}\[\]\\|()]")
 
 # How many checked requests are remembered (a fleet usually shares one).
 _CHECKED_KEPT = 1024
+# A read answered with another server's body is asked again this many times.
+_MIXED_UP_RETRIES = 2
 
 
 def check_server_id(server_id: object) -> str:
@@ -122,13 +125,30 @@ class ComputeApi:
     # -- reads --
 
     async def server_answer(self, server_id: str) -> tuple[Server, datetime | None]:
-        """``GET /servers/{id}``: the server and the service's time. Raises NotFound."""
-        answer = await self.session.request(
-            "GET", _server_path(server_id), version=await self.read_version()
-        )
-        self.remember_clock(answer.date)
-        server = server_from_wire(answer.body, status=answer.status, request_id=answer.request_id)
-        return server, answer.date
+        """``GET /servers/{id}``: the server and the service's time. Raises NotFound.
+
+        An answer that shows another server (a proxy or cache mixed answers up) is never taken
+        for this one: the GET is asked again, and a ResponseError ends it when the mix-up
+        persists."""
+        retries = _MIXED_UP_RETRIES
+        while True:
+            answer = await self.session.request(
+                "GET", _server_path(server_id), version=await self.read_version()
+            )
+            server = server_from_wire(
+                answer.body, status=answer.status, request_id=answer.request_id
+            )
+            if server.id == server_id:
+                # (A mixed-up answer's Date may be a cache's too: only this one is kept.)
+                self.remember_clock(answer.date)
+                return server, answer.date
+            if retries == 0:
+                raise ResponseError(
+                    f"the answer for server {server_id} shows another server, {server.id!r:.80}",
+                    status=answer.status,
+                    request_id=answer.request_id,
+                )
+            retries -= 1
 
     async def read_server(self, server_id: str) -> tuple[Server | None, datetime | None]:
         """As :meth:`server_answer`, with None for a server that is gone."""
@@ -154,35 +174,82 @@ class ComputeApi:
         return actions
 
     async def server_pages(
-        self, params: dict[str, str]
-    ) -> AsyncGenerator[tuple[list[Server], datetime | None], None]:
-        """``GET /servers/detail`` page by page (``limit`` and ``marker``): each page's servers
-        and the service's time of the answer."""
-        page_size = self.settings.list_page_size
-        params = {**params, "limit": str(page_size)}
+        self, params: dict[str, str], *, wanted: Container[str] | None = None
+    ) -> AsyncGenerator[tuple[ServerPage, datetime | None], None]:
+        """``GET /servers/detail`` page by page, to the page without a ``next`` link: each page
+        (with the servers of the ``wanted`` ids only, when given) and the service's time of its
+        answer.
+
+        A service may cap ``limit`` below ``list_page_size`` (Nova's ``[api]max_limit``), so a
+        short page ends nothing: only the absence of a ``next`` link does. Paging that does not
+        move (a marker seen before, a page with servers already listed) or that goes past
+        ``list_max_pages`` raises ResponseError."""
+        settings = self.settings
+        params = {**params, "limit": str(settings.list_page_size)}
         version = await self.read_version()
-        while True:
+        markers: set[str] = set()
+        listed: set[str] = set()
+        for _ in range(settings.list_max_pages):
             answer = await self.session.request(
                 "GET", "servers/detail", params=params, version=version
             )
             self.remember_clock(answer.date)
-            servers, next_href = servers_from_wire(
-                answer.body, status=answer.status, request_id=answer.request_id
+            page = server_page_from_wire(
+                answer.body, wanted=wanted, status=answer.status, request_id=answer.request_id
             )
-            yield servers, answer.date
-            if not next_href or len(servers) < page_size:
+            if not listed.isdisjoint(page.ids):
+                raise ResponseError(
+                    "the server list repeats servers of an earlier page (is 'marker' ignored?)",
+                    status=answer.status,
+                    request_id=answer.request_id,
+                )
+            listed.update(page.ids)
+            yield page, answer.date
+            if not page.has_next:
                 return
-            params = {**params, "marker": servers[-1].id}
+            marker = page.marker
+            if marker is None or marker in markers:
+                raise ResponseError(
+                    "the server list's next link does not move on"
+                    + (f" from marker {marker!r:.80}" if marker else " (no marker)"),
+                    status=answer.status,
+                    request_id=answer.request_id,
+                )
+            markers.add(marker)
+            params = {**params, "marker": marker}
+        raise ResponseError(
+            f"the server list did not end within {settings.list_max_pages} pages"
+            " (ClientSettings.list_max_pages)"
+        )
 
-    async def list_changed(self, since: datetime | None) -> tuple[list[Server], datetime | None]:
-        """Every server changed since ``since`` (service time; None: every server), by pages."""
+    async def list_changed(self, since: datetime | None, wanted: Collection[str]) -> Listing:
+        """The ``wanted`` servers among those changed since ``since`` (service time; None:
+        every server), every page read entry by entry. Raises ResponseError when the listing
+        cannot be read whole."""
         params = {} if since is None else {"changes-since": _iso(since)}
-        found: list[Server] = []
+        wanted = frozenset(wanted)  # the watches may change while the pages are read
+        servers: dict[str, Server] = {}
+        unreadable: set[str] = set()
+        anonymous = 0
         answered_at: datetime | None = None
-        async for servers, date in self.server_pages(params):
-            found.extend(servers)
-            answered_at = date if answered_at is None else answered_at
-        return found, answered_at
+        newest: datetime | None = None
+        first = True
+        async for page, date in self.server_pages(params, wanted=wanted):
+            if first:
+                answered_at, first = date, False
+            servers.update((server.id, server) for server in page.servers)
+            unreadable.update(page.unreadable)
+            anonymous += page.anonymous
+            if page.newest is not None and (newest is None or page.newest > newest):
+                newest = page.newest
+        return Listing(
+            servers,
+            frozenset(unreadable),
+            anonymous,
+            since=since,
+            answered_at=answered_at,
+            newest=newest,
+        )
 
     async def servers_named(self, name: str) -> list[Server]:
         """The servers whose name is exactly ``name``, through the listing's ``name`` filter
@@ -190,8 +257,14 @@ class ComputeApi:
         and the exact match is made here)."""
         params = {} if _REGEX_SPECIAL.search(name) else {"name": name}
         found: list[Server] = []
-        async for servers, _ in self.server_pages(params):
-            found.extend(server for server in servers if server.name == name)
+        async for page, _ in self.server_pages(params):
+            # The server sought may be an entry that cannot be read: say so, rather than
+            # answer that there is no such server.
+            if page.unreadable:
+                raise next(iter(page.unreadable.values()))
+            if page.anonymous:
+                raise ResponseError("the server list holds an entry without a readable id")
+            found.extend(server for server in page.servers if server.name == name)
         return found
 
     async def image_ids_named(self, name: str) -> list[str]:

@@ -1,10 +1,17 @@
 """Waiting for rebuilds: one wait's loop, and the poller that all waits of a client share.
 
 Many waits in one client are served by one ``GET /servers/detail?changes-since=...`` per tick
-(paged), fanned out to the waiters, instead of one GET per server per tick; a server that the
-listing should have shown but did not is read on its own. There is no background task: the
-waiter whose turn it is performs the tick while holding a lock, and the others read its results.
-Cancelling any waiter (its deadline, or the caller) therefore leaves nothing running.
+(every page), fanned out to the waiters, instead of one GET per server per tick. What a listing
+proves about each server, and where the next one starts, is decided by the pure rules of
+:mod:`._coverage`; a server whose absence proves nothing is read on its own (those reads run
+side by side). There is no background task: the waiter whose turn it is performs the tick, and
+the others read its results. Cancelling any waiter (its deadline, or the caller) therefore
+leaves nothing running. Every tick moves each server it served to its next due time, and the
+waiter that ticks always yields to the event loop before it ticks, so no service answer (no
+``Date``, an empty listing, a paging fault) can make the poller spin.
+
+A read that fails for one server alone (an unreadable record, another server's body) is that
+server's observation: its waits raise the typed error, and no other wait sees it.
 
 This module takes callables, not the client: ``FetchOne`` reads one server (None when it is
 gone), ``ListChanged`` lists the servers changed since a service time.
@@ -15,13 +22,24 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime, timedelta
 
 import anyio
 import attrs
 
-from ._errors import BadRequest, RateLimited, RebuildTimeout, ServerError, TransportError
+from ._coverage import Action, Listing, decide, next_bound, plan_since
+from ._errors import (
+    BadRequest,
+    EcsError,
+    Forbidden,
+    NotFound,
+    RateLimited,
+    RebuildTimeout,
+    ResponseError,
+    ServerError,
+    TransportError,
+)
 from ._lifecycle import Phase, RebuildTracker, Verdict
 from ._models import RebuildEvent, Server
 from ._settings import ClientSettings
@@ -34,23 +52,35 @@ logger = logging.getLogger("ecs_rebuild_async")
 # next interval: the tick serves every wait, so its failure is no one server's outcome, and
 # each wait's deadline still bounds the waiting.
 _TRANSIENT = (ServerError, RateLimited, TransportError)
+# A listing refused with one of these is not offered by this service (or to this user): the
+# poller reads servers one by one from then on.
+_LISTING_REFUSED = (BadRequest, Forbidden, NotFound)
+# Listings that could not be read (ResponseError) this many times in a row: one by one too.
+_LISTING_FAILURES_TOLERATED = 3
+# Reads of single servers in flight at once within one tick (the session bounds the total).
+_READS_AT_ONCE = 32
 
 
 @attrs.frozen
 class Observation:
-    """One read of one server: the server, or None when the service says it is gone."""
+    """One read of one server: the server, or None when the service says it is gone, or the
+    typed error of a read that failed for this server alone."""
 
     server: Server | None
+    error: EcsError | None = None
 
 
 FetchOne = Callable[[str], Awaitable[Server | None]]
-#: (changes-since service time, or None for every server) -> (servers changed since then, the
-#: service's time of the answer)
-ListChanged = Callable[[datetime | None], Awaitable[tuple[list[Server], datetime | None]]]
+#: (changes-since service time or None for every server, the watched ids) -> the complete
+#: listing, for those ids
+ListChanged = Callable[[datetime | None, Collection[str]], Awaitable[Listing]]
 EventCallback = Callable[[RebuildEvent], object]
 
 
-def _fingerprint(server: Server | None) -> tuple[object, ...]:
+def _fingerprint(observation: Observation) -> tuple[object, ...]:
+    if observation.error is not None:
+        return ("error", id(observation.error))
+    server = observation.server
     if server is None:
         return ("gone",)
     return (server.status, server.task_state, server.vm_state, server.updated, server.progress)
@@ -65,25 +95,29 @@ class _Watch:
         "interval",
         "latest",
         "next_due",
+        "seen_at",
         "server_id",
         "since",
         "waiters",
     )
 
-    def __init__(self, server_id: str, since: datetime | None, first_due: float) -> None:
+    def __init__(
+        self, server_id: str, since: datetime | None, now: float, first_due: float
+    ) -> None:
         self.server_id = server_id
         self.since = since  # service time from which a listing must show this server
-        self.covered = False  # a listing from before ``since`` has been read since registration
+        self.covered = False  # shown by a listing, or read on its own, since registration
+        self.seen_at = now  # local time it was last shown or read
         self.generation = 0
         self.latest: Observation | None = None
         self.next_due = first_due
         self.interval: float | None = None
         self.waiters = 0
 
-    def offer(self, observation: Observation) -> None:
-        if self.latest is None or _fingerprint(self.latest.server) != _fingerprint(
-            observation.server
-        ):
+    def offer(self, observation: Observation, now: float) -> None:
+        self.covered = True
+        self.seen_at = now
+        if self.latest is None or _fingerprint(self.latest) != _fingerprint(observation):
             self.latest = observation
             self.generation += 1
 
@@ -99,8 +133,11 @@ class FleetPoller:
         self._settings = settings
         self._watches: dict[str, _Watch] = {}
         self._ticking: anyio.Event | None = None
-        self._last_listing: datetime | None = None
+        # The service time the next listing must look from, and the local time it was set.
+        self._bound: datetime | None = None
+        self._bound_at = 0.0
         self._listing_supported = True
+        self._listing_failures = 0
         self.ticks = 0
         self.listings = 0
         self.single_reads = 0
@@ -109,8 +146,9 @@ class FleetPoller:
         """Register interest in one server; every call needs its :meth:`unregister`."""
         existing = self._watches.get(server_id)
         if existing is None:
-            first = anyio.current_time() + self._settings.poll_first_delay
-            existing = self._watches[server_id] = _Watch(server_id, since, first)
+            now = anyio.current_time()
+            first = now + self._settings.poll_first_delay
+            existing = self._watches[server_id] = _Watch(server_id, since, now, first)
         existing.waiters += 1
         return existing
 
@@ -146,12 +184,10 @@ class FleetPoller:
                 ticking.set()
 
     async def _sleep_until_due(self) -> None:
-        if not self._watches:
-            return
-        due = min(w.next_due for w in self._watches.values())
-        delay = due - anyio.current_time()
-        if delay > 0:
-            await anyio.sleep(delay)
+        # Always a checkpoint, even when a server is already due: a tick that answered at once
+        # (an in-process service, a tick with nothing to do) never keeps the event loop.
+        due = min((w.next_due for w in self._watches.values()), default=anyio.current_time())
+        await anyio.sleep(max(0.0, due - anyio.current_time()))
 
     def _advance(self, watch: _Watch) -> None:
         settings = self._settings
@@ -174,61 +210,92 @@ class FleetPoller:
 
     async def _tick(self) -> None:
         self.ticks += 1
-        now = anyio.current_time()
         watches = list(self._watches.values())
-        use_listing = self._listing_supported and len(watches) >= self._settings.fleet_threshold
-        if use_listing:
-            await self._tick_by_listing(watches)
+        if not watches:
             return
-        due = [w for w in watches if w.next_due <= now + 0.001] or watches[:1]
-        for watch in due:
-            await self._read_one(watch)
+        now = anyio.current_time()
+        due = [w for w in watches if w.next_due <= now + 0.001]
+        if not due:
+            due = [min(watches, key=lambda w: w.next_due)]
+        alone: list[_Watch] | None = None
+        if self._listing_supported and len(watches) >= self._settings.fleet_threshold:
+            alone = await self._tick_by_listing(watches)
+        # Without a listing (one wait, none offered, or this one failed): the due servers.
+        await self._read_alone(due if alone is None else alone)
+
+    async def _read_alone(self, watches: list[_Watch]) -> None:
+        if len(watches) == 1:
+            await self._read_one(watches[0])
+            return
+        limiter = anyio.CapacityLimiter(_READS_AT_ONCE)
+
+        async def read(watch: _Watch) -> None:
+            async with limiter:
+                await self._read_one(watch)
+
+        async with anyio.create_task_group() as group:
+            for watch in watches:
+                group.start_soon(read, watch)
 
     async def _read_one(self, watch: _Watch) -> None:
         self.single_reads += 1
-        server = await self._fetch_one(watch.server_id)
-        watch.offer(Observation(server))
+        try:
+            server = await self._fetch_one(watch.server_id)
+        except _TRANSIENT as exc:
+            # After the session's own retries: the next tick tries again, within the deadline.
+            logger.info("reading server %s failed (%s); trying again", watch.server_id, exc)
+        except EcsError as exc:
+            # This server's answer (an unreadable record, another server's body): its own
+            # waits raise it, nobody else's.
+            watch.offer(Observation(None, error=exc), anyio.current_time())
+        else:
+            watch.offer(Observation(server), anyio.current_time())
         self._advance(watch)
 
-    async def _tick_by_listing(self, watches: list[_Watch]) -> None:
+    async def _tick_by_listing(self, watches: list[_Watch]) -> list[_Watch] | None:
+        """List, offer what the listing shows; the servers to read on their own, or None when
+        the listing failed (and proves nothing)."""
         margin = timedelta(seconds=self._settings.changes_since_margin)
-        uncovered = [w for w in watches if not w.covered]
-        since: datetime | None
-        if any(w.since is None for w in uncovered):
-            # A wait that does not know when its rebuild was accepted: list every server once
-            # (no changes-since filter) rather than read each such server on its own.
-            since = None
-        else:
-            starts = [w.since for w in uncovered if w.since is not None]
-            if self._last_listing is not None:
-                starts.append(self._last_listing)
-            if not starts:
-                return
-            since = min(starts) - margin
+        since = plan_since(self._bound, [w.since for w in watches if not w.covered], margin)
         try:
-            servers, answered_at = await self._list_changed(since)
-        except BadRequest as exc:
-            # A service without the changes-since filter: per-server reads from now on.
-            logger.warning("listing servers by changes-since failed (%s); reading one by one", exc)
+            listing = await self._list_changed(since, self._watches.keys())
+        except _LISTING_REFUSED as exc:
+            logger.warning("listing servers failed (%s); reading them one by one", exc)
             self._listing_supported = False
-            return
+            return None
+        except ResponseError as exc:
+            self._listing_failures += 1
+            if self._listing_failures >= _LISTING_FAILURES_TOLERATED:
+                self._listing_supported = False
+            logger.warning(
+                "the server list could not be read (%s); reading servers one by one%s",
+                exc,
+                " from now on" if not self._listing_supported else " this time",
+            )
+            return None
+        self._listing_failures = 0
         self.listings += 1
-        found = {server.id: server for server in servers}
+        now = anyio.current_time()
+        bound = next_bound(listing, previous=self._bound, elapsed=now - self._bound_at)
+        if bound != self._bound:
+            self._bound, self._bound_at = bound, now
+        recheck_after = self._settings.listing_recheck_after
+        alone: list[_Watch] = []
         for watch in watches:
-            server = found.get(watch.server_id)
-            if server is not None:
-                watch.offer(Observation(server))
-                watch.covered = True
+            action = decide(
+                listing,
+                watch.server_id,
+                covered=watch.covered,
+                recheck_due=now - watch.seen_at >= recheck_after,
+            )
+            if action is Action.OFFER:
+                watch.offer(Observation(listing.servers[watch.server_id]), now)
                 self._advance_listed(watch)
-            elif not watch.covered:
-                # The rebuild changed this server after ``since``; a listing that misses it is
-                # behind (or filtered): read the server itself rather than trust the absence.
-                await self._read_one(watch)
-                watch.covered = True
+            elif action is Action.READ_ALONE:
+                alone.append(watch)
             else:
                 self._advance_listed(watch)
-        if answered_at is not None:
-            self._last_listing = answered_at
+        return alone
 
 
 async def wait_for_rebuild(
@@ -270,6 +337,8 @@ async def wait_for_rebuild(
 
     def judge(observation: Observation) -> Verdict:
         nonlocal tracker, last_seen
+        if observation.error is not None:
+            raise observation.error
         if observation.server is None:
             tracker, verdict = tracker.observe_missing()
         else:

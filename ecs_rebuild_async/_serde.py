@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import base64
 import sys
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import attrs
 import cattrs
@@ -36,8 +37,9 @@ __all__ = [
     "converter",
     "parse_timestamp",
     "request_to_wire",
+    "ServerPage",
     "server_from_wire",
-    "servers_from_wire",
+    "server_page_from_wire",
 ]
 
 converter = cattrs.Converter(forbid_extra_keys=False)
@@ -255,28 +257,129 @@ def server_from_wire(
         ) from None
 
 
-def servers_from_wire(
-    body: object, *, status: int | None = None, request_id: str | None = None
-) -> tuple[list[Server], str | None]:
-    """The servers of a ``/servers/detail`` page and the href of its ``next`` link, if any."""
+@attrs.frozen
+class ServerPage:
+    """One page of ``/servers/detail``, read entry by entry.
+
+    An entry that cannot be read as a server does not spoil the page: it is kept in
+    ``unreadable`` under its id when the id itself can be read, else counted in ``anonymous``
+    (an entry that could be any server). Read for a set of ``wanted`` ids, the page holds only
+    their servers; the others are looked at for their id and ``updated`` alone."""
+
+    servers: list[Server]
+    unreadable: dict[str, ResponseError]
+    anonymous: int
+    #: The id of every entry whose id could be read, in order.
+    ids: list[str]
+    #: The newest ``updated`` of any entry (None: no entry has a readable one).
+    newest: datetime | None
+    #: The answer has a ``next`` link: the listing goes on.
+    has_next: bool
+    #: The ``marker`` the ``next`` link names (None: it names none).
+    next_marker: str | None
+    #: The id of the page's last entry, readable or not (None: the page is empty, or its last
+    #: entry has no readable id).
+    last_id: str | None
+
+    @property
+    def marker(self) -> str | None:
+        """Where the next page starts: the ``next`` link's marker, else the last entry (as
+        Nova builds its links)."""
+        return self.next_marker if self.next_marker is not None else self.last_id
+
+
+def _entry_id(item: object) -> str | None:
+    if isinstance(item, dict):
+        value = item.get("id")
+        if type(value) is str and value:
+            return value
+    return None
+
+
+def _entry_updated(item: object) -> datetime | None:
+    """An entry's ``updated`` in UTC, or None when it has none that can be read (or that UTC
+    cannot hold: ``9999-12-31T23:59:59-23:59``)."""
+    value = item.get("updated") if isinstance(item, dict) else None
+    if not isinstance(value, str):
+        return None
+    try:
+        return parse_timestamp(value).astimezone(timezone.utc)
+    except (ValueError, OverflowError):
+        return None
+
+
+def _next_marker(
+    links: object, status: int | None, request_id: str | None
+) -> tuple[bool, str | None]:
+    """Whether ``servers_links`` has a ``next`` link, and the marker it names.
+
+    A ``next`` link that cannot be read is a ResponseError: the listing would be incomplete."""
+    if links is None:
+        return False, None
+    if not isinstance(links, list):
+        raise ResponseError(
+            "the server list's 'servers_links' is not a list", status=status, request_id=request_id
+        )
+    has_next, marker = False, None
+    for link in links:
+        if not isinstance(link, dict) or link.get("rel") != "next":
+            continue
+        href = link.get("href")
+        if not isinstance(href, str):
+            raise ResponseError(
+                "the server list's next link has no href", status=status, request_id=request_id
+            )
+        try:
+            query = parse_qs(urlsplit(href).query)
+        except ValueError:  # an unreadable URL (a bad IPv6 literal, for one)
+            raise ResponseError(
+                "the server list's next link is not a URL", status=status, request_id=request_id
+            ) from None
+        has_next = True
+        markers = query.get("marker")
+        marker = markers[-1] if markers else None
+    return has_next, marker
+
+
+def server_page_from_wire(
+    body: object,
+    *,
+    wanted: Container[str] | None = None,
+    status: int | None = None,
+    request_id: str | None = None,
+) -> ServerPage:
+    """A ``/servers/detail`` page: the servers of every entry, or of the ``wanted`` ids only.
+
+    ResponseError only when the page as a whole cannot be read (no ``servers`` list, an
+    unreadable ``next`` link); one bad entry spoils only itself."""
     if not isinstance(body, dict) or not isinstance(body.get("servers"), list):
         raise ResponseError(
             "the server list answer has no 'servers' list", status=status, request_id=request_id
         )
-    servers = [
-        server_from_wire(item, status=status, request_id=request_id) for item in body["servers"]
-    ]
-    next_href: str | None = None
-    links = body.get("servers_links")
-    if isinstance(links, list):
-        for link in links:
-            if (
-                isinstance(link, dict)
-                and link.get("rel") == "next"
-                and isinstance(link.get("href"), str)
-            ):
-                next_href = link["href"]
-    return servers, next_href
+    servers: list[Server] = []
+    unreadable: dict[str, ResponseError] = {}
+    anonymous = 0
+    ids: list[str] = []
+    newest: datetime | None = None
+    entries: list[object] = body["servers"]
+    for item in entries:
+        entry_id = _entry_id(item)
+        updated = _entry_updated(item)
+        if updated is not None and (newest is None or updated > newest):
+            newest = updated
+        if entry_id is None:
+            anonymous += 1  # a server needs an id: this entry is unreadable, and anyone's
+            continue
+        ids.append(entry_id)
+        if wanted is not None and entry_id not in wanted:
+            continue
+        try:
+            servers.append(server_from_wire(item, status=status, request_id=request_id))
+        except ResponseError as exc:
+            unreadable[entry_id] = exc
+    has_next, next_marker = _next_marker(body.get("servers_links"), status, request_id)
+    last_id = _entry_id(entries[-1]) if entries else None
+    return ServerPage(servers, unreadable, anonymous, ids, newest, has_next, next_marker, last_id)
 
 
 # --- requests ----------------------------------------------------------------------------------

@@ -62,11 +62,20 @@ class ClientSettings:
     # ``updated`` is rounded to seconds, so each listing looks back this much further.
     changes_since_margin: float = 2.0
     list_page_size: int = 1000
+    # A listing that has not ended after this many pages is abandoned (ResponseError): paging
+    # that never ends is a service fault, and the poller reads servers on their own instead.
+    list_max_pages: int = 1000
+    # A watched server that no listing has shown (and no read of its own has seen) for this
+    # long is read on its own: a listing can miss a change (a lagging replica, skewed clocks).
+    listing_recheck_after: float = 60.0
 
     def __attrs_post_init__(self) -> None:
         for field in attrs.fields(type(self)):
             value = getattr(self, field.name)
             if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
                 raise ValueError(f"ClientSettings.{field.name} must not be negative")
-        if self.max_in_flight < 1 or self.max_connections < 1 or self.list_page_size < 1:
+        if (
+            min(self.max_in_flight, self.max_connections, self.list_page_size, self.list_max_pages)
+            < 1
+        ):
             raise ValueError("ClientSettings limits must be at least 1")

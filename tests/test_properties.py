@@ -32,7 +32,7 @@ from ecs_rebuild_async._microversion import (
     negotiate,
     parse_version,
 )
-from ecs_rebuild_async._serde import request_to_wire, server_from_wire, servers_from_wire
+from ecs_rebuild_async._serde import request_to_wire, server_from_wire, server_page_from_wire
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -89,15 +89,18 @@ def test_server_from_wire_gives_a_server_or_response_error(body: Any) -> None:
 
 @FAST
 @given(_server_bodies(), JSON_VALUES)
-def test_servers_from_wire_gives_servers_or_response_error(body: Any, links: Any) -> None:
+def test_server_pages_give_servers_or_response_error(body: Any, links: Any) -> None:
     if isinstance(body, dict):
         body = {**body, "servers_links": links}
     try:
-        servers, next_href = servers_from_wire(body)
+        page = server_page_from_wire(body)
     except ResponseError:
         return
-    assert all(isinstance(server, Server) for server in servers)
-    assert next_href is None or isinstance(next_href, str)
+    assert all(isinstance(server, Server) for server in page.servers)
+    assert all(isinstance(error, ResponseError) for error in page.unreadable.values())
+    entries = len(body["servers"])
+    assert len(page.servers) + len(page.unreadable) + page.anonymous <= entries
+    assert page.marker is None or isinstance(page.marker, str)
 
 
 HEADER_TEXT = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=30)

@@ -13,7 +13,7 @@ import pytest
 
 from ecs_rebuild_async import ECS, NOVA, APIVersion, PersonalityFile, RebuildRequest, ServerStatus
 from ecs_rebuild_async._microversion import parse_version
-from ecs_rebuild_async._serde import request_to_wire, server_from_wire, servers_from_wire
+from ecs_rebuild_async._serde import request_to_wire, server_from_wire, server_page_from_wire
 
 CONFORMANCE = Path(__file__).parent / "conformance"
 
@@ -243,12 +243,16 @@ def test_server_sample_parses(relative: str) -> None:
 @pytest.mark.parametrize("relative", LIST_SAMPLES)
 def test_server_list_sample_parses(relative: str) -> None:
     sample = load_sample(relative)
-    servers, next_href = servers_from_wire(sample)
-    assert [s.id for s in servers] == [item["id"] for item in sample["servers"]]
-    for body, server in zip(sample["servers"], servers, strict=True):
+    page = server_page_from_wire(sample)
+    assert [s.id for s in page.servers] == [item["id"] for item in sample["servers"]]
+    assert not page.unreadable
+    assert page.anonymous == 0
+    for body, server in zip(sample["servers"], page.servers, strict=True):
         _check_server(body, relative, server)
     links = [link for link in sample.get("servers_links", []) if link["rel"] == "next"]
-    assert next_href == (links[0]["href"] if links else None)
+    assert page.has_next == bool(links)
+    if links:  # Nova's next link names the page's last server as the marker
+        assert page.marker == sample["servers"][-1]["id"]
 
 
 def test_error_samples_carry_their_fault() -> None:

@@ -42,6 +42,14 @@ def _parser() -> argparse.ArgumentParser:
         default=600.0,
         help="spawn time of the slow-to-spawn image, in fake seconds",
     )
+    serve.add_argument("--max-limit", type=int, default=1000, help="servers per listing page")
+    serve.add_argument(
+        "--date-header", choices=("service", "missing", "garbage"), default="service"
+    )
+    serve.add_argument("--date-skew", type=float, default=0.0, help="seconds Date runs ahead")
+    serve.add_argument(
+        "--paging", choices=("nova", "ignore_marker", "next_to_self"), default="nova"
+    )
     return parser
 
 
@@ -59,6 +67,10 @@ def _fake_from(args: argparse.Namespace) -> FakeCompute:
         token_lifetime=args.token_lifetime,
         seed=args.seed,
         slow_spawn_seconds=args.slow_spawn_seconds,
+        max_limit=args.max_limit,
+        date_header=args.date_header,
+        date_skew=args.date_skew,
+        paging=args.paging,
     )
     fake.add_keypair("default")
     for i in range(args.servers):

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
+import attrs
+
 from . import _compute
 from ._aftermath import AFTERMATH_KINDS, spoil_answer
 from ._aksk import verify
-from ._clock import http_date
 from ._faults import InjectedFault
 from ._identity import issue_token, unauthorized
 from ._replies import Reply, Request, json_reply, nova_fault
@@ -254,6 +255,22 @@ def _injected(service: Service, fault: InjectedFault) -> Reply | None:
     return None
 
 
+def _mixed_up(service: Service, request: Request) -> Request:
+    """The request as a confused proxy forwards it: for the next server in creation order.
+
+    Only the routed path changes; the raw path (what a signature covers) stays as sent."""
+    head, _, server_id = request.path.rstrip("/").rpartition("/")
+    record = service.servers.get(server_id)
+    if record is None:
+        return request
+    order = service.order
+    for step in range(1, len(order)):
+        other = order[(record.index + step) % len(order)]
+        if other.deleted_at is None:
+            return attrs.evolve(request, path=f"{head}/{other.id}")
+    return request
+
+
 def dispatch(service: Service, request: Request) -> Reply:
     """Answer one request from the in-memory state at the fake clock's current time."""
     now = service.clock.now()
@@ -261,6 +278,8 @@ def dispatch(service: Service, request: Request) -> Reply:
     service.log.append(request)
     service.stats.requests[(request.method, route)] += 1
     fault = service.faults.pick(request.method, route)
+    if fault is not None and fault.kind == "other_server" and route == "server":
+        request = _mixed_up(service, request)
     reply = _injected(service, fault) if fault is not None else None
     if reply is None:
         reply = _answer(service, request, route, now)
@@ -272,6 +291,8 @@ def dispatch(service: Service, request: Request) -> Reply:
             reply.delay = fault.seconds if fault.real else service.clock.to_real(fault.seconds)
         elif fault.kind == "lost":
             reply.lost = True
-    reply.headers.append(("Date", http_date(now)))
+    date = service.quirks.date_value(now)
+    if date is not None:
+        reply.headers.append(("Date", date))
     service.stats.responses[reply.status] += 1
     return reply

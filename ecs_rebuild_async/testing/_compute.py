@@ -53,7 +53,8 @@ def get_server(ctx: Context, server_id: str) -> Reply:
     record = ctx.service.visible(server_id, ctx.now)
     if record is None:
         return _not_found(server_id)
-    return json_reply(200, {"server": _view(ctx, observe(record, ctx.now))})
+    view = _view(ctx, observe(record, ctx.now))
+    return json_reply(200, {"server": ctx.service.quirks.spoil(server_id, view, in_listing=False)})
 
 
 def _time_param(params: dict[str, str], name: str) -> float | Reply | None:
@@ -113,8 +114,9 @@ def list_servers(ctx: Context, *, detail: bool) -> Reply:
         return limit
     name_filter = _name_filter(params.get("name"))
     start = len(service.order) - 1
+    quirks = service.quirks
     marker = params.get("marker")
-    if marker is not None:
+    if marker is not None and quirks.paging != "ignore_marker":
         if marker not in service.position:
             return nova_fault(400, f"marker [{marker}] not found")
         start = service.position[marker] - 1
@@ -140,17 +142,20 @@ def list_servers(ctx: Context, *, detail: bool) -> Reply:
             continue
         last_id = record.id
         if detail:
-            page.append(_view(ctx, seen))
+            page.append(quirks.spoil(record.id, _view(ctx, seen), in_listing=True))
         else:
             page.append(
                 {"id": record.id, "name": record.name, "links": ctx.links.server(record.id)}
             )
     body: dict[str, Any] = {"servers": page}
     if page and len(page) == limit:
-        params["marker"] = last_id
-        params["limit"] = str(limit)
         suffix = "/detail" if detail else ""
-        href = f"{ctx.links.compute}/servers{suffix}?{urlencode(params)}"
+        if quirks.paging == "next_to_self":
+            href = f"{ctx.links.compute}/servers{suffix}?{ctx.request.query}"
+        else:
+            params["marker"] = last_id
+            params["limit"] = str(limit)
+            href = f"{ctx.links.compute}/servers{suffix}?{urlencode(params)}"
         body["servers_links"] = [{"href": href, "rel": "next"}]
     return json_reply(200, body)
 

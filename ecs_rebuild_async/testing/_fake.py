@@ -5,13 +5,16 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import unquote
+
+import attrs
 
 from ._app import dispatch
 from ._clock import FakeClock
 from ._faults import FaultPlan
 from ._identity import Identity
+from ._quirks import DATE_HEADERS, DEFAULT_CORRUPTION, PAGING, Corruption, DateHeader, Paging
 from ._replies import RecordedRequest, Reply, Request
 from ._service import DEFAULT_IMAGES, FAILING_IMAGE, SLOW_IMAGE, Service, Settings
 from ._state import ServerTruth, truth_of
@@ -70,6 +73,9 @@ class FakeCompute:
         sk: str | None = None,
         seed: int | None = 0,
         slow_spawn_seconds: float = 600.0,
+        date_header: DateHeader = "service",
+        date_skew: float = 0.0,
+        paging: Paging = "nova",
     ) -> None:
         if dialect not in ("ecs", "nova"):
             raise ValueError("dialect must be 'ecs' or 'nova'")
@@ -108,6 +114,9 @@ class FakeCompute:
         )
         self._service = Service(self._settings, identity, FakeClock(time_scale), seed)
         self._service.faults.retry_after = retry_after
+        self.date_header = date_header
+        self.date_skew = date_skew
+        self.paging = paging
         # The pre-issued token never expires on its own; expire_tokens() ends it too.
         self._token = self._service.tokens.issue(None)
         self._connections = ConnectionCount()
@@ -275,6 +284,77 @@ class FakeCompute:
 
     def server_ids(self) -> list[str]:
         return [r.id for r in self._service.order if r.deleted_at is None]
+
+    # -- standing quirks of the service ---------------------------------------------------
+
+    @property
+    def date_header(self) -> DateHeader:
+        """``"service"`` (the fake's clock plus ``date_skew``), ``"missing"`` (no ``Date``
+        header on any answer, as behind a gateway that strips it) or ``"garbage"`` (a ``Date``
+        that is not an HTTP date)."""
+        return self._service.quirks.date_header
+
+    @date_header.setter
+    def date_header(self, value: DateHeader) -> None:
+        if value not in DATE_HEADERS:
+            raise ValueError(f"date_header must be one of {sorted(DATE_HEADERS)}")
+        self._service.quirks.date_header = value
+
+    @property
+    def date_skew(self) -> float:
+        """Seconds the ``Date`` header runs ahead of the clock that writes the servers' times
+        (``updated`` and the changes-since filter); negative runs behind."""
+        return self._service.quirks.date_skew
+
+    @date_skew.setter
+    def date_skew(self, value: float) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+            raise ValueError("date_skew must be a number of seconds")
+        self._service.quirks.date_skew = float(value)
+
+    @property
+    def max_limit(self) -> int:
+        """The most servers one listing page holds (Nova's ``[api]max_limit``): a larger
+        ``limit`` is cut to it, and a full page carries a ``next`` link."""
+        return self._settings.max_limit
+
+    @max_limit.setter
+    def max_limit(self, value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError("max_limit must be an integer of at least 1")
+        self._settings = attrs.evolve(self._settings, max_limit=value)
+        self._service.settings = self._settings
+
+    @property
+    def paging(self) -> Paging:
+        """``"nova"``; ``"ignore_marker"`` (every page is the first, with a ``next`` link);
+        ``"next_to_self"`` (a full page's ``next`` link is the request that produced it)."""
+        return self._service.quirks.paging
+
+    @paging.setter
+    def paging(self, value: Paging) -> None:
+        if value not in PAGING:
+            raise ValueError(f"paging must be one of {sorted(PAGING)}")
+        self._service.quirks.paging = value
+
+    def corrupt_record(
+        self,
+        server_id: str,
+        fields: Mapping[str, Any] | None = None,
+        *,
+        listings_only: bool = False,
+    ) -> None:
+        """From now on the server is shown with ``fields`` merged in (by default
+        ``{"metadata": {"count": 3}}``, which no client can read as a server): in every
+        ``/servers/detail`` listing, and in its own GET unless ``listings_only``."""
+        if server_id not in self._service.servers:
+            raise KeyError(server_id)
+        chosen = dict(DEFAULT_CORRUPTION if fields is None else fields)
+        self._service.quirks.corrupted[server_id] = Corruption(chosen, not listings_only)
+
+    def repair_record(self, server_id: str) -> None:
+        """Undo :meth:`corrupt_record`."""
+        self._service.quirks.corrupted.pop(server_id, None)
 
     # -- clock, tokens, faults, counters -------------------------------------------------
 

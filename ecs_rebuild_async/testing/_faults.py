@@ -14,8 +14,10 @@ __all__ = ["FAULT_KINDS", "FaultPlan", "InjectedFault"]
 
 #: "500"/"503": a 5xx fault instead of the answer (the action is not carried out).
 #: "429"/"413": ``overLimit`` with Retry-After (not carried out). "latency": the answer comes
-#: late. "lost": the action IS carried out, but the answer never arrives.
-FAULT_KINDS = frozenset({"500", "503", "429", "413", "latency", "lost"})
+#: late. "lost": the action IS carried out, but the answer never arrives. "other_server": a
+#: ``GET /servers/{id}`` is answered with another server's body (a proxy or cache mix-up; on
+#: other routes, and in a fake with one server, it changes nothing).
+FAULT_KINDS = frozenset({"500", "503", "429", "413", "latency", "lost", "other_server"})
 # The faults that spoil an answer after the service acted (see _aftermath).
 FAULT_KINDS = FAULT_KINDS | AFTERMATH_KINDS
 

@@ -13,6 +13,7 @@ import attrs
 from ._clock import FakeClock
 from ._faults import FaultPlan
 from ._identity import Identity, TokenStore
+from ._quirks import Quirks
 from ._replies import Request
 from ._state import (
     IMAGE_FAULT,
@@ -84,6 +85,7 @@ class Service:
         self.log: deque[Request] = deque(maxlen=10_000)
         self.tokens = TokenStore()
         self.faults = FaultPlan(self.rng)
+        self.quirks = Quirks()
         self.stats = Stats()
 
     def new_uuid(self) -> str:
