@@ -118,9 +118,9 @@ async def _ours_single(job: Job) -> dict[str, Any]:
         last: dict[str, Any] = {}
 
         async def one(server: str, image: str) -> None:
-            before = last.get(server) if reuse else None
+            options = {"before": last.get(server)} if reuse else {}
             last[server] = await ecs.rebuild_and_wait(
-                server, requests[image], timeout=60, before=before
+                server, requests[image], timeout=60, **options
             )
 
         for server, image in plan[: 3 + len(fake["servers"])]:  # warm-up: discovery, connections
