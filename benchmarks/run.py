@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -493,6 +494,18 @@ def scenario_serde(cfg: argparse.Namespace, out: list[str]) -> dict[str, Any]:
 # -- main ----------------------------------------------------------------------------------
 
 
+def _relative_paths(text: str, roots: list[Path]) -> str:
+    """Profiles name files by absolute path: keep them relative to the checkout, the
+    site-packages and the standard library, so that the results say nothing of the machine."""
+    import sysconfig
+
+    prefixes = [str(root.resolve()) + "/" for root in roots]
+    prefixes += [sysconfig.get_paths()["purelib"] + "/", sysconfig.get_paths()["stdlib"] + "/"]
+    for prefix in sorted(set(prefixes), key=len, reverse=True):
+        text = text.replace(prefix, "")
+    return re.sub(r"/\S*/site-packages/", "", text)
+
+
 def environment() -> str:
     import psutil
 
@@ -655,7 +668,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         out.append("### Profiles (cProfile, sorted by own time)\n")
         out.extend(profiles)
     out.append(f"Total benchmark time: {time.perf_counter() - started:.0f} s.\n")
-    text = "\n".join(out)
+    text = _relative_paths("\n".join(out), [ROOT] + ([cfg.before] if cfg.before else []))
     cfg.output.write_text(text)
     try:
         from rich.console import Console
