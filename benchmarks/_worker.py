@@ -152,12 +152,20 @@ async def _ours_bulk(job: Job) -> dict[str, Any]:
         base_rss = _rss()
         before = dict(ecs.stats)
         started = time.time()
+        journal = job.get("journal")
         with _Meter(job.get("profile", False)) as meter:
             outcomes = await ecs.rebuild_many(
-                servers, request, concurrency=len(servers), timeout=600, on_outcome=on_outcome
-            )
+                servers, request, concurrency=job.get("concurrency") or len(servers), timeout=600,
+                journal=journal, on_outcome=on_outcome,
+            )  # fmt: skip
         counts = _delta(dict(ecs.stats), before)
     ok = sum(1 for o in outcomes if o.kind is OutcomeKind.OK)
+    if journal:
+        import sqlite3
+
+        with sqlite3.connect(journal) as conn:
+            rows = conn.execute("SELECT kind, count(*) FROM events GROUP BY kind").fetchall()
+        counts.update({f"journal {kind}": n for kind, n in rows})
     return {
         "wall": meter.wall,
         "cpu": meter.cpu,

@@ -9,6 +9,9 @@ from ._errors import (
     EcsError,
     Forbidden,
     InvalidRequest,
+    JournalError,
+    JournalInUse,
+    JournalMismatch,
     MicroversionError,
     NotFound,
     RateLimited,
@@ -36,6 +39,7 @@ from ._models import (
     Server,
     ServerStatus,
 )
+from ._rollout import RolloutPhase, RolloutPlan, RolloutPolicy, RolloutProgress, RolloutState
 from ._settings import ClientSettings
 from ._version import __version__
 
@@ -54,6 +58,9 @@ __all__ = [
     "Fault",
     "Forbidden",
     "InvalidRequest",
+    "JournalError",
+    "JournalInUse",
+    "JournalMismatch",
     "KeystoneAuth",
     "MicroversionError",
     "NOVA",
@@ -68,6 +75,11 @@ __all__ = [
     "RebuildRequest",
     "RebuildTimeout",
     "ResponseError",
+    "RolloutPhase",
+    "RolloutPlan",
+    "RolloutPolicy",
+    "RolloutProgress",
+    "RolloutState",
     "Server",
     "ServerError",
     "ServerStatus",

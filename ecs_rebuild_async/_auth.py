@@ -13,6 +13,7 @@ caller that the request being authenticated was never sent.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from collections.abc import AsyncGenerator, Generator, Mapping
@@ -24,6 +25,13 @@ import anyio
 import attrs
 import httpx
 
+from ._bounded import (
+    DEFAULT_MAX_ANSWER_BYTES,
+    MAX_ANSWER_BYTES,
+    answer_limit,
+    read_body,
+    redirect_error,
+)
 from ._config import AuthKind, ClientConfig
 from ._errors import (
     EcsError,
@@ -33,9 +41,12 @@ from ._errors import (
     error_from_response,
     request_id_from_headers,
 )
+from ._redact import SecretStore
 from ._signing import canonical_query_from_string, sign
 
 __all__ = ["AkSkAuth", "Auth", "KeystoneAuth", "TokenAuth", "build_auth"]
+
+logger = logging.getLogger("ecs_rebuild_async")
 
 # Every header that carries a credential, whichever auth produced it.
 REDACTED_HEADERS: frozenset[str] = frozenset(
@@ -66,6 +77,7 @@ class Auth(httpx.Auth):
         *,
         interface: str | None = None,
         region: str | None = None,
+        max_answer_bytes: int | None = None,
     ) -> str | None:
         """The compute endpoint from a service catalog, or None when this auth has none."""
         return None
@@ -77,6 +89,7 @@ class Auth(httpx.Auth):
         *,
         interface: str | None = None,
         region: str | None = None,
+        max_answer_bytes: int | None = None,
     ) -> str | None:
         """Another service's endpoint (``image``...) from the catalog; None without one."""
         return None
@@ -93,6 +106,7 @@ class TokenAuth(Auth):
         if not token:
             raise InvalidRequest("TokenAuth needs a non-empty token", field="token")
         self._token = token
+        self._secrets = SecretStore(token)
 
     async def async_auth_flow(
         self, request: httpx.Request
@@ -149,6 +163,9 @@ class AkSkAuth(Auth):
         self._sk = sk
         self.project_id = project_id
         self._security_token = security_token
+        # The AK too: it names the account in the gateway's lockout, and is echoed back
+        # from the Authorization header by some proxies.
+        self._secrets = SecretStore(ak, sk, security_token)
 
     async def async_auth_flow(
         self, request: httpx.Request
@@ -212,7 +229,10 @@ def _parse_time(value: object) -> datetime | None:
     sign_ = 1 if zone[0] == "+" else -1
     digits = zone[1:].replace(":", "")
     offset = sign_ * (int(digits[:2]) * 3600 + int(digits[2:]) * 60)
-    return moment.replace(tzinfo=timezone.utc) - timedelta(seconds=offset)
+    try:
+        return moment.replace(tzinfo=timezone.utc) - timedelta(seconds=offset)
+    except OverflowError:  # 9999-12-31T23:59:59-23:59 is after the last datetime in UTC
+        return None
 
 
 def _normal_interface(value: str) -> str:
@@ -230,6 +250,8 @@ class _Token:
     refresh_at: float
     catalog: list[Any] = attrs.field(repr=False)
     project_id: str | None
+    #: Keystone gave it with ``expires_at`` at or before its issue time.
+    expired_on_arrival: bool = False
 
 
 class KeystoneAuth(Auth):
@@ -239,6 +261,10 @@ class KeystoneAuth(Auth):
     ``refresh_margin`` seconds (at most half its lifetime), once for all concurrent requests.
     A 401 from the service re-authenticates once, again once for all requests that saw it
     with the same token, and the request is repeated once.
+
+    A token that Keystone gives already expired (its clock, or a proxy, is wrong) is warned
+    about, used, and replaced at most once every ``min_reauth_interval`` seconds, rather than
+    costing a token request per API call.
     """
 
     requires_request_body = True
@@ -262,10 +288,14 @@ class KeystoneAuth(Auth):
         region: str | None = None,
         interface: str = "public",
         refresh_margin: float = 120.0,
+        min_reauth_interval: float = 30.0,
     ) -> None:
         if not auth_url:
             raise InvalidRequest("KeystoneAuth needs auth_url", field="auth_url")
+        _check_auth_url(auth_url)
         self.auth_url = auth_url
+        self.min_reauth_interval = max(0.0, float(min_reauth_interval))
+        self._secrets = SecretStore(password, application_credential_secret)
         self.region = region
         self.interface = _normal_interface(interface)
         self.refresh_margin = max(0.0, float(refresh_margin))
@@ -301,6 +331,7 @@ class KeystoneAuth(Auth):
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
         # The body is read up front so that the request can be sent a second time after a 401.
         await request.aread()
+        limit = answer_limit(request)
         rejected: int | None = None
         for attempt in (1, 2):
             if self._must_refresh(rejected):
@@ -310,15 +341,19 @@ class KeystoneAuth(Auth):
                     # Whoever held the lock before may have refreshed already: check again.
                     if self._must_refresh(rejected):
                         self._attempts += 1
-                        answer = yield self._token_request()
-                        await answer.aread()
-                        self._accept(answer)
+                        answer = yield self._token_request(limit)
+                        self._accept(answer, await read_body(answer, limit))
             token = self._token
             assert token is not None  # _accept either stored one or raised
             request.headers["X-Auth-Token"] = token.value
             response = yield request
             if response.status_code != 401 or attempt == 2:
                 return
+            if token.expired_on_arrival and time.monotonic() < token.refresh_at:
+                return  # the re-authentication rate is bounded: the 401 stands
+            # httpx reads a rejected answer whole before sending the next request: read it
+            # here first, within the size limit.
+            await read_body(response, limit)
             rejected = token.generation
 
     def _must_refresh(self, rejected: int | None) -> bool:
@@ -329,12 +364,13 @@ class KeystoneAuth(Auth):
             return True
         return time.monotonic() >= token.refresh_at
 
-    def _token_request(self) -> httpx.Request:
+    def _token_request(self, limit: int) -> httpx.Request:
         return httpx.Request(
             "POST",
             self._token_url,
             json=self._body,
             headers={"Accept": "application/json"},
+            extensions={MAX_ANSWER_BYTES: limit},
         )
 
     def _raise_shared_failure(self, attempts_seen: int) -> None:
@@ -346,16 +382,30 @@ class KeystoneAuth(Auth):
         if self._failure is not None and self._failure[0] > attempts_seen:
             raise _fresh_copy(self._failure[1])
 
-    def _accept(self, answer: httpx.Response) -> None:
+    def _accept(self, answer: httpx.Response, content: bytes) -> None:
         received = time.monotonic()
+        # Known as a secret before anything else reads it (an error message may echo it).
+        self._secrets.add(answer.headers.get("x-subject-token"))
         try:
-            value, body = _read_token_answer(answer)
+            value, body = _read_token_answer(answer, content)
             lifetime = _lifetime(body, answer.headers)
         except EcsError as exc:
             self._failure = (self._attempts, exc)
             raise
         self._failure = None
-        margin = min(self.refresh_margin, lifetime / 2)
+        expired = lifetime <= 0
+        if expired:
+            logger.warning(
+                "Keystone at %s gave a token that has already expired (expires_at %.40s, "
+                "issued_at %.40s): is a clock wrong? It is used, and replaced at most every "
+                "%gs",
+                self.auth_url,
+                body.get("expires_at"),
+                body.get("issued_at"),
+                self.min_reauth_interval,
+            )
+            lifetime = self.min_reauth_interval
+        margin = 0.0 if expired else min(self.refresh_margin, lifetime / 2)
         project = body.get("project")
         catalog = body.get("catalog")
         self._generation += 1
@@ -367,6 +417,7 @@ class KeystoneAuth(Auth):
             project_id=str(project["id"])
             if isinstance(project, dict) and "id" in project
             else None,
+            expired_on_arrival=expired,
         )
 
     # -- the catalog ------------------------------------------------------------------------
@@ -377,13 +428,14 @@ class KeystoneAuth(Auth):
         *,
         interface: str | None = None,
         region: str | None = None,
+        max_answer_bytes: int | None = None,
     ) -> str | None:
         """The compute endpoint from the token's catalog, getting a token first if needed.
 
         ``interface`` and ``region`` default to the ones given to this auth. Raises
         ResponseError when the catalog has no matching compute endpoint.
         """
-        token = await self._current_token(client)
+        token = await self._current_token(client, max_answer_bytes or DEFAULT_MAX_ANSWER_BYTES)
         return _find_compute(
             token.catalog,
             _normal_interface(interface) if interface else self.interface,
@@ -397,8 +449,9 @@ class KeystoneAuth(Auth):
         *,
         interface: str | None = None,
         region: str | None = None,
+        max_answer_bytes: int | None = None,
     ) -> str | None:
-        token = await self._current_token(client)
+        token = await self._current_token(client, max_answer_bytes or DEFAULT_MAX_ANSWER_BYTES)
         return find_service_endpoint(
             token.catalog,
             service_type,
@@ -411,18 +464,20 @@ class KeystoneAuth(Auth):
         """The project the current token is scoped to, once a token has been obtained."""
         return self._token.project_id if self._token else None
 
-    async def _current_token(self, client: httpx.AsyncClient) -> _Token:
+    async def _current_token(self, client: httpx.AsyncClient, limit: int) -> _Token:
         if self._must_refresh(None):
             attempts_seen = self._attempts
             async with self._lock:
                 self._raise_shared_failure(attempts_seen)
                 if self._must_refresh(None):
                     self._attempts += 1
-                    # No auth on the token request itself: it carries its own credentials.
-                    answer = await client.send(self._token_request(), auth=None)
+                    # No auth on the token request itself: it carries its own credentials;
+                    # and no redirect, whatever the client's setting: they would go along.
+                    answer = await client.send(
+                        self._token_request(limit), auth=None, stream=True, follow_redirects=False
+                    )
                     try:
-                        await answer.aread()
-                        self._accept(answer)
+                        self._accept(answer, await read_body(answer, limit))
                     finally:
                         await answer.aclose()
         assert self._token is not None
@@ -452,6 +507,18 @@ def _fresh_copy(error: EcsError) -> EcsError:
     if isinstance(error, ResponseError):
         return ResponseError(str(error), status=error.status, request_id=error.request_id)
     return EcsError(str(error))
+
+
+def _check_auth_url(auth_url: str) -> None:
+    try:
+        url = httpx.URL(auth_url)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        url = None
+    if url is None or url.scheme not in ("http", "https") or not url.host:
+        raise InvalidRequest(
+            f"auth_url must be an http:// or https:// URL with a host, got {auth_url!r:.80}",
+            field="auth_url",
+        )
 
 
 def _token_url(auth_url: str) -> str:
@@ -555,12 +622,14 @@ def _project_scope(
     return {"project": {"domain": domain, "name": project_name}}
 
 
-def _read_token_answer(answer: httpx.Response) -> tuple[str, dict[str, Any]]:
+def _read_token_answer(answer: httpx.Response, content: bytes) -> tuple[str, dict[str, Any]]:
     """The token and the ``token`` object of Keystone's answer, or a typed error."""
     status = answer.status_code
     request_id = request_id_from_headers(answer.headers)
     if status >= 400:
-        raise error_from_response(status, answer.headers, answer.content)
+        raise error_from_response(status, answer.headers, content)
+    if 300 <= status < 400:
+        raise redirect_error("POST", answer.request.url, status, answer.headers)
     if status not in (200, 201):
         raise ResponseError(
             f"Keystone answered the token request with HTTP {status}, not 201",
@@ -568,8 +637,8 @@ def _read_token_answer(answer: httpx.Response) -> tuple[str, dict[str, Any]]:
             request_id=request_id,
         )
     try:
-        document = json.loads(answer.content)
-    except (ValueError, UnicodeDecodeError):
+        document = json.loads(content)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         content_type = answer.headers.get("content-type", "no content type")
         raise ResponseError(
             f"Keystone's token answer is not JSON ({content_type[:60]})",
@@ -595,7 +664,11 @@ def _lifetime(body: Mapping[str, Any], headers: httpx.Headers) -> float:
     """Seconds the token lives, by Keystone's clock: expires_at minus issued_at (or Date)."""
     expires = _parse_time(body.get("expires_at"))
     if expires is None:
-        raise ResponseError("Keystone's token has no readable 'expires_at'")
+        shown = body.get("expires_at")
+        raise ResponseError(
+            "Keystone's token has no readable 'expires_at'"
+            + (f" ({shown[:40]!r})" if isinstance(shown, str) else "")
+        )
     issued = _parse_time(body.get("issued_at")) or _http_date(headers.get("date"))
     if issued is None:
         issued = datetime.now(timezone.utc)
@@ -607,7 +680,7 @@ def _http_date(value: str | None) -> datetime | None:
         return None
     try:
         moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
@@ -626,7 +699,10 @@ def _find_endpoint(
 ) -> str:
     regions: set[str] = set()
     for service in services:
-        for endpoint in service.get("endpoints") or []:
+        endpoints = service.get("endpoints")
+        if not isinstance(endpoints, list):  # 5, true, an object: nothing to choose from
+            continue
+        for endpoint in endpoints:
             if not isinstance(endpoint, dict) or not isinstance(endpoint.get("url"), str):
                 continue
             if _normal_interface(str(endpoint.get("interface", ""))) != interface:

@@ -1,16 +1,35 @@
-"""Bounded bulk work: one outcome per server, whatever happens to the others.
+"""Bounded bulk work: one outcome per server, whatever happens to the others, rolled as a
+rollout policy says.
 
-Takes a callable that rebuilds and waits for one server, runs it for many with bounded
-concurrency, and turns each server's typed error into its :class:`RebuildOutcome`. An error
-that is not the library's (a bug) is not swallowed: it cancels the run and propagates.
+Takes callables that read a server's state before the run and rebuild and wait for one
+server; runs them for many, as the pure :class:`~._rollout.RolloutScheduler` allows (pacing,
+canary, failure budget, checkpoints), gates each rebuilt server on its health check, and rolls
+back when the rollout stops and the policy asks for it. Each server's typed error becomes its
+:class:`RebuildOutcome`. An error that is not the library's (a bug) is not swallowed: it
+cancels the run and propagates.
+
+Every change of the run's state happens in one method of :class:`BulkRun`, so that a durable
+record of the run can be kept at exactly those points:
+
+* ``_started``: the scheduler let a server start (intent);
+* ``_submitted``: its rebuild was accepted, or may have been (acceptance);
+* ``_finished``: its rebuild and health gate ended; the scheduler counted it (outcome, and the
+  rollout's canary, budget and stop decided in :class:`~._rollout.RolloutState`);
+* ``_checkpoint``: a checkpoint was answered (passed, or stopped);
+* ``_skip_unstarted``: the servers never started got their ``skipped`` outcome;
+* ``_rollback_submitted`` and ``_roll_back_one``: a rebuild back was accepted, and ended.
+
+``_record`` is where every outcome lands (the report, the caller's callback).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
 import anyio
+import anyio.abc
 import attrs
 
 from ._errors import (
@@ -25,33 +44,69 @@ from ._errors import (
     RebuildTimeout,
 )
 from ._models import OutcomeKind, RebuildOutcome, RebuildRequest, Server
+from ._rollout import (
+    RolloutPhase,
+    RolloutPlan,
+    RolloutPolicy,
+    RolloutScheduler,
+    RolloutState,
+    matches,
+    plan_rollout,
+    restore_request,
+)
 
-__all__ = ["BulkReport", "normalize_targets", "outcome_kind", "run_bulk"]
+__all__ = [
+    "BulkReport",
+    "BulkRun",
+    "check_run_options",
+    "normalize_targets",
+    "plan_bulk",
+    "outcome_kind",
+    "run_bulk",
+]
 
 logger = logging.getLogger("ecs_rebuild_async")
 
-#: Rebuild and wait for one server; ``mark_submitted(True)`` is called once its rebuild was
-#: accepted (or may have been: a lost answer counts as submitted), ``mark_submitted(False)``
-#: when that lost request proves not carried out and its second sending is refused.
-RunOne = Callable[[str, RebuildRequest, Callable[[bool], None]], Awaitable[Server]]
+#: Called once a rebuild was accepted (True; a lost answer counts as accepted), or when that
+#: lost request proves not carried out and its second sending is refused (False).
+MarkSubmitted = Callable[[bool], None]
+#: Rebuild one server and wait until it is proven done; ``before`` is its state before the
+#: run (None: read it first).
+RunOne = Callable[[str, RebuildRequest, Server | None, MarkSubmitted], Awaitable[Server]]
+#: Read one server's state before the run (from a listing of the fleet or one GET).
+ReadBefore = Callable[[str], Awaitable[Server]]
 OutcomeCallback = Callable[[RebuildOutcome], object]
+
+_NO_POLICY = RolloutPolicy()
 
 
 @attrs.define
 class BulkReport:
     """Live record of a bulk run, readable while it runs and after it was cancelled.
 
-    ``submitted`` holds the servers whose rebuild the service accepted (or may have accepted,
-    when the answer was lost); ``outcomes`` the finished ones, by server id.
+    ``total`` counts the distinct servers of the run; ``submitted`` holds those whose rebuild
+    the service accepted (or may have accepted, when the answer was lost); ``outcomes`` the
+    finished ones, by server id; ``repeated`` the ids listed more than once (rebuilt once).
+    ``rollout`` is the rollout's state (phase, canary, budget used, checkpoints passed,
+    rollback progress); ``rollback_submitted`` the servers whose rebuild back was accepted.
     """
 
     total: int = 0
     submitted: set[str] = attrs.field(factory=set)
     outcomes: dict[str, RebuildOutcome] = attrs.field(factory=dict)
+    repeated: list[str] = attrs.field(factory=list)
+    rollout: RolloutState | None = None
+    rollback_submitted: set[str] = attrs.field(factory=set)
 
     @property
     def finished(self) -> int:
         return len(self.outcomes)
+
+    @property
+    def stopped_reason(self) -> str | None:
+        """Why the rollout stopped early (a failed canary, the failure budget, a checkpoint);
+        None when it did not."""
+        return None if self.rollout is None else self.rollout.stopped_reason
 
     def counts(self) -> dict[str, int]:
         """How many outcomes of each kind so far."""
@@ -84,6 +139,8 @@ def normalize_targets(
     servers: Iterable[str | tuple[str, RebuildRequest]], request: RebuildRequest | None
 ) -> list[tuple[str, RebuildRequest | None]]:
     """``servers`` as (server id, request) pairs; a bare id takes ``request``."""
+    if isinstance(servers, (str, bytes)):
+        raise InvalidRequest("servers must be a list of ids, not one string", field="servers")
     targets: list[tuple[str, RebuildRequest | None]] = []
     for item in servers:
         if isinstance(item, str):
@@ -99,6 +156,380 @@ def normalize_targets(
     return targets
 
 
+def check_run_options(concurrency: object, policy: object) -> None:
+    """InvalidRequest for a bad ``concurrency`` or ``policy``, before anything is read or sent."""
+    if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
+        raise InvalidRequest("concurrency must be at least 1", field="concurrency")
+    if policy is not None and not isinstance(policy, RolloutPolicy):
+        raise InvalidRequest("policy must be a RolloutPolicy", field="policy")
+
+
+def _error_outcome(server_id: str, error: EcsError, submitted: bool) -> RebuildOutcome:
+    return RebuildOutcome(
+        server_id=server_id,
+        ok=False,
+        kind=outcome_kind(error),
+        server=getattr(error, "server", None),
+        error=error,
+        submitted=submitted,
+    )
+
+
+class BulkRun:
+    """One bulk run: the scheduler's decisions carried out, and every outcome recorded."""
+
+    def __init__(
+        self,
+        targets: Sequence[tuple[str, RebuildRequest | None]],
+        run_one: RunOne,
+        *,
+        concurrency: int,
+        report: BulkReport,
+        on_outcome: OutcomeCallback | None = None,
+        policy: RolloutPolicy | None = None,
+        read_before: ReadBefore | None = None,
+        recorded: Mapping[str, RebuildOutcome] | None = None,
+    ) -> None:
+        check_run_options(concurrency, policy)
+        self._targets = targets
+        self._recorded = recorded or {}
+        self._run_one = run_one
+        self._read_before = read_before
+        self._concurrency = concurrency
+        self._policy = policy or _NO_POLICY
+        self.report = report
+        self._on_outcome = on_outcome
+        self._results: list[RebuildOutcome | None] = [None] * len(targets)
+        self._index: dict[str, int] = {}
+        self._requests: dict[str, RebuildRequest] = {}
+        self._befores: dict[str, Server] = {}
+        self._callback_errors: list[BaseException] = []
+        self._wake = anyio.Event()
+        self._group: anyio.abc.TaskGroup | None = None
+        self._skipped_matching = 0
+        self.scheduler: RolloutScheduler | None = None
+
+    # -- the run ---------------------------------------------------------------------------
+
+    async def run(self) -> list[RebuildOutcome]:
+        """Every server's outcome, in the order given (a repeated id: ``invalid`` again)."""
+        to_run = self._sort_targets()
+        try:
+            if self._policy.skip_matching:
+                to_run = await self._skip_matching(to_run)
+            scheduler = RolloutScheduler(self._policy, to_run, concurrency=self._concurrency)
+            scheduler.state.skipped_matching = self._skipped_matching
+            self.scheduler = scheduler
+            self.report.rollout = scheduler.state
+            if not self._callback_errors:
+                async with anyio.create_task_group() as group:
+                    self._group = group
+                    await self._drive(scheduler, group)
+            if not self._callback_errors:
+                self._skip_unstarted(scheduler)
+                if scheduler.state.phase is RolloutPhase.STOPPED and self._policy.rollback:
+                    await self._roll_back(scheduler)
+        except anyio.get_cancelled_exc_class():
+            logger.warning(
+                "bulk rebuild cancelled: %d of %d servers had their rebuild submitted",
+                len(self.report.submitted),
+                self.report.total,
+            )
+            raise
+        if self._callback_errors:
+            raise self._callback_errors[0]
+        return [outcome for outcome in self._results if outcome is not None]
+
+    def _sort_targets(self) -> list[str]:
+        """The distinct servers to run, in order; repeats and missing requests settled now."""
+        to_run: list[str] = []
+        report = self.report
+        for index, (server_id, request) in enumerate(self._targets):
+            if server_id in self._index:
+                # The same server twice would race its own rebuild: no second POST. The list
+                # says so at the repeat's place; the report keeps the server's real outcome.
+                error = InvalidRequest(f"server {server_id!r} is listed more than once")
+                self._results[index] = RebuildOutcome(
+                    server_id, False, OutcomeKind.INVALID, error=error
+                )
+                report.repeated.append(server_id)
+                continue
+            self._index[server_id] = index
+            if request is None or server_id in self._recorded:
+                continue
+            self._requests[server_id] = request
+            to_run.append(server_id)
+        report.total = len(self._index)
+        for server_id in self._index:
+            known = self._recorded.get(server_id)
+            if known is not None:
+                # Finished in an earlier run of the same journal: reported as it was recorded.
+                if known.submitted:
+                    report.submitted.add(server_id)
+                self._record(known)
+            elif server_id not in self._requests:
+                error = InvalidRequest(f"no RebuildRequest given for server {server_id!r}")
+                self._record(_error_outcome(server_id, error, False))
+        return to_run
+
+    async def _skip_matching(self, server_ids: list[str]) -> list[str]:
+        """Read every server first; those already matching their request are skipped."""
+        limiter = anyio.CapacityLimiter(self._concurrency)
+
+        async def read(server_id: str) -> None:
+            # A server that cannot be read is not skipped: its own run reports the error.
+            async with limiter:
+                with contextlib.suppress(EcsError):
+                    await self._before(server_id)
+
+        async with anyio.create_task_group() as group:
+            for server_id in server_ids:
+                group.start_soon(read, server_id)
+        remaining: list[str] = []
+        for server_id in server_ids:
+            before = self._befores.get(server_id)
+            if before is not None and matches(before, self._requests[server_id]):
+                self._skipped_matching += 1
+                self._record(
+                    # ok: the server is as asked, proven by this read; nothing was sent.
+                    RebuildOutcome(
+                        server_id,
+                        True,
+                        OutcomeKind.SKIPPED,
+                        server=before,
+                        reason="already matches",
+                    )
+                )
+            else:
+                remaining.append(server_id)
+        return remaining
+
+    async def _drive(self, scheduler: RolloutScheduler, group: anyio.abc.TaskGroup) -> None:
+        """Start what the scheduler allows, answer its checkpoints, until nothing is left."""
+        while not self._callback_errors:
+            for server_id in scheduler.take_startable():
+                self._started(server_id)
+                group.start_soon(self._one, scheduler, server_id)
+            if scheduler.state.checkpoint_due is not None:
+                await self._checkpoint(scheduler)
+                continue
+            if scheduler.over:
+                return
+            if scheduler.state.in_flight == 0:
+                # Nothing runs, nothing may start, nothing is due: waiting would hang forever.
+                raise RuntimeError(f"the rollout cannot go on: {scheduler.state!r}")
+            await self._wake.wait()
+            self._wake = anyio.Event()
+
+    async def _before(self, server_id: str) -> Server | None:
+        """The server's state now (from the fleet's listing while it is fresh, else a read),
+        kept for a rollback (the image to go back to) and for skip-matching."""
+        if self._read_before is None:
+            return None
+        before = await self._read_before(server_id)
+        if self._policy.rollback or self._policy.skip_matching:
+            self._befores[server_id] = before
+        return before
+
+    async def _one(self, scheduler: RolloutScheduler, server_id: str) -> None:
+        request = self._requests[server_id]
+        try:
+            # Read when it starts, not when the run did: the state to return to is evidence
+            # taken close to the request (a rollout may start a server hours after the first).
+            before = await self._before(server_id)
+            server = await self._run_one(
+                server_id, request, before, lambda sent: self._submitted(server_id, sent)
+            )
+        except EcsError as error:
+            outcome = _error_outcome(server_id, error, server_id in self.report.submitted)
+        else:
+            outcome = await self._health_gate(server_id, server)
+        self._finished(scheduler, outcome)
+
+    async def _health_gate(self, server_id: str, server: Server) -> RebuildOutcome:
+        """ok once the policy's health check passes; unhealthy when it never does in time."""
+        check = self._policy.health_check
+        if check is None:
+            return RebuildOutcome(server_id, True, OutcomeKind.OK, server=server, submitted=True)
+        warmup = self._policy.warmup
+        deadline = anyio.current_time() + warmup
+        last_error = ""
+        while True:
+            healthy = False
+            # A try that takes longer than health_timeout failed (a probe that hangs).
+            with anyio.move_on_after(self._policy.health_timeout) as one_try:
+                try:
+                    healthy = bool(await check(server))
+                except Exception as exc:
+                    # A probe that cannot connect fails, as a probe does; it is tried again.
+                    last_error = f" (last try: {type(exc).__name__})"
+            if one_try.cancelled_caught:
+                last_error = f" (last try: no answer in {self._policy.health_timeout:g} s)"
+            if healthy:
+                return RebuildOutcome(
+                    server_id, True, OutcomeKind.OK, server=server, submitted=True
+                )
+            left = deadline - anyio.current_time()
+            if left <= 0:
+                break
+            await anyio.sleep(min(self._policy.health_interval, left))
+        return RebuildOutcome(
+            server_id,
+            False,
+            OutcomeKind.UNHEALTHY,
+            server=server,
+            submitted=True,
+            reason=f"the health check did not pass within {warmup:g} s{last_error}",
+        )
+
+    async def _checkpoint(self, scheduler: RolloutScheduler) -> None:
+        """Pause at a due checkpoint until its callback answers (or for the delay)."""
+        callback = self._policy.on_checkpoint
+        if callback is None:
+            await anyio.sleep(self._policy.checkpoint_delay)
+            go_on = True
+        else:
+            try:
+                go_on = bool(await callback(scheduler.progress()))
+            except Exception as exc:
+                # The caller's own bug: stop the run (in-flight ones too) and raise it as it is.
+                self._fail_with(exc)
+                return
+        scheduler.resolve_checkpoint(go_on)
+
+    # -- rolling back ----------------------------------------------------------------------
+
+    async def _roll_back(self, scheduler: RolloutScheduler) -> None:
+        """Rebuild back every server this run rebuilt (or may have), as paced as the rollout."""
+        candidates = [
+            server_id
+            for server_id in self._index
+            if (outcome := self.report.outcomes.get(server_id)) is not None and outcome.submitted
+        ]
+        scheduler.begin_rollback(len(candidates))
+        limiter = anyio.CapacityLimiter(scheduler.width)
+        async with anyio.create_task_group() as group:
+            self._group = group
+            for server_id in candidates:
+                group.start_soon(self._roll_back_one, scheduler, server_id, limiter)
+
+    async def _roll_back_one(
+        self, scheduler: RolloutScheduler, server_id: str, limiter: anyio.CapacityLimiter
+    ) -> None:
+        forward = self.report.outcomes[server_id]
+        reason = scheduler.state.stopped_reason
+        async with limiter:
+            try:
+                before = self._befores.get(server_id)
+                if before is None:
+                    raise InvalidRequest(f"server {server_id}'s state before the run is unknown")
+                back = restore_request(before, self._requests[server_id])
+                # The state to return from is read anew: the forward rebuild changed it.
+                server = await self._run_one(
+                    server_id, back, None, lambda sent: self._rollback_submitted(server_id, sent)
+                )
+            except EcsError as error:
+                outcome = RebuildOutcome(
+                    server_id,
+                    False,
+                    OutcomeKind.ROLLBACK_FAILED,
+                    server=forward.server,
+                    error=error,
+                    submitted=True,
+                    reason=f"rebuilding it back failed ({type(error).__name__}) after: {reason}",
+                )
+            else:
+                outcome = RebuildOutcome(
+                    server_id,
+                    False,
+                    OutcomeKind.ROLLED_BACK,
+                    server=server,
+                    submitted=True,
+                    reason=f"rebuilt back to image {back.image_ref}: {reason}",
+                )
+        scheduler.rolled_back()
+        self._record(outcome)
+
+    # -- the transitions -------------------------------------------------------------------
+
+    def _started(self, server_id: str) -> None:
+        logger.debug("rollout: starting %s", server_id)
+
+    def _submitted(self, server_id: str, submitted: bool) -> None:
+        if submitted:
+            self.report.submitted.add(server_id)
+        else:
+            self.report.submitted.discard(server_id)
+
+    def _rollback_submitted(self, server_id: str, submitted: bool) -> None:
+        if submitted:
+            self.report.rollback_submitted.add(server_id)
+        else:
+            self.report.rollback_submitted.discard(server_id)
+
+    def _finished(self, scheduler: RolloutScheduler, outcome: RebuildOutcome) -> None:
+        scheduler.finished(outcome.server_id, ok=outcome.ok, submitted=outcome.submitted)
+        self._record(outcome)
+        self._wake.set()
+
+    def _skip_unstarted(self, scheduler: RolloutScheduler) -> None:
+        reason = scheduler.state.stopped_reason
+        for server_id in scheduler.never_started:
+            self._record(
+                RebuildOutcome(
+                    server_id, False, OutcomeKind.SKIPPED, reason=f"not started: {reason}"
+                )
+            )
+
+    def _record(self, outcome: RebuildOutcome) -> None:
+        self._results[self._index[outcome.server_id]] = outcome
+        self.report.outcomes[outcome.server_id] = outcome
+        if self._on_outcome is not None and not self._callback_errors:
+            try:
+                self._on_outcome(outcome)
+            except Exception as exc:
+                # The caller's own bug: stop the run and raise it as it is, once.
+                self._fail_with(exc)
+
+    def _fail_with(self, error: Exception) -> None:
+        self._callback_errors.append(error)
+        if self._group is not None:
+            self._group.cancel_scope.cancel()
+
+
+async def plan_bulk(
+    targets: Sequence[tuple[str, RebuildRequest | None]],
+    policy: RolloutPolicy,
+    *,
+    check_request: Callable[[RebuildRequest], Awaitable[object]],
+    read_state: Callable[[str], Awaitable[Server | None]],
+    concurrency: int,
+) -> RolloutPlan:
+    """What a run of ``targets`` under ``policy`` would do, sending no rebuild: every request
+    is checked (``check_request`` raises on bad input), and, for skip-matching, every server
+    is read (``read_state``: None for a server that cannot be found)."""
+    requests: dict[str, RebuildRequest] = {}
+    for server_id, request in targets:
+        if request is None:
+            raise InvalidRequest(f"no RebuildRequest given for server {server_id!r}")
+        await check_request(request)
+        requests.setdefault(server_id, request)
+    skipped: list[str] = []
+    if policy.skip_matching:
+        for server_id, request in requests.items():
+            state = await read_state(server_id)
+            if state is not None and matches(state, request):
+                skipped.append(server_id)
+    to_run = [server_id for server_id in requests if server_id not in skipped]
+    return plan_rollout(
+        policy,
+        to_run,
+        {server_id: requests[server_id] for server_id in to_run},
+        concurrency=concurrency,
+        skipped=skipped,
+    )
+
+
 async def run_bulk(
     targets: Sequence[tuple[str, RebuildRequest | None]],
     run_one: RunOne,
@@ -106,78 +537,22 @@ async def run_bulk(
     concurrency: int,
     report: BulkReport,
     on_outcome: OutcomeCallback | None = None,
+    policy: RolloutPolicy | None = None,
+    read_before: ReadBefore | None = None,
+    recorded: Mapping[str, RebuildOutcome] | None = None,
 ) -> list[RebuildOutcome]:
-    """Run ``run_one`` for every target, at most ``concurrency`` at once; outcomes in order."""
-    if concurrency < 1:
-        raise InvalidRequest("concurrency must be at least 1", field="concurrency")
-    report.total = len(targets)
-    limiter = anyio.CapacityLimiter(concurrency)
-    results: list[RebuildOutcome | None] = [None] * len(targets)
-    first_index: dict[str, int] = {}
-    callback_errors: list[Exception] = []
+    """Run ``run_one`` for every target as ``policy`` allows; outcomes in order.
 
-    def finish(index: int, outcome: RebuildOutcome) -> None:
-        results[index] = outcome
-        report.outcomes.setdefault(outcome.server_id, outcome)
-        if on_outcome is not None and not callback_errors:
-            try:
-                on_outcome(outcome)
-            except Exception as exc:
-                # The caller's own bug: stop the run and raise it as it is, once.
-                callback_errors.append(exc)
-                group.cancel_scope.cancel()
-
-    async def one(index: int, server_id: str, request: RebuildRequest | None) -> None:
-        def mark_submitted(submitted: bool) -> None:
-            if submitted:
-                report.submitted.add(server_id)
-            else:
-                report.submitted.discard(server_id)
-
-        async with limiter:
-            try:
-                if request is None:
-                    raise InvalidRequest(f"no RebuildRequest given for server {server_id!r}")
-                server = await run_one(server_id, request, mark_submitted)
-            except EcsError as error:
-                finish(
-                    index,
-                    RebuildOutcome(
-                        server_id=server_id,
-                        ok=False,
-                        kind=outcome_kind(error),
-                        server=getattr(error, "server", None),
-                        error=error,
-                        submitted=server_id in report.submitted,
-                    ),
-                )
-                return
-        finish(
-            index,
-            RebuildOutcome(
-                server_id=server_id, ok=True, kind=OutcomeKind.OK, server=server, submitted=True
-            ),
-        )
-
-    try:
-        async with anyio.create_task_group() as group:
-            for index, (server_id, request) in enumerate(targets):
-                if server_id in first_index:
-                    # The same server twice would race its own rebuild: one outcome, no second POST.
-                    error = InvalidRequest(f"server {server_id!r} is listed more than once")
-                    finish(
-                        index, RebuildOutcome(server_id, False, OutcomeKind.INVALID, error=error)
-                    )
-                    continue
-                first_index[server_id] = index
-                group.start_soon(one, index, server_id, request)
-    except anyio.get_cancelled_exc_class():
-        logger.warning(
-            "bulk rebuild cancelled: %d of %d servers had their rebuild submitted",
-            len(report.submitted),
-            len(targets),
-        )
-        raise
-    if callback_errors:
-        raise callback_errors[0]
-    return [outcome for outcome in results if outcome is not None]
+    ``recorded`` outcomes (from a journal) are reported as they are, without running.
+    """
+    run = BulkRun(
+        targets,
+        run_one,
+        concurrency=concurrency,
+        report=report,
+        on_outcome=on_outcome,
+        policy=policy,
+        read_before=read_before,
+        recorded=recorded,
+    )
+    return await run.run()

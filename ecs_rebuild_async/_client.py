@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
 from types import TracebackType
@@ -17,23 +17,42 @@ import httpx
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from ._auth import Auth, build_auth
-from ._bulk import BulkReport, OutcomeCallback, normalize_targets, run_bulk
+from ._bulk import (
+    BulkReport,
+    OutcomeCallback,
+    check_run_options,
+    normalize_targets,
+    plan_bulk,
+    run_bulk,
+)
 from ._compute import ComputeApi, check_server_id
 from ._config import ClientConfig, config_from_cloud, config_from_env
-from ._errors import EcsError, InvalidRequest, RebuildOutcomeUnknown, RebuildTimeout
+from ._durable import JournalStore, journal_at, journaled_run, open_durable
+from ._errors import (
+    EcsError,
+    InvalidRequest,
+    MicroversionError,
+    NotFound,
+    RebuildOutcomeUnknown,
+    RebuildTimeout,
+)
 from ._lifecycle import RebuildTracker
 from ._microversion import APIVersion, VersionRange, parse_version
 from ._models import (
     ECS,
+    UNSET,
     Dialect,
     RebuildEvent,
     RebuildOutcome,
     RebuildRequest,
     Server,
     ServerStatus,
+    Unset,
 )
 from ._poll import EventCallback, FleetPoller, wait_for_rebuild
 from ._rebuild import Accepted, Operations, submit_rebuild
+from ._rollout import RolloutPlan, RolloutPolicy
+from ._selection import TAGS_VERSION, make_filter
 from ._serde import request_to_wire
 from ._session import Session
 from ._settings import ClientSettings
@@ -277,13 +296,6 @@ class AsyncEcsClient:
         server, _ = await self._compute.server_answer(server_id)
         return server
 
-    async def find_servers(self, name: str) -> list[Server]:
-        """The servers called exactly ``name`` (none, one, or several: names need not be
-        unique), through the server listing."""
-        if not isinstance(name, str) or not name:
-            raise InvalidRequest("a server name is a non-empty string", field="name")
-        return await self._compute.servers_named(name)
-
     async def find_images(self, name: str) -> list[str]:
         """The ids of the images called exactly ``name``, from the catalog's image service.
 
@@ -428,6 +440,8 @@ class AsyncEcsClient:
         on_event: EventCallback | None,
         before: Server | None,
         mark_submitted: Callable[[bool], None] | None,
+        ops: Operations | None = None,
+        on_accepted: Callable[[Accepted], Awaitable[None]] | None = None,
     ) -> Server:
         check_server_id(server_id)
         deadline = anyio.current_time() + timeout
@@ -454,13 +468,15 @@ class AsyncEcsClient:
             # cancelled, and ``mark`` runs as soon as it is known, so that a cancelled bulk run
             # knows exactly which rebuilds the service accepted (or may have).
             accepted = await submit_rebuild(
-                self._ops,
+                ops or self._ops,
                 server_id,
                 request,
                 before=before,
                 settle=self._settings.reconcile_settle,
                 on_submitted=mark,
             )
+            if on_accepted is not None:
+                await on_accepted(accepted)
         if accepted is None:
             if maybe_submitted:
                 raise RebuildOutcomeUnknown(
@@ -511,38 +527,279 @@ class AsyncEcsClient:
         on_event: EventCallback | None = None,
         report: BulkReport | None = None,
         before: Mapping[str, Server] | None = None,
+        policy: RolloutPolicy | None = None,
+        journal: str | os.PathLike[str] | None = None,
     ) -> list[RebuildOutcome]:
         """Rebuild many servers and wait for each; one RebuildOutcome per server, in order.
 
         ``servers`` are ids (rebuilt with ``request``) or ``(id, RebuildRequest)`` pairs;
         ``on_outcome(outcome)`` is called as each server finishes, ``on_event(event)`` for
         each change of state the waits see. At most ``concurrency`` rebuilds are in flight;
-        ``timeout`` bounds each server's whole rebuild (its read, request and wait). One
-        server's failure never stops the others. ``report`` (a BulkReport) is filled as the
-        run goes, so that after a cancellation it says which rebuilds were submitted.
-        ``before`` holds servers as the caller read them just before the run: each one's wait
-        starts from that state instead of a read of its own (as a listing's states, for the
-        first 30 seconds of the run).
+        ``timeout`` bounds each server's whole rebuild (its request and wait). One server's
+        failure never stops the others, unless ``policy`` (a RolloutPolicy) says so: it paces
+        the run, gates it on a canary, health checks and checkpoints, stops it on a failure
+        budget and can roll it back. ``report`` (a BulkReport) is filled as the run goes, so
+        that after a cancellation it says which rebuilds were submitted. ``before`` holds
+        servers as the caller read them just before the run: each one's wait starts from that
+        state instead of a read of its own (as a listing's states, for the first 30 seconds of
+        the run).
+
+        ``journal`` (a file path) makes the run durable: every intent, acceptance and outcome
+        is written there first, and calling again with the same journal (or :meth:`resume`)
+        continues the run after a crash without rebuilding any server twice. A journal does
+        not record a rollout's own state yet, so ``journal`` and ``policy`` are not taken
+        together.
         """
         limit = self._checked_timeout(timeout)
         targets = normalize_targets(servers, request)
+        check_run_options(concurrency, policy)
         report = report if report is not None else BulkReport()
         known = dict(before or {})
+        if journal is not None:
+            if policy is not None:
+                raise InvalidRequest(
+                    "a journal does not record a rollout's state yet: give journal= or "
+                    "policy=, not both",
+                    field="journal",
+                )
+            return await self._rebuild_many_journaled(
+                targets,
+                journal_at(journal),
+                name=os.fspath(journal),
+                concurrency=concurrency,
+                timeout=timeout,
+                limit=limit,
+                on_outcome=on_outcome,
+                on_event=on_event,
+                report=report,
+                known=known,
+            )
         befores, listed_at = await self._read_fleet([sid for sid, _ in targets if sid not in known])
         befores.update(known)
 
-        async def run_one(server_id: str, one_request: RebuildRequest, mark: Any) -> Server:
+        async def read_before(server_id: str) -> Server:
             before = befores.pop(server_id, None)
-            if anyio.current_time() - listed_at > _FLEET_STATE_FRESH:
-                # Read long before this POST: the server may have changed since (stopped, for
-                # one). Its own read is the evidence close to the request.
-                before = None
+            if before is None or anyio.current_time() - listed_at > _FLEET_STATE_FRESH:
+                # Listed long before this server's turn (a rollout may reach it hours later):
+                # the server may have changed since. Its own read is the evidence close to
+                # the request, and it is part of the server's rebuild, inside its timeout.
+                with anyio.move_on_after(limit) as scope:
+                    before = await self.get_server(server_id)
+                if scope.cancelled_caught or before is None:
+                    raise RebuildTimeout(
+                        f"server {server_id} was not rebuilt: the timeout of {limit:g}s passed "
+                        "while it was read, before the rebuild was sent (nothing was sent)",
+                        server=None,
+                    )
+            return before
+
+        async def run_one(
+            server_id: str, one_request: RebuildRequest, before: Server | None, mark: Any
+        ) -> Server:
             return await self._rebuild_and_wait(
                 server_id, one_request, limit, on_event, before, mark
             )
 
         return await run_bulk(
-            targets, run_one, concurrency=concurrency, report=report, on_outcome=on_outcome
+            targets,
+            run_one,
+            concurrency=concurrency,
+            report=report,
+            on_outcome=on_outcome,
+            policy=policy,
+            read_before=read_before,
+        )
+
+    async def plan_rollout(
+        self,
+        servers: Iterable[str | tuple[str, RebuildRequest]],
+        request: RebuildRequest | None = None,
+        *,
+        policy: RolloutPolicy | None = None,
+        concurrency: int = 50,
+    ) -> RolloutPlan:
+        """What :meth:`rebuild_many` with this policy would do, without sending any rebuild:
+        the servers skipped as already matching, the canary, the waves the pacing allows, and
+        the request each server gets. Every request is checked as a rebuild would check it;
+        servers are read only for ``skip_matching``."""
+        check_run_options(concurrency, policy)
+        targets = normalize_targets(servers, request)
+        for server_id, _ in targets:
+            check_server_id(server_id)
+        policy = policy or RolloutPolicy()
+        befores: dict[str, Server] = {}
+        if policy.skip_matching:
+            befores, _ = await self._read_fleet([server_id for server_id, _ in targets])
+
+        async def read_state(server_id: str) -> Server | None:
+            before = befores.get(server_id)
+            if before is None:
+                try:
+                    before = await self.get_server(server_id)
+                except NotFound:
+                    return None  # the run would report it not found
+            return before
+
+        return await plan_bulk(
+            targets,
+            policy,
+            check_request=self._compute.checked_version,
+            read_state=read_state,
+            concurrency=concurrency,
+        )
+
+    async def find_servers(
+        self,
+        name: str | None = None,
+        *,
+        exact_name: str | None = None,
+        image: str | None = None,
+        status: str | ServerStatus | None = None,
+        metadata: Mapping[str, str] | None = None,
+        tags: Iterable[str] | None = None,
+    ) -> list[Server]:
+        """The servers matching every condition given: ``name`` a regular expression searched
+        in the name (as Nova's filter is), ``exact_name`` the whole name (names need not be
+        unique: none, one or several), ``image`` an image id, ``status`` (``ACTIVE``...),
+        ``metadata`` items that must all be set, ``tags`` that must all be present (2.26+).
+        The service filters what it can; every server listed is checked again here."""
+        wanted = make_filter(name=name, image=image, status=status, metadata=metadata, tags=tags)
+        if exact_name is not None:
+            if not isinstance(exact_name, str) or not exact_name:
+                raise InvalidRequest("a server name is a non-empty string", field="name")
+            return [s for s in await self._compute.servers_named(exact_name) if wanted(s)]
+        version = await self._compute.read_version()
+        if wanted.tags and (version is None or version < TAGS_VERSION):
+            raise MicroversionError(
+                f"servers show their tags from microversion {TAGS_VERSION} on; "
+                f"this endpoint serves {version or '2.1'}",
+                field="tags",
+                required=str(TAGS_VERSION),
+            )
+        found: list[Server] = []
+        async for page, _ in self._compute.server_pages(wanted.params(version)):
+            found.extend(server for server in page.servers if wanted(server))
+        return found
+
+    async def _rebuild_many_journaled(
+        self,
+        targets: list[tuple[str, RebuildRequest | None]],
+        store: JournalStore,
+        *,
+        name: str,
+        concurrency: int,
+        timeout: float | None,
+        limit: float,
+        on_outcome: OutcomeCallback | None,
+        on_event: EventCallback | None,
+        report: BulkReport,
+        known: Mapping[str, Server],
+    ) -> list[RebuildOutcome]:
+        if concurrency < 1:
+            raise InvalidRequest("concurrency must be at least 1", field="concurrency")
+        durable = await open_durable(
+            store,
+            targets,
+            name=os.path.basename(name),
+            endpoint=await self._session.compute_url(),
+            concurrency=concurrency,
+            timeout=timeout,
+        )
+        try:
+            recorded = durable.recorded_outcomes()
+            fresh = durable.not_started([server_id for server_id, _ in targets])
+            befores, listed_at = await self._read_fleet([s for s in fresh if s not in known])
+            befores.update(known)
+            ops = durable.operations(
+                self._ops, self._compute.post_rebuild_answer, self._compute.service_now
+            )
+
+            async def rebuild(
+                server_id: str,
+                one: RebuildRequest,
+                before: Server,
+                mark: Callable[[bool], None],
+                ops: Operations,
+                on_accepted: Callable[[Accepted], Awaitable[None]],
+            ) -> Server:
+                return await self._rebuild_and_wait(
+                    server_id, one, limit, on_event, before, mark, ops, on_accepted
+                )
+
+            async def wait(
+                server_id: str, one: RebuildRequest, before: Server | None, accepted: Accepted
+            ) -> Server:
+                tracker = self._track(server_id, one, before, accepted)
+                return await self._wait(tracker, limit, on_event)
+
+            async def run_one(
+                server_id: str, one: RebuildRequest, _: Server | None, mark: Any
+            ) -> Server:
+                before = befores.pop(server_id, None)
+                if anyio.current_time() - listed_at > _FLEET_STATE_FRESH:
+                    before = None  # read long ago: the server's own read is the evidence
+                return await durable.run_one(
+                    server_id,
+                    one,
+                    mark,
+                    before=before,
+                    read=self.get_server,
+                    rebuild=rebuild,
+                    wait=wait,
+                    ops=ops,
+                    settle=self._settings.reconcile_settle,
+                )
+
+            outcomes: list[RebuildOutcome] = []
+            async with anyio.create_task_group() as group:
+
+                async def guard() -> None:
+                    await durable.keep_alive()
+                    # Another process took the run over: this one stops at once.
+                    group.cancel_scope.cancel()
+
+                group.start_soon(guard)
+                outcomes = await run_bulk(
+                    targets,
+                    run_one,
+                    concurrency=concurrency,
+                    report=report,
+                    on_outcome=on_outcome,
+                    recorded=recorded,
+                )
+                group.cancel_scope.cancel()
+        finally:
+            await durable.close()
+        if durable.lost is not None:
+            raise durable.lost
+        return outcomes
+
+    async def resume(
+        self,
+        journal: str | os.PathLike[str],
+        *,
+        admin_pass: str | Unset = UNSET,
+        user_data: str | bytes | Unset | None = UNSET,
+        concurrency: int | None = None,
+        timeout: float | None = None,
+        on_outcome: OutcomeCallback | None = None,
+        on_event: EventCallback | None = None,
+        report: BulkReport | None = None,
+    ) -> list[RebuildOutcome]:
+        """Continue the run a journal records, as :meth:`rebuild_many` with that journal would.
+
+        The servers and requests come from the journal. A request sent with ``adminPass`` or
+        ``user_data`` is not stored with them: give them again (they must be the same).
+        """
+        targets, run = journaled_run(journal, admin_pass=admin_pass, user_data=user_data)
+        return await self.rebuild_many(
+            targets,
+            concurrency=run.concurrency if concurrency is None else concurrency,
+            timeout=run.timeout if timeout is None else timeout,
+            on_outcome=on_outcome,
+            on_event=on_event,
+            report=report,
+            journal=journal,
         )
 
     async def _read_fleet(self, server_ids: list[str]) -> tuple[dict[str, Server], float]:
@@ -582,6 +839,7 @@ class AsyncEcsClient:
         timeout: float | None = None,
         on_event: EventCallback | None = None,
         report: BulkReport | None = None,
+        policy: RolloutPolicy | None = None,
     ) -> AsyncIterator[MemoryObjectReceiveStream[RebuildOutcome]]:
         """Run :meth:`rebuild_many` and receive outcomes as they complete::
 
@@ -590,7 +848,10 @@ class AsyncEcsClient:
                     ...
 
         Leaving the block early cancels the rest of the run (and ``report`` says what was sent).
+        With a ``policy`` that rolls back, a server rolled back is received again, with the
+        kind ``rolled_back`` (or ``rollback_failed``).
         """
+        check_run_options(concurrency, policy)
         send, receive = anyio.create_memory_object_stream[RebuildOutcome](
             max_buffer_size=float("inf")
         )
@@ -605,6 +866,7 @@ class AsyncEcsClient:
                     on_outcome=send.send_nowait,
                     on_event=on_event,
                     report=report,
+                    policy=policy,
                 )
 
         async with receive, anyio.create_task_group() as group:

@@ -305,6 +305,13 @@ class ComputeApi:
         Any 2xx is the service's acceptance, whatever its body: an empty, truncated or HTML
         body, or one about another server, gives None for the server (the wait reads it).
         """
+        server, date, _ = await self.post_rebuild_answer(server_id, request)
+        return server, date
+
+    async def post_rebuild_answer(
+        self, server_id: str, request: RebuildRequest
+    ) -> tuple[Server | None, datetime | None, str | None]:
+        """As :meth:`post_rebuild`, with the request id of the answer (for the journal)."""
         version = await self.checked_version(request)
         try:
             answer = await self.session.request(
@@ -316,15 +323,16 @@ class ComputeApi:
             )
         except ResponseError as exc:
             if exc.status is not None and 200 <= exc.status < 300:
-                return None, None  # accepted; the unreadable body proves nothing more
+                # Accepted; the unreadable body proves nothing more.
+                return None, None, exc.request_id
             raise
         self.remember_clock(answer.date)
         if answer.body is None:
-            return None, answer.date
+            return None, answer.date, answer.request_id
         try:
             server = server_from_wire(
                 answer.body, status=answer.status, request_id=answer.request_id
             )
         except ResponseError:
-            return None, answer.date
-        return (server if server.id == server_id else None), answer.date
+            return None, answer.date, answer.request_id
+        return (server if server.id == server_id else None), answer.date, answer.request_id

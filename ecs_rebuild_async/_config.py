@@ -9,6 +9,7 @@ nothing here talks to the network. A missing or contradictory piece raises
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,8 @@ class ClientConfig:
 
 
 # Hosts of clouds that follow ECS rules rather than upstream Nova's.
+logger = logging.getLogger("ecs_rebuild_async")
+
 _ECS_DOMAINS = ("myhuaweicloud.com", "huaweicloud.com", "otc.t-systems.com", "t-systems.com")
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
@@ -412,29 +415,50 @@ def _relevant(values: Mapping[str, str | None], kind: AuthKind) -> dict[str, str
 
 
 def clouds_search_paths(environ: Mapping[str, str]) -> list[Path]:
-    """The directories searched for ``clouds.yaml`` and ``secure.yaml``, in order."""
+    """The directories searched for ``clouds.yaml`` and ``secure.yaml``, in openstacksdk's order:
+    the current directory, the user's (``$XDG_CONFIG_HOME/openstack``, ``~/.config/openstack``),
+    the site's (``$XDG_CONFIG_DIRS/openstack``, by default ``/etc/xdg/openstack``), and
+    ``/etc/openstack``."""
     home = Path(environ["HOME"]) if environ.get("HOME") else Path.home()
+    real_home = Path(environ["SNAP_REAL_HOME"]) if environ.get("SNAP_REAL_HOME") else home
     config_home = Path(environ["XDG_CONFIG_HOME"]) if environ.get("XDG_CONFIG_HOME") else None
-    user_dir = (config_home or home / ".config") / "openstack"
-    return [Path.cwd(), user_dir, Path("/etc/openstack")]
+    site_dirs = [
+        Path(entry) / "openstack"
+        for entry in (environ.get("XDG_CONFIG_DIRS") or "/etc/xdg").split(":")
+        if entry.strip()
+    ]
+    found: list[Path] = []
+    for directory in [
+        Path.cwd(),
+        (config_home or home / ".config") / "openstack",
+        real_home / ".config" / "openstack",
+        *site_dirs,
+        Path("/etc/openstack"),
+    ]:
+        if directory not in found:
+            found.append(directory)
+    return found
 
 
-def _first_file(explicit: str | None, dirs: Sequence[Path], stem: str) -> Path | None:
-    if explicit:
-        return Path(explicit).expanduser()
-    for directory in dirs:
-        for suffix in (".yaml", ".yml"):
-            candidate = directory / f"{stem}{suffix}"
-            if candidate.is_file():
-                return candidate
-    return None
+_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def _files_in(dirs: Sequence[Path], stem: str) -> list[Path]:
+    """Every ``stem.yaml`` / ``.yml`` / ``.json`` that exists in ``dirs``, in search order."""
+    return [
+        directory / f"{stem}{suffix}"
+        for directory in dirs
+        for suffix in _SUFFIXES
+        if (directory / f"{stem}{suffix}").is_file()
+    ]
 
 
 def _load_yaml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InvalidRequest(f"cannot read {path}: {exc.strerror}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
+        raise InvalidRequest(f"cannot read {path}: {reason}") from None
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -449,6 +473,13 @@ def _load_yaml(path: Path) -> dict[str, Any]:
     return document
 
 
+def _clouds_of(path: Path) -> dict[str, Any]:
+    clouds = _load_yaml(path).get("clouds") or {}
+    if not isinstance(clouds, dict):
+        raise InvalidRequest(f"'clouds' in {path} must be a mapping of cloud names")
+    return clouds
+
+
 def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in extra.items():
@@ -459,31 +490,77 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _load_clouds(
-    environ: Mapping[str, str], search_paths: Sequence[Path | str] | None
-) -> tuple[dict[str, Any], str]:
-    dirs = (
+@attrs.frozen
+class _Sources:
+    """Where a cloud's settings were found."""
+
+    clouds: dict[str, Any]
+    clouds_file: Path
+    dirs: tuple[Path, ...]
+    explicit_secure: Path | None
+
+
+def _find_clouds(environ: Mapping[str, str], search_paths: Sequence[Path | str] | None) -> _Sources:
+    dirs = tuple(
         [Path(p) for p in search_paths]
         if search_paths is not None
         else clouds_search_paths(environ)
     )
-    clouds_file = _first_file(_get(environ, "OS_CLIENT_CONFIG_FILE"), dirs, "clouds")
-    if clouds_file is None:
+    explicit = _get(environ, "OS_CLIENT_CONFIG_FILE")
+    candidates = [Path(explicit).expanduser()] if explicit else _files_in(dirs, "clouds")
+    if not candidates:
         looked = ", ".join(str(d) for d in dirs) or "nowhere"
         raise InvalidRequest(
             f"no clouds.yaml found: set OS_CLIENT_CONFIG_FILE or create one (looked in: {looked})",
             field="OS_CLIENT_CONFIG_FILE",
         )
-    clouds = _load_yaml(clouds_file).get("clouds") or {}
-    secure_file = _first_file(_get(environ, "OS_CLIENT_SECURE_FILE"), dirs, "secure")
-    if secure_file is None and _get(environ, "OS_CLIENT_CONFIG_FILE"):
-        # secure.yaml is looked for beside an explicitly named clouds.yaml, too.
-        secure_file = _first_file(None, [clouds_file.parent], "secure")
-    if secure_file is not None:
-        clouds = _merge(clouds, _load_yaml(secure_file).get("clouds") or {})
-    if not isinstance(clouds, dict):
-        raise InvalidRequest(f"'clouds' in {clouds_file} must be a mapping of cloud names")
-    return clouds, str(clouds_file)
+    secure = _get(environ, "OS_CLIENT_SECURE_FILE")
+    return _Sources(
+        clouds=_clouds_of(candidates[0]),
+        clouds_file=candidates[0],
+        dirs=dirs,
+        explicit_secure=Path(secure).expanduser() if secure else None,
+    )
+
+
+def _with_secrets(sources: _Sources, cloud: str) -> dict[str, Any]:
+    """The cloud's entry, completed from ``secure.yaml``.
+
+    openstacksdk takes the first ``secure.yaml`` found anywhere in its search path, whichever
+    directory its ``clouds.yaml`` came from: an untrusted ``./clouds.yaml`` (a cloned
+    repository's) would pair its own ``auth_url`` with the user's password from
+    ``~/.config/openstack/secure.yaml``. Here the secure file is the one beside the
+    ``clouds.yaml`` used, or the one named by ``OS_CLIENT_SECURE_FILE``; a secure file elsewhere
+    that holds this cloud is refused, with the way to allow it.
+    """
+    entry: dict[str, Any] = sources.clouds[cloud]
+    beside = _files_in([sources.clouds_file.parent], "secure")
+    secure = sources.explicit_secure or (beside[0] if beside else None)
+    if secure is not None:
+        secure_entry = _clouds_of(secure).get(cloud)
+        if isinstance(secure_entry, Mapping):
+            if secure.parent.resolve() != sources.clouds_file.parent.resolve():
+                logger.info(
+                    "cloud %r: settings from %s, secrets from %s (OS_CLIENT_SECURE_FILE)",
+                    cloud,
+                    sources.clouds_file,
+                    secure,
+                )
+            return _merge(entry, secure_entry)
+    elsewhere = [
+        path
+        for path in _files_in(sources.dirs, "secure")
+        if path != secure and isinstance(_clouds_of(path).get(cloud), Mapping)
+    ]
+    if elsewhere:
+        raise InvalidRequest(
+            f"cloud {cloud!r} is read from {sources.clouds_file}, and its secrets would come from "
+            f"{elsewhere[0]}, another place: files from different places are not combined, "
+            "so that a clouds.yaml you did not write cannot send your password to its own "
+            f"auth_url. If both files are yours, set OS_CLIENT_SECURE_FILE={elsewhere[0]}",
+            field="OS_CLIENT_SECURE_FILE",
+        )
+    return entry
 
 
 def config_from_cloud(
@@ -493,11 +570,14 @@ def config_from_cloud(
 ) -> ClientConfig:
     """Settings for cloud ``name`` (default ``OS_CLOUD``) from ``clouds.yaml`` + ``secure.yaml``.
 
-    ``search_paths`` replaces the standard directories (current directory,
-    ``~/.config/openstack``, ``/etc/openstack``); ``OS_CLIENT_CONFIG_FILE`` and
-    ``OS_CLIENT_SECURE_FILE`` name files directly. Vendor ``profile`` entries are not expanded.
+    ``search_paths`` replaces the standard directories (see :func:`clouds_search_paths`);
+    ``OS_CLIENT_CONFIG_FILE`` and ``OS_CLIENT_SECURE_FILE`` name files directly. The first
+    ``clouds.yaml`` (or ``.yml``, ``.json``) found is used, with the ``secure.yaml`` beside it
+    (or the one ``OS_CLIENT_SECURE_FILE`` names). Vendor ``profile`` entries are not expanded.
     """
-    clouds, source = _load_clouds(environ, search_paths)
+    sources = _find_clouds(environ, search_paths)
+    clouds = sources.clouds
+    source = str(sources.clouds_file)
     chosen = name or _get(environ, "OS_CLOUD")
     if chosen is None:
         if len(clouds) != 1:
@@ -512,7 +592,7 @@ def config_from_cloud(
         raise InvalidRequest(
             f"cloud {chosen!r} is not in {source} (clouds: {known})", field="OS_CLOUD"
         )
-    return _config_from_entry(str(chosen), entry)
+    return _config_from_entry(str(chosen), _with_secrets(sources, str(chosen)))
 
 
 def _text(value: object) -> str | None:
@@ -565,8 +645,29 @@ def _dialect_key(value: object, cloud: str) -> Dialect | None:
     )
 
 
+def _flag(value: object) -> bool:
+    """A clouds.yaml boolean as openstacksdk reads it: true, or the text "true" in any case."""
+    if isinstance(value, bool):
+        return value
+    return isinstance(value, str) and value.strip().lower() in _TRUE
+
+
 def _verify_from_entry(entry: Mapping[str, Any]) -> bool | str:
-    verify = entry.get("verify")
-    if verify is False or (isinstance(verify, str) and verify.lower() in ("false", "no", "0")):
+    """TLS verification as openstacksdk derives it: ``insecure: true`` wins (no verification);
+    then ``verify: false``; then ``cacert`` (a CA bundle) when verifying; ``verify`` may itself
+    be the path of a CA bundle."""
+    verify = entry.get("verify", True)
+    cacert = _text(entry.get("cacert"))
+    if (
+        _flag(entry.get("insecure"))
+        or verify is False
+        or (isinstance(verify, str) and verify.strip().lower() in ("false", "no", "0", "off"))
+    ):
+        if cacert:
+            logger.warning("cacert %s is ignored: TLS verification is turned off", cacert)
         return False
-    return _text(entry.get("cacert")) or True
+    if cacert:
+        return str(Path(cacert).expanduser())
+    if isinstance(verify, str) and verify.strip().lower() not in ("true", "yes", "1", "on", ""):
+        return str(Path(verify.strip()).expanduser())
+    return True

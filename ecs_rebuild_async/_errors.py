@@ -13,6 +13,10 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
+from ._redact import clean_text
+
 if TYPE_CHECKING:
     from ._models import Fault, Server
 
@@ -22,6 +26,9 @@ __all__ = [
     "EcsError",
     "Forbidden",
     "InvalidRequest",
+    "JournalError",
+    "JournalInUse",
+    "JournalMismatch",
     "MicroversionError",
     "NotFound",
     "RateLimited",
@@ -43,7 +50,21 @@ _MAX_MESSAGE = 500
 
 
 class EcsError(Exception):
-    """The root of every error this library raises."""
+    """The root of every error this library raises.
+
+    Its text never holds a secret the library knows (see ``_redact``) nor a control character:
+    messages are scrubbed and escaped when the error is made, and again whenever it is shown
+    (a secret learnt later is masked too).
+    """
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(clean_text(arg) if isinstance(arg, str) else arg for arg in args))
+
+    def __str__(self) -> str:
+        return clean_text(super().__str__())
+
+    def __repr__(self) -> str:
+        return clean_text(super().__repr__())
 
 
 class InvalidRequest(EcsError, ValueError):
@@ -120,9 +141,9 @@ class ServiceError(EcsError):
     ) -> None:
         super().__init__(message)
         self.status = status
-        self.code = code
-        self.message = message
-        self.request_id = request_id
+        self.code = _clean_or_none(code)
+        self.message: str = self.args[0]
+        self.request_id = _clean_or_none(request_id)
         self.retry_after = retry_after
 
     def __repr__(self) -> str:
@@ -138,7 +159,7 @@ class ServiceError(EcsError):
         text = f"{' '.join(parts)}: {self.message}"
         if self.request_id:
             text += f" (request id {self.request_id})"
-        return text
+        return clean_text(text)
 
 
 class BadRequest(ServiceError):
@@ -180,7 +201,7 @@ class RebuildFailed(EcsError):
     def __init__(self, message: str, *, server: Server | None, fault: Fault | None) -> None:
         super().__init__(message)
         self.server = server
-        self.fault = fault
+        self.fault = _clean_fault(fault)
 
 
 class RebuildTimeout(EcsError):
@@ -200,7 +221,34 @@ class RebuildOutcomeUnknown(EcsError):
     def __init__(self, message: str, *, server: Server | None, evidence: tuple[str, ...]) -> None:
         super().__init__(message)
         self.server = server
-        self.evidence = evidence
+        self.evidence = tuple(clean_text(item) for item in evidence)
+
+
+def _clean_or_none(value: str | None) -> str | None:
+    return None if value is None else clean_text(str(value))
+
+
+def _clean_fault(fault: Fault | None) -> Fault | None:
+    """The fault with the service's text scrubbed: it is shown with the error."""
+    if fault is None or not attrs.has(type(fault)):
+        return fault
+    message = clean_text(fault.message) if isinstance(fault.message, str) else fault.message
+    details = clean_text(fault.details) if isinstance(fault.details, str) else fault.details
+    if message == fault.message and details == fault.details:
+        return fault
+    return attrs.evolve(fault, message=message, details=details)
+
+
+class JournalError(EcsError):
+    """A run's journal cannot be used: unreadable, of another version, or not this run's."""
+
+
+class JournalInUse(JournalError):
+    """Another live process drives the run of this journal (one driver per journal)."""
+
+
+class JournalMismatch(JournalError, InvalidRequest):
+    """The journal records another run (other servers, another request, other secrets)."""
 
 
 def _conflict_state(message: str) -> str | None:
@@ -311,8 +359,15 @@ def _code_and_message(body: object) -> tuple[str | None, str | None, object]:
 
 
 def _shorten(text: str) -> str:
-    text = " ".join(text.split())
+    """One line of at most ``_MAX_MESSAGE`` characters: whitespace runs made one space, then
+    secrets masked and control characters escaped (before the cut: a secret cut in two would
+    no longer be recognized, and escapes lengthen the text)."""
+    text = clean_text(" ".join(text.split()))
     return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 3] + "..."
+
+
+# Of a body quoted as the message, only this much is read: the message keeps 500 characters.
+_QUOTED = 20_000
 
 
 def error_from_response(
@@ -336,7 +391,7 @@ def error_from_response(
             raw = content.decode("utf-8", "replace")
             # Compact JSON, as Huawei's SDK reports a body it cannot read.
             compact = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
-            message = _shorten(raw) if body is None else _shorten(compact[:2000])
+            message = raw[:_QUOTED] if body is None else compact[:_QUOTED]
         else:
             message = f"HTTP {status} with an empty body"
     if code is None and isinstance(body, dict) and "error_code" in body:

@@ -9,13 +9,16 @@ import enum
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 import attrs
 
 from . import _validation as rules
 from ._errors import EcsError, InvalidRequest
 from ._microversion import APIVersion, check_fields, required_range
+from ._redact import clean_text
+
+_T = TypeVar("_T")
 
 __all__ = [
     "ECS",
@@ -110,6 +113,19 @@ class ServerStatus(str, enum.Enum):
         return str(self.value)
 
 
+def _scrubbed_repr(cls: type[_T]) -> type[_T]:
+    """The class's repr, scrubbed of known secrets and escaped: it shows the service's text
+    (a name, a fault message), which a hostile service may fill with anything."""
+    original = cls.__repr__
+
+    def __repr__(self: object) -> str:
+        return clean_text(original(self))
+
+    cls.__repr__ = __repr__  # type: ignore[method-assign]
+    return cls
+
+
+@_scrubbed_repr
 @attrs.frozen
 class Fault:
     """Why a server is in ERROR, as the service reports it."""
@@ -152,6 +168,7 @@ class Address:
     type: str | None = None
 
 
+@_scrubbed_repr
 @attrs.frozen
 class Server:
     """A server as the service shows it. Fields the library does not know are kept in ``extra``.
@@ -403,13 +420,19 @@ class OutcomeKind(str, enum.Enum):
     UNKNOWN = "unknown"  # the answer was lost and what happened cannot be proven
     ERROR = "error"  # any other service or transport error
     CANCELLED = "cancelled"  # the run was cancelled before this server finished
+    SKIPPED = "skipped"  # not rebuilt: it already matched, or a rollout stopped first (reason)
+    UNHEALTHY = "unhealthy"  # rebuilt, but its health check never passed within the warmup
+    ROLLED_BACK = "rolled_back"  # rebuilt, then rebuilt back to its former image (rollout stop)
+    ROLLBACK_FAILED = "rollback_failed"  # rebuilt, and rebuilding it back failed (error says why)
 
 
+@_scrubbed_repr
 @attrs.frozen
 class RebuildOutcome:
     """How one server's rebuild ended. ``error`` is the library's typed error when not ``ok``.
 
-    ``submitted`` says whether the rebuild request was (or may have been) sent.
+    ``submitted`` says whether the rebuild request was (or may have been) sent; ``reason``
+    says in words why a server was skipped, found unhealthy or rolled back.
     """
 
     server_id: str
@@ -418,6 +441,7 @@ class RebuildOutcome:
     server: Server | None = None
     error: EcsError | None = None
     submitted: bool = False
+    reason: str | None = None
 
     def __str__(self) -> str:
         """One line: ``ok 3f2a... (web-1) ACTIVE image 70a5...`` or the kind and the error."""
@@ -435,6 +459,7 @@ class RebuildOutcome:
         return " ".join(parts)
 
 
+@_scrubbed_repr
 @attrs.frozen
 class RebuildEvent:
     """One observed change of a server during a rebuild, for progress displays and logs."""

@@ -26,7 +26,7 @@ from ._lifecycle import ActionFinding, judge_actions, shows_rebuild
 from ._models import RebuildRequest, Server
 from ._serde import parse_timestamp
 
-__all__ = ["Accepted", "Operations", "submit_rebuild"]
+__all__ = ["Accepted", "Operations", "reconcile_in_doubt", "submit_rebuild"]
 
 logger = logging.getLogger("ecs_rebuild_async")
 
@@ -110,6 +110,30 @@ async def submit_rebuild(
         raise refused.error from None
     submitted(True)
     return accepted
+
+
+async def reconcile_in_doubt(
+    ops: Operations,
+    server_id: str,
+    request: RebuildRequest,
+    *,
+    before: Server | None,
+    cause: EcsError,
+    settle: float = 1.0,
+) -> Accepted:
+    """A rebuild that may have been sent earlier, with nothing known of its answer, as after the
+    death of the process that sent it: the same rules as a lost answer, judged against
+    ``before`` (the server as read before that request). Accepted when the server shows it;
+    sent once more only when proven not carried out; RebuildOutcomeUnknown when that cannot be
+    told (always, without a read from before: an old rebuild would pass for this one)."""
+    logger.warning("the rebuild of %s may have been sent (%s); reconciling", server_id, cause)
+    if before is None:
+        evidence = [f"{cause}", "no read of the server from before the request bounds it"]
+        raise _unknown(server_id, None, evidence, "it was not sent again")
+    try:
+        return await _reconcile(ops, server_id, request, before=before, cause=cause, settle=settle)
+    except _ResendRefused as refused:
+        raise refused.error from None
 
 
 class _ResendRefused(Exception):

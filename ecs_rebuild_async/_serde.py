@@ -94,6 +94,8 @@ converter.register_structure_hook(str, _strict_str)
 converter.register_structure_hook(int, _strict_int)
 converter.register_structure_hook(bool, _strict_bool)
 converter.register_structure_hook(datetime, lambda value, _: parse_timestamp(value))
+# Records written by the library itself (the journal) keep their times as ISO 8601 text.
+converter.register_unstructure_hook(datetime, lambda value: value.isoformat())
 converter.register_structure_hook(ServerStatus, _structure_status)
 
 

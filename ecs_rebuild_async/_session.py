@@ -13,7 +13,6 @@ import functools
 import json
 import logging
 import random
-import re
 import socket
 import ssl
 import time
@@ -28,6 +27,7 @@ import httpx
 import tenacity
 
 from ._auth import Auth
+from ._bounded import MAX_ANSWER_BYTES, AnswerTooLarge, read_body, redirect_error
 from ._errors import (
     EcsError,
     InvalidRequest,
@@ -40,6 +40,7 @@ from ._errors import (
     request_id_from_headers,
 )
 from ._microversion import APIVersion, VersionRange, parse_version
+from ._redact import SecretStore, install_log_scrubbing, request_secrets
 from ._serde import wire_version_header
 from ._settings import ClientSettings
 from ._validation import check_endpoint
@@ -51,105 +52,11 @@ logger = logging.getLogger("ecs_rebuild_async")
 
 USER_AGENT = f"ecs-rebuild-async/{__version__}"
 
-# -- redaction ---------------------------------------------------------------------------------
+# -- redaction --------------------------------------------------------------------------------
 
-_SECRET_HEADERS = (
-    "x-auth-token",
-    "x-subject-token",
-    "authorization",
-    "x-security-token",
-    "proxy-authorization",
-    "cookie",
-    "set-cookie",
-)
-# httpcore logs headers as lists of byte-string pairs: (b'x-subject-token', b'gAAAA...').
-_HEADER_PAIR = re.compile(
-    r"""(?P<name>['"]?(?:%s)['"]?\s*[,:=]\s*b?)(?P<quote>['"]?)(?P<value>[^'",)\]\s][^'")\]]*)"""
-    % "|".join(re.escape(name) for name in _SECRET_HEADERS),
-    re.IGNORECASE,
-)
-_JSON_SECRETS = re.compile(
-    r"""(?P<name>['"](?:password|secret|adminPass|user_data|token|id_token|sk)['"]\s*:\s*)"""
-    r"""(?P<value>"[^"]*"|'[^']*'|["'][^"']*$)""",  # also a value cut off at the end
-    re.IGNORECASE,
-)
-
-
-def redact(text: str) -> str:
-    """Mask secret header values and secret JSON fields in a piece of log text."""
-    text = _HEADER_PAIR.sub(lambda m: f"{m.group('name')}{m.group('quote')}***", text)
-    return _JSON_SECRETS.sub(lambda m: f'{m.group("name")}"***"', text)
-
-
-# Request body fields whose values must not come back in a service's error message (Nova's
-# schema errors quote the whole request: "Invalid input ... Value: {'adminPass': ...}").
-_SECRET_FIELDS = frozenset(
-    {"adminpass", "user_data", "password", "secret", "token", "id_token", "sk", "contents"}
-)
-
-
-def _secret_values(body: Any) -> tuple[str, ...]:
-    """The values of secret fields anywhere in a JSON request body, longest first."""
-    found: set[str] = set()
-    stack: list[Any] = [body]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, Mapping):
-            for key, value in item.items():
-                if isinstance(key, str) and key.lower() in _SECRET_FIELDS:
-                    if isinstance(value, str) and len(value) >= 3:
-                        found.add(value)
-                elif isinstance(value, (Mapping, list)):
-                    stack.append(value)
-        elif isinstance(item, list):
-            stack.extend(item)
-    return tuple(sorted(found, key=len, reverse=True))
-
-
-def _scrub_error(error: ServiceError, secrets: tuple[str, ...]) -> None:
-    """Mask the request's secrets wherever the service echoed them into its error message."""
-    text = redact(error.message)
-    for secret in secrets:
-        text = text.replace(secret, "***")
-        if text.endswith("..."):  # a message shortened in the middle of a secret
-            for cut in range(len(secret) - 1, 7, -1):
-                if text.endswith(secret[:cut] + "..."):
-                    text = text[: -cut - 3] + "***..."
-                    break
-    if text != error.message:
-        error.message = text
-        error.args = (text,)
-
-
-class _RedactingFilter(logging.Filter):
-    """Scrubs what the HTTP stack logs on the library's behalf (httpcore logs whole headers)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a broken record is not ours to fix; let logging report it
-            return True
-        cleaned = redact(message)
-        if cleaned != message:
-            record.msg = cleaned
-            record.args = None
-        return True
-
-
-_FILTER = _RedactingFilter()
-_HTTP_STACK_LOGGERS = (
-    "httpx",
-    "httpcore",
-    "httpcore.connection",
-    "httpcore.http11",
-    "httpcore.http2",
-    "httpcore.proxy",
-    "httpx_aiohttp",
-    "aiohttp.client",
-    "ecs_rebuild_async",
-)
-for _name in _HTTP_STACK_LOGGERS:
-    logging.getLogger(_name).addFilter(_FILTER)
+# The HTTP stack logs whole headers at DEBUG (httpcore, hpack under HTTP/2): every record of the
+# library's and the stack's loggers is scrubbed as it is made (see _redact).
+install_log_scrubbing()
 
 
 # -- answers -----------------------------------------------------------------------------------
@@ -167,15 +74,22 @@ class Answer:
     version: APIVersion | None
 
 
+# A Date outside these years is garbage: kept, it would overflow the arithmetic of a wait
+# (``date + elapsed``, ``since - margin``), so it is treated as no Date at all.
+_PLAUSIBLE_YEARS = range(1971, 9000)
+
+
 def _service_date(headers: Mapping[str, str]) -> datetime | None:
     value = headers.get("date")
     if not value:
         return None
     try:
         parsed = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+        parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.astimezone(timezone.utc)
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.year in _PLAUSIBLE_YEARS else None
 
 
 def _echoed_version(headers: Mapping[str, str]) -> APIVersion | None:
@@ -458,6 +372,66 @@ def _request_kind(method: str, url: str) -> str:
     return f"{method} other"
 
 
+# -- where credentials may go ------------------------------------------------------------------
+
+
+def checked_endpoint(endpoint: str | None) -> str | None:
+    """The compute endpoint given by the caller, if it is an http(s) URL; else InvalidRequest."""
+    if endpoint is None:
+        return None
+    if not isinstance(endpoint, str) or not _is_web_url(endpoint):
+        raise InvalidRequest(
+            f"the endpoint must be an http:// or https:// URL with a host, got {endpoint!r:.80}",
+            field="endpoint",
+        )
+    return endpoint.rstrip("/")
+
+
+def _is_web_url(text: str) -> bool:
+    try:
+        url = httpx.URL(text)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return False
+    return url.scheme in ("http", "https") and bool(url.host)
+
+
+def checked_catalog_endpoint(found: str, auth_url: str | None, *, allow_http: bool) -> str:
+    """The compute endpoint a service catalog named, if credentials may be sent to it.
+
+    The catalog is the service's answer: a URL that cannot be parsed is a ResponseError, and so
+    is plain ``http://`` when Keystone itself was reached over ``https://`` (the token would
+    travel in clear), unless ``ClientSettings.allow_http_from_catalog`` says so.
+    """
+    if not _is_web_url(found):
+        raise ResponseError(
+            f"the service catalog's compute endpoint is not an http(s) URL: {found!r:.120}"
+        )
+    downgrade = (
+        auth_url is not None
+        and auth_url.lower().startswith("https://")
+        and found.lower().startswith("http://")
+    )
+    if downgrade and not allow_http:
+        raise ResponseError(
+            f"the service catalog names {found[:120]} (plain http) as the compute endpoint, "
+            "while Keystone is on https: refused, the token would travel in clear "
+            "(pass the endpoint explicitly, or set ClientSettings(allow_http_from_catalog=True))"
+        )
+    if downgrade:
+        logger.warning("the compute endpoint %s from the service catalog is plain http", found)
+    return found.rstrip("/")
+
+
+def warn_if_unverified(verify: bool | str) -> None:
+    """One warning per client that turns TLS verification off (verify=False, OS_INSECURE,
+    clouds.yaml ``insecure: true`` or ``verify: false``)."""
+    if verify is False:
+        logger.warning(
+            "TLS certificate verification is off for this client: anyone on the network path "
+            "can read and change its requests, credentials included"
+        )
+
+
 # -- the session -------------------------------------------------------------------------------
 
 _RETRYABLE_STATUS = frozenset({500, 502, 503, 504})
@@ -479,7 +453,12 @@ class Session:
         verify: bool | str = True,
     ) -> None:
         self._verify = verify
-        self._endpoint = check_endpoint(endpoint).rstrip("/") if endpoint is not None else None
+        # The common slips first (check_endpoint), then what httpx itself cannot parse.
+        self._endpoint = checked_endpoint(
+            check_endpoint(endpoint) if endpoint is not None else None
+        )
+        # The secrets of this client's requests (adminPass, user_data), masked wherever echoed.
+        self._secrets = SecretStore()
         self._auth = auth
         self._settings = settings
         self._given_client = http_client
@@ -512,6 +491,8 @@ class Session:
         if self._given_client is not None:
             self._client = self._given_client
             return
+        if self._given_transport is None:
+            warn_if_unverified(self._verify)
         transport = self._given_transport or default_transport(self._settings, verify=self._verify)
         self._client = httpx.AsyncClient(
             transport=transport,
@@ -542,20 +523,45 @@ class Session:
         async with self._endpoint_lock:
             if self._endpoint is None:
                 found = await self._auth.compute_endpoint(
-                    self._http(), interface=self._interface, region=self._region
+                    self._http(),
+                    interface=self._interface,
+                    region=self._region,
+                    max_answer_bytes=self._settings.max_answer_bytes,
                 )
                 if not found:
                     raise EcsError(
                         "no compute endpoint: pass one to AsyncEcsClient, or use credentials "
                         "whose service catalog lists a 'compute' service"
                     )
-                self._endpoint = found.rstrip("/")
+                self._endpoint = checked_catalog_endpoint(
+                    found,
+                    getattr(self._auth, "auth_url", None),
+                    allow_http=self._settings.allow_http_from_catalog,
+                )
+                logger.info(
+                    "compute endpoint from the service catalog: %s (interface %s%s)",
+                    self._endpoint,
+                    self._interface,
+                    f", region {self._region}" if self._region else "",
+                )
             return self._endpoint
 
     async def service_url(self, service_type: str) -> str | None:
         """Another service's endpoint (``image``...) from the auth's catalog; None without."""
-        return await self._auth.service_endpoint(
-            self._http(), service_type, interface=self._interface, region=self._region
+        found = await self._auth.service_endpoint(
+            self._http(),
+            service_type,
+            interface=self._interface,
+            region=self._region,
+            max_answer_bytes=self._settings.max_answer_bytes,
+        )
+        if found is None:
+            return None
+        # The token goes there too: the same checks as for the compute endpoint.
+        return checked_catalog_endpoint(
+            found,
+            getattr(self._auth, "auth_url", None),
+            allow_http=self._settings.allow_http_from_catalog,
         )
 
     @staticmethod
@@ -590,6 +596,8 @@ class Session:
             return None
         try:
             answer = await self.request("GET", root, version=None, authenticated=False)
+        except AnswerTooLarge:
+            raise
         except ResponseError as exc:
             raise ResponseError(
                 f"the version document at {root} is not JSON",
@@ -655,7 +663,8 @@ class Session:
             else self._url(await self.compute_url(), path)
         )
         settings = self._settings
-        secrets = _secret_values(json_body) if json_body is not None else ()
+        if json_body is not None:
+            request_secrets(json_body, self._secrets)
 
         def retryable(exc: BaseException) -> bool:
             if isinstance(exc, RateLimited):
@@ -679,7 +688,7 @@ class Session:
         try:
             return await self._send_once(
                 method, url, params=params, json_body=json_body, version=version,
-                authenticated=authenticated, secrets=secrets, idempotent=idempotent,
+                authenticated=authenticated, idempotent=idempotent,
             )  # fmt: skip
         except EcsError as exc:
             elapsed = time.monotonic() - first_started
@@ -707,7 +716,7 @@ class Session:
             with attempt:
                 return await self._send_once(
                     method, url, params=params, json_body=json_body, version=version,
-                    authenticated=authenticated, secrets=secrets, idempotent=idempotent,
+                    authenticated=authenticated, idempotent=idempotent,
                 )  # fmt: skip
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
@@ -720,7 +729,6 @@ class Session:
         json_body: Any,
         version: APIVersion | None,
         authenticated: bool,
-        secrets: tuple[str, ...] = (),
         idempotent: bool = True,
     ) -> Answer:
         client = self._http()
@@ -730,7 +738,12 @@ class Session:
             content = _JSON.encode(json_body).encode()
             headers["Content-Type"] = "application/json"
         request = client.build_request(
-            method, _parsed_url(url), params=params, headers=headers, content=content
+            method,
+            _parsed_url(url),
+            params=params,
+            headers=headers,
+            content=content,
+            extensions={MAX_ANSWER_BYTES: self._settings.max_answer_bytes},
         )
         await self.pacer.acquire()
         started = time.perf_counter()
@@ -744,11 +757,9 @@ class Session:
                 # even if the caller is cancelled meanwhile (bounded by the request timeout):
                 # only then is it known whether the service carried it out.
                 with anyio.CancelScope(shield=not idempotent):
-                    response = await client.send(
-                        request, auth=self._auth if authenticated else None
-                    )
+                    response = await self._send_unredirected(client, request, authenticated)
                     try:
-                        raw = await response.aread()
+                        raw = await read_body(response, self._settings.max_answer_bytes)
                     finally:
                         await response.aclose()
         except httpx.TransportError as exc:
@@ -781,8 +792,19 @@ class Session:
             raise TransportError(
                 f"{method} {url} failed: {type(exc).__name__}", maybe_sent=True
             ) from None
-        return self._read(
-            method, url, response, raw, version, time.perf_counter() - started, secrets
+        return self._read(method, url, response, raw, version, time.perf_counter() - started)
+
+    async def _send_unredirected(
+        self, client: httpx.AsyncClient, request: httpx.Request, authenticated: bool
+    ) -> httpx.Response:
+        """Send without following redirects, whatever the client's own setting (a caller's
+        client may follow them): a redirect would take the credentials to another host. The
+        answer is streamed, for :func:`read_body` to read within the size limit."""
+        return await client.send(
+            request,
+            auth=self._auth if authenticated else None,
+            stream=True,
+            follow_redirects=False,
         )
 
     def _read(
@@ -793,7 +815,6 @@ class Session:
         raw: bytes,
         version: APIVersion | None,
         elapsed: float,
-        secrets: tuple[str, ...] = (),
     ) -> Answer:
         headers = _header_dict(response.headers)
         request_id = request_id_from_headers(headers)
@@ -806,9 +827,10 @@ class Session:
             logger.warning(
                 "asked for microversion %s, the service answered with %s", version, echoed
             )
+        if 300 <= response.status_code < 400:
+            raise redirect_error(method, url, response.status_code, headers)
         if response.status_code >= 400:
             error = error_from_response(response.status_code, headers, raw)
-            _scrub_error(error, secrets)
             if isinstance(error, RateLimited):
                 self.pacer.on_rate_limited(error.retry_after)
             raise error

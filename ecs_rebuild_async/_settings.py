@@ -69,13 +69,26 @@ class ClientSettings:
     # long is read on its own: a listing can miss a change (a lagging replica, skewed clocks).
     listing_recheck_after: float = 60.0
 
+    # The largest answer read, in bytes (compressed or not), checked while it is read: a
+    # bigger (or endless) one is a ResponseError. A page of 1,000 servers is a few megabytes.
+    max_answer_bytes: int = 64 * 1024 * 1024
+    # A compute endpoint from the service catalog on plain http while Keystone is on https is
+    # refused (the token would travel in clear) unless this says otherwise.
+    allow_http_from_catalog: bool = False
+
     def __attrs_post_init__(self) -> None:
         for field in attrs.fields(type(self)):
             value = getattr(self, field.name)
             if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
                 raise ValueError(f"ClientSettings.{field.name} must not be negative")
         if (
-            min(self.max_in_flight, self.max_connections, self.list_page_size, self.list_max_pages)
+            min(
+                self.max_in_flight,
+                self.max_connections,
+                self.list_page_size,
+                self.list_max_pages,
+                self.max_answer_bytes,
+            )
             < 1
         ):
             raise ValueError("ClientSettings limits must be at least 1")

@@ -145,7 +145,14 @@ def string_to_sign(canonical: str, sdk_date: str) -> str:
 
 
 def _split_target(url: str) -> tuple[str, str, str]:
-    """``(authority, path, query)`` from a full URL or from a path with its query."""
+    """``(authority, path, query)`` from a full URL or from a path with its query.
+
+    A path is taken as it is: ``//v2.1/p`` is a path whose first segment is empty (as the SDK
+    signs it, from the request's resource path), not a URL naming the host ``v2.1``.
+    """
+    if url.startswith("/"):
+        path, _, query = url.partition("?")
+        return "", path.partition("#")[0], query.partition("#")[0]
     parts = urlsplit(url)
     authority = parts.netloc.rpartition("@")[2]
     return authority, parts.path or "/", parts.query

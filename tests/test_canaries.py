@@ -79,8 +79,19 @@ def request() -> RebuildRequest:
     )
 
 
-async def whole_flow(fake: FakeCompute, auth: Auth, *, transport: bool = True) -> list[object]:
-    """Rebuild and wait, a bulk run with a failure, reads and errors; every object it met."""
+async def whole_flow(
+    fake: FakeCompute, auth: Auth, *, transport: bool = True, expire: bool = False
+) -> list[object]:
+    """Rebuild and wait, a bulk run with a failure, reads and errors; every object it met.
+
+    ``expire``: every token expires before each step (when no request is in flight), so the
+    next request is refused and the client re-authenticates: tokens renewed at known points,
+    not after a lifetime that a busy machine could spend between two requests."""
+
+    def step() -> None:
+        if expire:
+            fake.expire_tokens()
+
     ok_id = fake.add_server(name="ok")
     bad_id = fake.add_server(name="bad", fail=True)
     fleet = fake.add_servers(3, prefix="fleet")
@@ -96,12 +107,16 @@ async def whole_flow(fake: FakeCompute, auth: Auth, *, transport: bool = True) -
         seen.append(ecs)
         # prepare() returns the wire body itself, secrets included, by design (a dry run's
         # payload; the command line masks it): it is data the caller asked for, not a repr.
+        step()
         prepared = await ecs.prepare(ok_id, request())
         assert prepared["body"]["rebuild"]["adminPass"] == ADMIN_PASS
+        step()
         accepted = await ecs.rebuild(ok_id, request())
         assert accepted.admin_pass == ADMIN_PASS  # the 202 answer carried it: a real canary
         seen.append(accepted)
+        step()
         seen.append(await ecs.wait_for_rebuild(ok_id, timeout=30))
+        step()
         outcomes = await ecs.rebuild_many(
             [bad_id, *fleet], request(), timeout=30, report=report, on_event=seen.append
         )
@@ -110,10 +125,12 @@ async def whole_flow(fake: FakeCompute, auth: Auth, *, transport: bool = True) -
         seen.extend(o.server for o in outcomes if o.server is not None)
         assert [o.ok for o in outcomes] == [False, True, True, True]
         seen.append(report)
+        step()
         try:
             await ecs.rebuild(bad_id, request())  # ERROR servers cannot be rebuilt on ECS
         except EcsError as error:
             seen.append(error)
+        step()
         seen.append(await ecs.get_server(ok_id))
     assert len([s for s in seen if isinstance(s, EcsError)]) >= 2
     return seen
@@ -140,10 +157,12 @@ async def test_keystone_flow_keeps_password_and_issued_tokens_secret(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     debug_everywhere(caplog)
-    fake = FakeCompute(time_scale=50, rebuild_seconds=4, token_lifetime=10)
-    seen = await whole_flow(fake, keystone(fake))
-    # Keystone tokens were issued (and expired and were renewed), besides the pre-issued one.
-    assert len(fake.issued_tokens) > 1
+    fake = FakeCompute(time_scale=50, rebuild_seconds=4)
+    seen = await whole_flow(fake, keystone(fake), expire=True)
+    # Besides the pre-issued token, Keystone issued one, and renewed it after the steps that
+    # expired it: every one of those tokens is checked for below.
+    assert len(fake.issued_tokens) >= 6
+    assert fake.stats.responses[401] >= 4
     assert caplog.records  # DEBUG logging really ran
     secrets = secrets_of(fake)
     assert_clean([caplog.text, *(r.getMessage() for r in caplog.records)], secrets)
@@ -178,10 +197,10 @@ async def test_default_transport_over_tcp_logs_no_secret(
 ) -> None:
     """The real HTTP stack (aiohttp under asyncio, httpcore under trio) logs at DEBUG."""
     debug_everywhere(caplog)
-    fake = FakeCompute(time_scale=50, rebuild_seconds=4, token_lifetime=10)
+    fake = FakeCompute(time_scale=50, rebuild_seconds=4)
     async with fake.serve_tcp():
-        seen = await whole_flow(fake, keystone(fake), transport=False)
-    assert len(fake.issued_tokens) > 1
+        seen = await whole_flow(fake, keystone(fake), transport=False, expire=True)
+    assert len(fake.issued_tokens) >= 6
     http_records = [r for r in caplog.records if r.name.startswith(("httpcore", "httpx", "aio"))]
     assert http_records  # the stack under the client really logged
     secrets = secrets_of(fake)

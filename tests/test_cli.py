@@ -38,6 +38,7 @@ RECORD_KEYS = {
     "fault_message",
     "error",
     "submitted",
+    "reason",
 }
 FAST = ["--poll-interval", "0.02"]
 

@@ -41,8 +41,8 @@ def _full_url(vector: dict[str, Any]) -> str:
     )
 
 
-def test_vector_file_has_all_five_vectors() -> None:
-    assert len(CASES) == 5
+def test_vector_file_has_all_six_vectors() -> None:
+    assert len(CASES) == 6
     assert VECTORS["algorithm"] == "SDK-HMAC-SHA256"
 
 

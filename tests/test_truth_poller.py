@@ -244,7 +244,7 @@ async def test_find_servers_reads_past_a_capped_page() -> None:
     wanted = fake.add_server(name="web.1")
     fake.add_servers(10)
     async with client_for(fake) as ecs:
-        found = await ecs.find_servers("web.1")
+        found = await ecs.find_servers(exact_name="web.1")
     assert [server.id for server in found] == [wanted]
     assert listing_pages(fake) == 4  # 11 servers, 3 a page
 

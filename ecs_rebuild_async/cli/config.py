@@ -26,6 +26,7 @@ __all__ = [
     "effective_environ",
     "read_server_ids",
     "request_fields",
+    "user_data_file",
 ]
 
 _DIALECTS = {"ecs": ECS, "nova": NOVA}
@@ -178,7 +179,7 @@ def _metadata(pairs: Iterable[str]) -> dict[str, str]:
     return metadata
 
 
-def _user_data(path: str) -> bytes:
+def user_data_file(path: str) -> bytes:
     try:
         return Path(path).read_bytes()
     except OSError as exc:
@@ -203,7 +204,7 @@ def request_fields(args: argparse.Namespace) -> dict[str, Any]:
     if args.no_user_data:
         fields["user_data"] = None
     elif args.user_data is not None:
-        fields["user_data"] = _user_data(args.user_data)
+        fields["user_data"] = user_data_file(args.user_data)
     if args.no_trusted_image_certs:
         fields["trusted_image_certificates"] = None
     elif args.trusted_image_certs:
@@ -239,9 +240,13 @@ def _ids_from_lines(lines: Iterable[str]) -> list[str]:
 
 def _read_file(path: str) -> list[str]:
     try:
-        return _ids_from_lines(Path(path).read_text().splitlines())
+        return _ids_from_lines(Path(path).read_text(encoding="utf-8").splitlines())
     except OSError as exc:
         raise UsageError(f"cannot read --from-file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"cannot read --from-file {path}: not UTF-8 text (byte {exc.start})"
+        ) from None
 
 
 def read_server_ids(args: argparse.Namespace, stdin: TextIO) -> tuple[list[str], list[str]]:

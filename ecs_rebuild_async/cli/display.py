@@ -6,7 +6,7 @@ machine-readable modes of the command line run without it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, TextIO
 
@@ -37,7 +37,15 @@ def make_console(stream: TextIO) -> Console:
 class LiveProgress:
     """A progress bar with ok / failed / running counts, redrawn from a BulkReport."""
 
-    def __init__(self, console: Console, report: BulkReport, *, total: int, label: str) -> None:
+    def __init__(
+        self,
+        console: Console,
+        report: BulkReport,
+        *,
+        total: int,
+        label: str,
+        describe: Callable[[BulkReport, str], str] | None = None,
+    ) -> None:
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -47,6 +55,9 @@ class LiveProgress:
         )
 
         self._report = report
+        self._label = label
+        # What the label says as the run goes (a rollout's phase and budget), if given.
+        self._describe = describe
         self._progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -79,6 +90,9 @@ class LiveProgress:
         counts = tally(self._report)
         self._progress.update(
             self._task,
+            description=self._label
+            if self._describe is None
+            else self._describe(self._report, self._label),
             completed=self._report.finished,
             ok=counts["ok"],
             not_ok=counts["not_ok"],

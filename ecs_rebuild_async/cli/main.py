@@ -33,9 +33,18 @@ from .._errors import (
 )
 from .._microversion import LIBRARY_MAX
 from .._models import RebuildRequest, Server
+from .._rollout import RolloutPolicy
 from .._settings import ClientSettings
-from .config import ClientSpec, UsageError, build_request, client_spec, read_server_ids
+from .config import (
+    ClientSpec,
+    UsageError,
+    build_request,
+    client_spec,
+    read_server_ids,
+    user_data_file,
+)
 from .dryrun import OutputClosed, offline_dry_run, online_dry_run
+from .journal import print_audit, resume_targets
 from .output import check_columns
 from .parse import (
     EXIT_FAILED,
@@ -47,6 +56,7 @@ from .parse import (
     PROG,
     build_parser,
 )
+from .rollout import add_rollout_options, find_arguments, policy_from_args, run_plan
 from .run import BulkOptions, run_bulk_command
 from .targets import read_servers, resolve_image, resolve_servers
 
@@ -87,9 +97,13 @@ def _output_format(args: argparse.Namespace) -> str:
 
 
 def _settings(args: argparse.Namespace) -> ClientSettings | None:
-    if args.poll_interval is None:
-        return None
-    return ClientSettings(poll_first_delay=args.poll_interval, poll_interval=args.poll_interval)
+    settings = ClientSettings()
+    if args.poll_interval is not None:
+        poll = args.poll_interval
+        settings = attrs.evolve(settings, poll_first_delay=poll, poll_interval=poll)
+    if getattr(args, "reconcile_settle", None) is not None:
+        settings = attrs.evolve(settings, reconcile_settle=args.reconcile_settle)
+    return None if settings == ClientSettings() else settings
 
 
 def _offline(args: argparse.Namespace, spec: ClientSpec) -> bool:
@@ -101,16 +115,41 @@ async def _cmd_rebuild(args: argparse.Namespace, io: Io) -> int:
     fmt = _output_format(args)
     if args.offline and not args.dry_run:
         raise UsageError("--offline is for --dry-run")
+    if args.journal and args.no_wait:
+        raise UsageError("--journal records whole runs: it cannot be used with --no-wait")
     build_request(args, image="70a5e0a4-0000-4000-8000-00000000000a")  # bad values fail here
-    given, repeated = read_server_ids(args, io.stdin)
-    for item in repeated:
-        io.stderr.write(f"warning: {item} is listed more than once; rebuilt once\n")
+    policy = policy_from_args(args, io.stdin, io.stderr)
+    if policy is not None and args.no_wait:
+        raise UsageError("a rollout waits for each server: --no-wait cannot be used with it")
+    if policy is not None and args.journal:
+        raise UsageError(
+            "a journal does not record a rollout's state yet: "
+            + "--journal cannot be used with the rollout options"
+        )
+    where = find_arguments(args)
+    given: list[str] = []
+    if where is None:
+        given, repeated = read_server_ids(args, io.stdin)
+        for item in repeated:
+            io.stderr.write(f"warning: {item} is listed more than once; rebuilt once\n")
+    elif args.servers or args.from_file:
+        raise UsageError("--where chooses the servers: give no SERVER or --from-file with it")
     spec = client_spec(args, io.environ)
     if _offline(args, spec):
+        if where is not None:
+            raise UsageError("--where asks the service for the servers: not with --offline")
         return await offline_dry_run(args, spec, given, io)
-    console = None if fmt != "table" or args.dry_run else _console(io.stderr)
+    console = None if fmt != "table" or args.dry_run or args.plan else _console(io.stderr)
     with _explaining_401(spec.auth):
-        return await _rebuild_online(args, spec, given, fmt, console, io)
+        return await _rebuild_online(args, spec, given, fmt, console, io, Rollout(policy, where))
+
+
+@attrs.frozen
+class Rollout:
+    """The rollout options of a rebuild: how to roll, and which servers --where chooses."""
+
+    policy: RolloutPolicy | None
+    where: dict[str, Any] | None
 
 
 async def _rebuild_online(
@@ -120,9 +159,17 @@ async def _rebuild_online(
     fmt: str,
     console: Any,
     io: Io,
+    rollout: Rollout,
 ) -> int:
     async with spec.open(transport=io.transport, settings=_settings(args)) as client:
-        server_ids, before = await resolve_servers(client, given)
+        if rollout.where is None:
+            server_ids, before = await resolve_servers(client, given)
+        else:
+            found = await client.find_servers(**rollout.where)
+            io.stderr.write(f"--where chose {len(found)} servers\n")
+            if not found:
+                return EXIT_OK
+            server_ids, before = [s.id for s in found], {s.id: s for s in found}
         image = None if args.image is None else await resolve_image(client, args.image)
         # The servers are read before anything is sent, once each: rejected credentials or an
         # unreachable service stop the run here; a dry run checks each server; without --image
@@ -140,6 +187,16 @@ async def _rebuild_online(
                 await client.prepare(server_id, request)
         if args.dry_run:
             return await online_dry_run(client, spec, server_ids, requests, before, args, io)
+        if args.plan:
+            await run_plan(
+                client,
+                requests,
+                rollout.policy,
+                concurrency=args.concurrency,
+                stdout=io.stdout,
+                as_json=fmt == "json",
+            )
+            return EXIT_OK
         options = BulkOptions(
             concurrency=args.concurrency,
             timeout=args.timeout,
@@ -149,6 +206,8 @@ async def _rebuild_online(
             columns=tuple(args.columns) if args.columns else None,
             label="submitting" if args.no_wait else "rebuilding",
             show_events=args.verbose >= 1,
+            policy=rollout.policy,
+            journal=args.journal,
         )
         shared = next(iter(requests.values()))
         return await run_bulk_command(
@@ -189,6 +248,47 @@ def _requests(
         assert request is not None
         requests[server_id] = request
     return requests
+
+
+# -- durable runs -------------------------------------------------------------------------------
+
+
+async def _cmd_resume(args: argparse.Namespace, io: Io) -> int:
+    fmt = _output_format(args)
+    targets, run, secrets = resume_targets(args, io.environ, user_data_file)
+    server_ids = [t if isinstance(t, str) else t[0] for t in targets]
+    if not server_ids:
+        raise UsageError(f"the journal {args.journal} records no server")
+    spec = client_spec(args, io.environ)
+    console = None if fmt != "table" else _console(io.stderr)
+    with _explaining_401(spec.auth):
+        async with spec.open(transport=io.transport, settings=_settings(args)) as client:
+            options = BulkOptions(
+                concurrency=args.concurrency or run.concurrency,
+                timeout=args.timeout if args.timeout is not None else run.timeout,
+                wait=True,
+                as_json=fmt == "json",
+                fmt=fmt,
+                columns=tuple(args.columns) if args.columns else None,
+                label="resuming",
+                show_events=args.verbose >= 1,
+                journal=args.journal,
+                resume_secrets=secrets,
+            )
+            return await run_bulk_command(
+                client,
+                server_ids,
+                None,
+                options,
+                stdout=io.stdout,
+                stderr=io.stderr,
+                console=console,
+            )
+
+
+async def _cmd_journal(args: argparse.Namespace, io: Io) -> int:
+    print_audit(args.journal, io.stdout, as_json=args.json)
+    return EXIT_OK
 
 
 # -- demo and versions --------------------------------------------------------------------------
@@ -370,6 +470,8 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace, Io], Awaitable[int]]] = {
     "rebuild": _cmd_rebuild,
     "demo": _cmd_demo,
     "versions": _cmd_versions,
+    "resume": _cmd_resume,
+    "journal": _cmd_journal,
 }
 
 
@@ -405,7 +507,7 @@ def main(
         transport=transport,
     )
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser([add_rollout_options]).parse_args(argv)
     except UsageError as exc:
         io.stderr.write(f"{PROG}: error: {exc}\n")
         return EXIT_USAGE

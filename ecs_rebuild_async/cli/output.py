@@ -15,8 +15,9 @@ import httpx
 from .._auth import Auth, KeystoneAuth
 from .._bulk import BulkReport
 from .._errors import EcsError
+from .._escape import escape_control
 from .._microversion import parse_version
-from .._models import OutcomeKind, RebuildEvent, RebuildOutcome, Server
+from .._models import RebuildEvent, RebuildOutcome, Server
 from .._serde import wire_version_header
 from .._session import USER_AGENT
 from .config import UsageError
@@ -62,6 +63,7 @@ RECORD_FIELDS = (
     "fault_message",
     "error",
     "submitted",
+    "reason",
 )
 
 
@@ -109,16 +111,20 @@ def outcome_record(
         "seconds": None if seconds is None else round(seconds, 3),
         **_error_fields(error),
         "submitted": outcome.submitted,
+        "reason": outcome.reason,
     }
     return record
 
 
 def _text(value: Any) -> str:
+    """A value shown to people. What the service chose (a status, a name, an error message) is
+    escaped: an ESC sequence or a ``\\r`` / ``\\n`` in it must not drive the terminal or forge
+    a line of output (JSON and YAML escape them by themselves)."""
     if value is None:
         return "-"
     if isinstance(value, dict):
-        return f"{value.get('type')}: {value.get('message')}"
-    return str(value)
+        return escape_control(f"{value.get('type')}: {value.get('message')}")
+    return escape_control(str(value))
 
 
 #: The columns of the text table, and their widths (the last one takes the rest of the line).
@@ -126,10 +132,11 @@ _TABLE = (("kind", 9), ("server_id", 36), ("name", 20), ("status", 7), ("detail"
 
 
 def _detail(record: Mapping[str, Any]) -> str:
+    reason = f"; {record['reason']}" if record.get("reason") else ""
     if record["error"] is not None:
-        return _text(record["error"])
+        return _text(record["error"]) + reason
     took = "" if record["seconds"] is None else f" in {record['seconds']:.1f} s"
-    return f"image {record['image_after'] or '-'}{took}"
+    return f"image {_text(record['image_after'])}{took}{reason}"
 
 
 def table_line(record: Mapping[str, Any], id_width: int = 36) -> str:
@@ -242,8 +249,8 @@ def write_or_close(writer: OutcomeWriter | DryRunWriter, text: str) -> None:
 def tally(report: BulkReport) -> dict[str, int]:
     """ok / not ok / running counts of a bulk run, as it goes: the progress line and the
     summaries all show these, so that their counts agree."""
-    counts = report.counts()
-    ok = counts.get(OutcomeKind.OK.value, 0)
+    # ok outcomes: rebuilt, or skipped because the server already matched.
+    ok = sum(1 for o in report.outcomes.values() if o.ok)
     finished_after_submit = sum(1 for o in report.outcomes.values() if o.submitted)
     return {
         "ok": ok,
@@ -367,11 +374,11 @@ def dry_run_text(record: Mapping[str, Any], *, as_json: bool) -> str:
     checked = f"checked: {', '.join(record['checks'])}"
     if not record["ok"]:
         error = record["error"]
-        lines = [f"{record['server_id']}: not sent: {error['type']}: {error['message']}", checked]
+        lines = [f"{_text(record['server_id'])}: not sent: {_text(error)}", checked]
         return "\n".join(lines) + "\n\n"
     version = record["microversion"] or "none (no microversion header)"
-    lines = [f"{record['method']} {record['url']}", f"microversion: {version}", checked]
+    lines = [f"{record['method']} {_text(record['url'])}", f"microversion: {version}", checked]
     lines += ["headers:"]
-    lines += [f"  {name}: {value}" for name, value in record["headers"].items()]
+    lines += [f"  {_text(name)}: {_text(value)}" for name, value in record["headers"].items()]
     lines += ["body:", json.dumps(record["body"], indent=2, sort_keys=True), ""]
     return "\n".join(lines) + "\n"

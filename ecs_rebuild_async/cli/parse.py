@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 
 from .._version import __version__
 from .config import UsageError
+from .journal import add_journal_commands, journal_options
 
 __all__ = [
     "DEMO_GROUPS",
@@ -285,6 +286,7 @@ REBUILD_GROUPS: list[OptionGroup] = [
     run_options,
     connection_options,
     output_options,
+    journal_options,
 ]
 DEMO_GROUPS: list[OptionGroup] = [demo_options, output_options]
 VERSIONS_GROUPS: list[OptionGroup] = [_versions_request, connection_options, output_options]
@@ -340,4 +342,5 @@ def build_parser(extra_rebuild_groups: Sequence[OptionGroup] = ()) -> argparse.A
         help="the microversions the endpoint offers, and what a request would use",
         description="Show the service's microversions; with --image, what a request negotiates.",
     )
+    add_journal_commands(commands, _command, connection=connection_options, output=output_options)
     return parser

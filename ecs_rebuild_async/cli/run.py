@@ -13,8 +13,9 @@ import attrs
 
 from .._bulk import BulkReport, outcome_kind
 from .._client import AsyncEcsClient
-from .._errors import EcsError, RebuildOutcomeUnknown, TransportError
+from .._errors import EcsError, InvalidRequest, RebuildOutcomeUnknown, TransportError
 from .._models import OutcomeKind, RebuildEvent, RebuildOutcome, RebuildRequest, Server
+from .._rollout import RolloutPolicy
 from .output import LineSink, OutcomeWriter, plain_summary
 from .parse import (
     EXIT_FAILED,
@@ -23,6 +24,7 @@ from .parse import (
     EXIT_OUTPUT_CLOSED,
     EXIT_UNREACHABLE,
 )
+from .rollout import describe_phase, stopped_line, write_phase_changes
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -82,7 +84,7 @@ async def run_interruptibly(
 async def _submit_only(
     client: AsyncEcsClient,
     server_ids: Sequence[str],
-    request: RebuildRequest,
+    request: RebuildRequest | None,
     *,
     concurrency: int,
     report: BulkReport,
@@ -99,6 +101,8 @@ async def _submit_only(
             with anyio.CancelScope(shield=True):
                 try:
                     one_request = requests[server_id] if requests else request
+                    if one_request is None:
+                        raise InvalidRequest(f"no rebuild request for server {server_id}")
                     server = await client.rebuild(server_id, one_request)
                 except EcsError as error:
                     sent = isinstance(error, RebuildOutcomeUnknown)
@@ -133,6 +137,12 @@ class BulkOptions:
     columns: tuple[str, ...] | None = None
     #: -v: each server's changes of state, on standard error
     show_events: bool = False
+    #: How the fleet is rolled (--canary, --max-failures...); None: every server, as it comes
+    policy: RolloutPolicy | None = None
+    #: Record the run in this journal file (and continue what it records).
+    journal: str | None = None
+    #: Resume the journal's run with these secrets given again (None: not a resume).
+    resume_secrets: dict[str, Any] | None = None
 
 
 def _report_interrupt(
@@ -156,7 +166,7 @@ def _report_interrupt(
 async def run_bulk_command(
     client: AsyncEcsClient,
     server_ids: Sequence[str],
-    request: RebuildRequest,
+    request: RebuildRequest | None,
     options: BulkOptions,
     *,
     stdout: TextIO,
@@ -200,7 +210,17 @@ async def run_bulk_command(
     )
 
     async def work() -> None:
-        if options.wait:
+        if options.resume_secrets is not None and options.journal is not None:
+            await client.resume(
+                options.journal,
+                concurrency=options.concurrency,
+                timeout=options.timeout,
+                on_outcome=on_outcome,
+                on_event=on_event,
+                report=report,
+                **options.resume_secrets,
+            )
+        elif options.wait:
             await client.rebuild_many(
                 targets,
                 None if requests else request,
@@ -210,6 +230,8 @@ async def run_bulk_command(
                 on_event=on_event,
                 report=report,
                 before=before,
+                policy=options.policy,
+                journal=options.journal,
             )
         else:
             await _submit_only(
@@ -223,8 +245,11 @@ async def run_bulk_command(
             )
 
     started = anyio.current_time()
-    finished = await _run_with_display(work, report, console, options.label, stopper)
+    finished = await _run_with_display(work, report, console, options.label, stopper, stderr)
     _summarize(report, anyio.current_time() - started, client.stats, stderr, console)
+    stopped = stopped_line(report)
+    if stopped is not None:
+        stderr.write(stopped + "\n")
     if not finished:
         reason = stopper.reason or "interrupted"
         _report_interrupt(report, server_ids, writer, stderr, reason)
@@ -280,12 +305,17 @@ async def _run_with_display(
     console: Console | None,
     label: str,
     stopper: Stopper,
+    stderr: TextIO,
 ) -> bool:
     if console is None:
-        return await run_interruptibly(work, stopper=stopper)
+        # No live display: a rollout's phase changes are written as lines instead.
+        phases = [lambda: write_phase_changes(report, stderr)]
+        return await run_interruptibly(work, phases, stopper=stopper)
     from .display import LiveProgress
 
-    with LiveProgress(console, report, total=report.total, label=label) as live:
+    with LiveProgress(
+        console, report, total=report.total, label=label, describe=describe_phase
+    ) as live:
         return await run_interruptibly(work, [live.keep_updating], stopper=stopper)
 
 

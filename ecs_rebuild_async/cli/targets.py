@@ -46,7 +46,7 @@ async def resolve_servers(
         if looks_like_id(item):
             ids.append(item)
             continue
-        found = await client.find_servers(item)
+        found = await client.find_servers(exact_name=item)
         if len(found) > 1:
             raise UsageError(
                 f"server name {item!r} matches {len(found)} servers: {_candidates(found)}; "

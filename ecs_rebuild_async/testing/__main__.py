@@ -1,6 +1,9 @@
 """``python -m ecs_rebuild_async.testing serve``: run the fake on loopback until SIGTERM/SIGINT.
 
 Prints one JSON line on stdout when ready (urls, token, ids); logs nothing else there.
+``GET <url>/_fake/record`` answers what the fake has done (every server's true status and
+image, its rebuilds accepted and their request ids), so that a test can check a client that
+ran, or died, in another process.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ from collections.abc import Sequence
 
 import anyio
 
+from ._app import RECORD_PATH
 from ._fake import FakeCompute
+from ._faults import FAULT_KINDS
 
 __all__ = ["main"]
 
@@ -50,7 +55,42 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--paging", choices=("nova", "ignore_marker", "next_to_self"), default="nova"
     )
+    serve.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="ROUTE:KIND:P[:SECONDS]",
+        help=(
+            "inject a fault with probability P into requests of ROUTE (rebuild, server, "
+            "servers_detail, instance_actions, ...; '*' for all): KIND is 500, 503, 429, "
+            "latency (SECONDS, real) or lost (carried out, the answer never arrives); repeatable"
+        ),
+    )
+    serve.add_argument(
+        "--lost-error",
+        choices=("timeout", "disconnect"),
+        default="timeout",
+        help="how a lost answer looks to the client",
+    )
     return parser
+
+
+def _add_faults(fake: FakeCompute, specs: Sequence[str]) -> None:
+    for spec in specs:
+        parts = spec.split(":")
+        if len(parts) not in (3, 4):
+            raise ValueError(f"--fault takes ROUTE:KIND:P[:SECONDS], got {spec!r}")
+        route, kind, probability = parts[0], parts[1], float(parts[2])
+        seconds = float(parts[3]) if len(parts) == 4 else 0.0
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}: one of {sorted(FAULT_KINDS)}")
+        fake.faults.rate(
+            kind,
+            probability,
+            route=None if route == "*" else route,
+            seconds=seconds,
+            real=kind == "latency",
+        )
 
 
 def _fake_from(args: argparse.Namespace) -> FakeCompute:
@@ -71,7 +111,9 @@ def _fake_from(args: argparse.Namespace) -> FakeCompute:
         date_header=args.date_header,
         date_skew=args.date_skew,
         paging=args.paging,
+        lost_error=args.lost_error,
     )
+    _add_faults(fake, args.fault)
     fake.add_keypair("default")
     for i in range(args.servers):
         fake.add_server(name=f"server-{i}")
@@ -102,6 +144,7 @@ def _ready_line(fake: FakeCompute) -> str:
             "slow_image": fake.slow_image,
             "slow_spawn_seconds": fake.slow_spawn_seconds,
             "keypairs": ["default"],
+            "record_url": fake.base_url + RECORD_PATH,
         },
         sort_keys=True,
     )

@@ -22,9 +22,11 @@ from ._versioning import (
 )
 from ._views import Links
 
-__all__ = ["dispatch", "route_of"]
+__all__ = ["RECORD_PATH", "dispatch", "route_of"]
 
 _IDENTITY = "/identity/v3"
+#: Not part of the API: the fake's own record, for tests that drive it from another process.
+RECORD_PATH = "/_fake/record"
 #: Where the fake's image service (a sliver of Glance) lives, as its catalog says.
 IMAGE_PREFIX = "/image"
 _VERSION_HEADERS = ("OpenStack-API-Version", "X-OpenStack-Nova-API-Version")
@@ -59,8 +61,12 @@ def route_of(request: Request) -> str:
     method, path = request.method, request.path
     if path == "/":
         return "versions" if method == "GET" else "unknown"
+    if path.rstrip("/") == RECORD_PATH:
+        return "fake_record" if method == "GET" else "unknown"
     if path.rstrip("/") == _IDENTITY + "/auth/tokens":
         return "tokens" if method == "POST" else "unknown"
+    if path.startswith("/health/") and method == "GET":
+        return "health"
     if path.rstrip("/") == IMAGE_PREFIX + "/v2/images":
         return "images" if method == "GET" else "unknown"
     prefix, parts = _split(path)
@@ -220,6 +226,8 @@ def _answer(service: Service, request: Request, route: str, now: float) -> Reply
         settings = service.settings
         doc = versions_document(request.base, settings.min_version, settings.max_version)
         return json_reply(200, doc)
+    if route == "health":
+        return _compute.health(service, request.path.split("/")[2], now)
     if route == "tokens":
         ident = service.identity
         return issue_token(
@@ -255,6 +263,9 @@ def _injected(service: Service, fault: InjectedFault) -> Reply | None:
     return None
 
 
+Recorder = Callable[[], object]
+
+
 def _mixed_up(service: Service, request: Request) -> Request:
     """The request as a confused proxy forwards it: for the next server in creation order.
 
@@ -271,10 +282,17 @@ def _mixed_up(service: Service, request: Request) -> Request:
     return request
 
 
-def dispatch(service: Service, request: Request) -> Reply:
+def dispatch(service: Service, request: Request, recorder: Recorder | None = None) -> Reply:
     """Answer one request from the in-memory state at the fake clock's current time."""
     now = service.clock.now()
     route = route_of(request)
+    if route == "fake_record" and recorder is not None:
+        # Neither counted, logged nor faulted: reading the record must not change it.
+        record = json_reply(200, recorder())
+        date = service.quirks.date_value(now)
+        if date is not None:
+            record.headers.append(("Date", date))
+        return record
     service.log.append(request)
     service.stats.requests[(request.method, route)] += 1
     fault = service.faults.pick(request.method, route)

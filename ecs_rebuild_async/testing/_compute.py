@@ -13,7 +13,7 @@ import attrs
 from ._clock import iso_naive_micro, parse_iso
 from ._replies import Reply, Request, json_reply, nova_fault
 from ._schema import validate_rebuild
-from ._service import Service
+from ._service import Service, healthy
 from ._state import InstanceAction, Observed, ServerRecord, observe
 from ._versioning import Version
 from ._views import Links, rebuild_view, server_view
@@ -22,6 +22,7 @@ __all__ = [
     "Context",
     "list_images",
     "get_server",
+    "health",
     "instance_action",
     "instance_actions",
     "list_servers",
@@ -94,6 +95,24 @@ def _limit(params: dict[str, str], max_limit: int) -> int | Reply:
     return min(limit, max_limit)
 
 
+def _filters(params: dict[str, str], version: Version) -> Callable[[ServerRecord, Observed], bool]:
+    """Nova's list filters besides ``name`` (see ``_name_filter``): ``image``, ``status`` and,
+    from 2.26, ``tags`` (all must be present). Others are ignored, as Nova ignores filters a
+    non-admin may not use."""
+    image = params.get("image")
+    status = params.get("status", "").upper() or None
+    tags = set(params["tags"].split(",")) if version >= (2, 26) and params.get("tags") else None
+
+    def check(record: ServerRecord, seen: Observed) -> bool:
+        if image is not None and record.image_id != image:
+            return False
+        if status is not None and seen.status != status:
+            return False
+        return tags is None or tags <= set(record.tags)
+
+    return check
+
+
 def list_servers(ctx: Context, *, detail: bool) -> Reply:
     """``GET /servers[/detail]``: newest first, changes-since/-before, limit and marker."""
     service = ctx.service
@@ -120,6 +139,7 @@ def list_servers(ctx: Context, *, detail: bool) -> Reply:
         if marker not in service.position:
             return nova_fault(400, f"marker [{marker}] not found")
         start = service.position[marker] - 1
+    matching = _filters(params, ctx.version)
     with_deleted = since is not None or before is not None
     oldest_deleted = ctx.now - service.settings.deleted_retention
     page: list[dict[str, Any]] = []
@@ -137,6 +157,8 @@ def list_servers(ctx: Context, *, detail: bool) -> Reply:
             continue
         seen = observe(record, ctx.now)
         if since is not None and seen.updated_at < since:
+            continue
+        if not matching(record, seen):
             continue
         if before is not None and seen.updated_at > before:
             continue
@@ -287,6 +309,16 @@ def instance_action(ctx: Context, server_id: str, request_id: str) -> Reply:
             }
         ]
     return json_reply(200, {"instanceAction": body})
+
+
+def health(service: Service, server_id: str, now: float) -> Reply:
+    """``GET /health/{id}``: what the server's own health endpoint would answer (no auth)."""
+    record = service.visible(server_id, now)
+    if record is None:
+        return Reply(404, [("Content-Type", "text/plain")], b"no such server\n")
+    if healthy(record, now):
+        return Reply(200, [("Content-Type", "text/plain")], b"ok\n")
+    return Reply(503, [("Content-Type", "text/plain")], b"unhealthy\n")
 
 
 def list_images(service: Service, query: str) -> Reply:

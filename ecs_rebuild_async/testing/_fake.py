@@ -16,7 +16,15 @@ from ._faults import FaultPlan
 from ._identity import Identity
 from ._quirks import DATE_HEADERS, DEFAULT_CORRUPTION, PAGING, Corruption, DateHeader, Paging
 from ._replies import RecordedRequest, Reply, Request
-from ._service import DEFAULT_IMAGES, FAILING_IMAGE, SLOW_IMAGE, Service, Settings
+from ._service import (
+    DEFAULT_IMAGES,
+    FAILING_IMAGE,
+    SLOW_IMAGE,
+    Service,
+    Settings,
+    healthy,
+    most_at_once,
+)
 from ._state import ServerTruth, truth_of
 from ._stats import Stats
 from ._tcp import ConnectionCount, serve
@@ -233,9 +241,14 @@ class FakeCompute:
         server_id: str | None = None,
         fail: bool = False,
         rebuild_seconds: float | None = None,
+        fail_image: str | None = None,
+        health: bool | float = True,
+        tags: Sequence[str] = (),
     ) -> str:
-        """Add a server; ``fail=True`` sends its rebuilds to ERROR. Returns its id."""
-        return self._service.add_server(
+        """Add a server; ``fail=True`` sends its rebuilds to ERROR, ``fail_image`` only its
+        rebuilds to that image; ``health`` is what its health probe answers (see
+        :meth:`set_health`). Returns its id."""
+        server_id = self._service.add_server(
             name=name,
             status=status,
             image_id=image_id or self.default_image,
@@ -245,7 +258,11 @@ class FakeCompute:
             server_id=server_id,
             fail=fail,
             rebuild_seconds=rebuild_seconds,
+            fail_image=fail_image,
+            tags=list(tags),
         )
+        self.set_health(server_id, health)
+        return server_id
 
     def add_servers(
         self,
@@ -259,6 +276,9 @@ class FakeCompute:
         locked: bool = False,
         fail: bool = False,
         rebuild_seconds: float | None = None,
+        fail_image: str | None = None,
+        health: bool | float = True,
+        tags: Sequence[str] = (),
     ) -> list[str]:
         """Add ``count`` servers named ``{prefix}-0``, ``{prefix}-1``...; returns their ids."""
         return [
@@ -271,6 +291,9 @@ class FakeCompute:
                 locked=locked,
                 fail=fail,
                 rebuild_seconds=rebuild_seconds,
+                fail_image=fail_image,
+                health=health,
+                tags=tags,
             )
             for index in range(count)
         ]
@@ -281,6 +304,32 @@ class FakeCompute:
 
     def set_locked(self, server_id: str, locked: bool = True) -> None:
         self._service.servers[server_id].locked = locked
+
+    def set_health(self, server_id: str, health: bool | float) -> None:
+        """What the server's health probe answers once it is ACTIVE with no task: True
+        (healthy), False (never healthy), or a number: healthy that many fake seconds after
+        its last rebuild spawned the guest. While rebuilding, or not ACTIVE, it is unhealthy."""
+        if not isinstance(health, (bool, int, float)) or (
+            not isinstance(health, bool) and health < 0
+        ):
+            raise ValueError("health is True, False or a number of seconds (0 or more)")
+        self._service.servers[server_id].health = (
+            health if isinstance(health, bool) else float(health)
+        )
+
+    def health(self, server_id: str) -> bool:
+        """The server's health probe now (also served as ``GET {base_url}/health/{id}``)."""
+        record = self._service.visible(server_id, self.now())
+        return record is not None and healthy(record, self.now())
+
+    @property
+    def max_rebuilding(self) -> int:
+        """The most servers ever rebuilding at once (from acceptance to the end of the task)."""
+        return most_at_once(self._service.rebuild_spans)
+
+    def rebuild_images(self, server_id: str) -> list[str]:
+        """The image of each rebuild the server accepted, in order."""
+        return list(self._service.servers[server_id].rebuilt_images)
 
     def server_ids(self) -> list[str]:
         return [r.id for r in self._service.order if r.deleted_at is None]
@@ -400,6 +449,27 @@ class FakeCompute:
     def rebuilds_accepted(self, server_id: str) -> int:
         return self._service.servers[server_id].rebuilds
 
+    def record(self) -> dict[str, Any]:
+        """What the fake has done, as JSON-ready data: for each server its true status, image,
+        how many rebuilds it accepted and their request ids; and the requests by route.
+        Served at ``GET /_fake/record`` too, for a test whose client runs in another process."""
+        now = self.now()
+        servers = {}
+        for server_id, record in self._service.servers.items():
+            truth = truth_of(record, now)
+            servers[server_id] = {
+                "name": truth.name,
+                "status": truth.status,
+                "task_state": truth.task_state,
+                "image_id": truth.image_id,
+                "rebuilds": truth.rebuilds,
+                "rebuild_request_ids": [
+                    a.request_id for a in record.actions if a.name == "rebuild"
+                ],
+            }
+        requests = {f"{m} {r}": n for (m, r), n in sorted(self.stats.requests.items())}
+        return {"servers": servers, "requests": requests, "faults": dict(self.stats.faults)}
+
     def truth(self, server_id: str) -> ServerTruth:
         """The server's true state now (read lag ignored)."""
         return truth_of(self._service.servers[server_id], self.now())
@@ -424,7 +494,7 @@ class FakeCompute:
         return self._dispatch(request)
 
     def _dispatch(self, request: Request) -> Reply:
-        return dispatch(self._service, request)
+        return dispatch(self._service, request, self.record)
 
     def transport(self) -> FakeTransport:
         """An in-process ``httpx.AsyncBaseTransport``; use with base URL ``base_url``."""

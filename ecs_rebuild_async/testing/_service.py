@@ -87,6 +87,8 @@ class Service:
         self.faults = FaultPlan(self.rng)
         self.quirks = Quirks()
         self.stats = Stats()
+        #: When each accepted rebuild ran: (accepted, ended) in fake seconds.
+        self.rebuild_spans: list[tuple[float, float]] = []
 
     def new_uuid(self) -> str:
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
@@ -110,6 +112,8 @@ class Service:
         server_id: str | None,
         fail: bool,
         rebuild_seconds: float | None,
+        fail_image: str | None = None,
+        tags: list[str] | None = None,
     ) -> str:
         if status not in VM_STATE_OF_STATUS:
             raise ValueError(f"status must be one of {sorted(VM_STATE_OF_STATUS)}")
@@ -130,6 +134,8 @@ class Service:
             locked=locked,
             fail=fail,
             rebuild_seconds=rebuild_seconds,
+            fail_image=fail_image,
+            tags=list(tags or ()),
             hostname=name.lower().replace(" ", "-")[:63] or "server",
             launched_at=now,
         )
@@ -173,6 +179,7 @@ class Service:
         record.lag_until = now + settings.read_lag
         image_name = self.images.get(str(fields["imageRef"]))
         fail = record.fail or (settings.fail_rate > 0 and self.rng.random() < settings.fail_rate)
+        fail = fail or (record.fail_image is not None and fields["imageRef"] == record.fail_image)
         duration = self._duration(record)
         if image_name == FAILING_IMAGE:
             plan = plan_rebuild(
@@ -188,9 +195,11 @@ class Service:
         record.task = RebuildTask(
             now, plan.phases, plan.fault_message, action, plan.launched_offset
         )
+        self.rebuild_spans.append((now, record.task.ends_at))
         record.updated_at = now
         record.rebuilds += 1
         record.image_id = str(fields["imageRef"])
+        record.rebuilt_images.append(record.image_id)
         _apply(record, fields)
 
     def accept_power(
@@ -235,3 +244,23 @@ def _apply(record: ServerRecord, fields: dict[str, object]) -> None:
         metadata = fields["metadata"]
         # The request's schema was checked: metadata is an object of strings.
         record.metadata = dict(metadata) if isinstance(metadata, dict) else {}
+
+
+def most_at_once(spans: list[tuple[float, float]]) -> int:
+    """The most spans overlapping at one instant (a span ending as another starts: no overlap)."""
+    events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
+    most = running = 0
+    for _, step in events:  # at equal times the end (-1) sorts before the start (+1)
+        running += step
+        most = max(most, running)
+    return most
+
+
+def healthy(record: ServerRecord, now: float) -> bool:
+    """What a health probe of the server answers at ``now``."""
+    seen = observe(record, now, lagged=False)
+    if seen.status != "ACTIVE" or seen.task_state is not None:
+        return False
+    if isinstance(record.health, bool):
+        return record.health
+    return now >= record.launched_at + record.health

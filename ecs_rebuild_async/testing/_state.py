@@ -133,6 +133,14 @@ class ServerRecord:
     locked: bool
     fail: bool
     rebuild_seconds: float | None
+    #: A rebuild to this image fails (ERROR); rebuilds to any other image succeed.
+    fail_image: str | None = None
+    #: What a health probe answers: healthy, unhealthy, or healthy this many fake seconds
+    #: after the last rebuild spawned the guest.
+    health: bool | float = True
+    tags: list[str] = attrs.Factory(list)
+    #: The image of each accepted rebuild, in order (the fake's record of what ran).
+    rebuilt_images: list[str] = attrs.Factory(list)
     user_data: str | None = None
     description: str | None = None
     hostname: str = ""

@@ -118,7 +118,7 @@ def _common(
     if version >= (2, 19):
         body["description"] = record.description
     if version >= (2, 26):
-        body["tags"] = []
+        body["tags"] = list(record.tags)
     return body
 
 

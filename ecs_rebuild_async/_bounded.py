@@ -1,0 +1,93 @@
+"""What the library accepts from the wire: answers of bounded size, and no redirects.
+
+Every answer is read through :func:`read_body`, which stops as soon as it is larger than the
+client's ``max_answer_bytes`` (before reading at all when ``Content-Length`` says so), so an
+endless or huge body costs at most that much memory. A redirect is never followed: it would
+carry the request's credentials (``X-Auth-Token``, a Keystone password, ``adminPass``) to
+whatever host the answer names; :func:`redirect_error` says what the answer was instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import attrs
+import httpx
+
+from ._errors import ResponseError, request_id_from_headers
+from ._settings import ClientSettings
+
+__all__ = [
+    "DEFAULT_MAX_ANSWER_BYTES",
+    "AnswerTooLarge",
+    "MAX_ANSWER_BYTES",
+    "answer_limit",
+    "read_body",
+    "redirect_error",
+]
+
+#: ``ClientSettings.max_answer_bytes``'s default, for an auth flow used without a session.
+DEFAULT_MAX_ANSWER_BYTES: int = int(attrs.fields(ClientSettings).max_answer_bytes.default or 0)
+#: The request extension through which the session tells auth flows its limit.
+MAX_ANSWER_BYTES = "ecs_rebuild_async.max_answer_bytes"
+
+
+def answer_limit(request: httpx.Request) -> int:
+    """The answer size limit the session set on ``request`` (the default when it set none)."""
+    value = request.extensions.get(MAX_ANSWER_BYTES)
+    return value if isinstance(value, int) and value > 0 else DEFAULT_MAX_ANSWER_BYTES
+
+
+class AnswerTooLarge(ResponseError):
+    """An answer larger than ``max_answer_bytes`` (a ResponseError to the caller)."""
+
+
+def _too_large(response: httpx.Response, limit: int, size: str) -> ResponseError:
+    request = response.request
+    return AnswerTooLarge(
+        f"the answer to {request.method} {request.url.copy_with(query=None)} is larger than "
+        f"{limit} bytes ({size}); refused (see ClientSettings.max_answer_bytes)",
+        status=response.status_code,
+        request_id=request_id_from_headers(response.headers),
+    )
+
+
+async def read_body(response: httpx.Response, limit: int) -> bytes:
+    """The whole (decoded) body of ``response``, or ResponseError once it passes ``limit``."""
+    declared = response.headers.get("content-length", "").strip()
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(response, limit, f"Content-Length {declared}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(response, limit, "read so far: more")
+        chunks.append(chunk)
+    content = b"".join(chunks)
+    # httpx reads every answer an auth flow was given once more (``aread``), unbounded: the
+    # content is left where that read finds it, as ``aread`` itself would leave it.
+    response._content = content
+    return content
+
+
+_REASONS = {301: "Moved Permanently", 302: "Found", 303: "See Other", 307: "Temporary Redirect"}
+_REASONS[308] = "Permanent Redirect"
+
+
+def redirect_error(
+    method: str, url: str | httpx.URL, status: int, headers: Mapping[str, str]
+) -> ResponseError:
+    """The error for a 3xx answer, which is never followed with the request's credentials."""
+    lowered = {key.lower(): value for key, value in headers.items()}
+    location = lowered.get("location", "").strip()
+    where = f" to {location[:200]}" if location else " without a Location"
+    reason = _REASONS.get(status, "redirect")
+    shown = httpx.URL(url).copy_with(query=None) if isinstance(url, str) else url
+    return ResponseError(
+        f"{method} {shown} answered {status} {reason}, a redirect{where}: redirects are not "
+        "followed, so that credentials go only to the endpoint they were given for (if the "
+        "new place is to be trusted, use it as the endpoint)",
+        status=status,
+        request_id=request_id_from_headers(lowered),
+    )

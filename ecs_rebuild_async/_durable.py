@@ -1,0 +1,723 @@
+"""Durable bulk runs: the bulk runner's side of the journal.
+
+Before each POST the intent is written (server, attempt, the service's time before sending);
+after it, the acceptance (request id, service time) or the proof that it was not carried out,
+or that its answer was unclear; at the end the outcome. A run opened again on the same journal
+(after a crash, a Ctrl-C, a stop) reports finished servers from the journal, waits for the
+accepted ones, reconciles the ones whose POST may have been on the wire (the rules of a lost
+answer), and starts the rest. Takes callables, not the client.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import anyio
+import attrs
+
+from ._bulk import outcome_kind
+from ._errors import (
+    EcsError,
+    JournalInUse,
+    JournalMismatch,
+    RebuildOutcomeUnknown,
+    ServerError,
+    ServiceError,
+    TransportError,
+)
+from ._journal import (
+    FORWARD,
+    ROLLBACK,
+    Event,
+    EventKind,
+    JournalState,
+    JournalStore,
+    Progress,
+    RequestRecord,
+    RunRecord,
+    ServerRecord,
+    SqliteJournal,
+    Stage,
+    before_record,
+    fingerprint,
+    new_salt,
+    outcome_from_record,
+    outcome_to_record,
+    read_journal,
+    replay,
+    request_from_body,
+    server_from_before,
+    strip_secrets,
+)
+from ._models import UNSET, OutcomeKind, RebuildOutcome, RebuildRequest, Server, Unset
+from ._rebuild import Accepted, Operations, reconcile_in_doubt
+from ._serde import converter, request_to_wire
+from ._version import __version__
+
+__all__ = [
+    "DurableRun",
+    "audit",
+    "JournalStore",
+    "PostWithId",
+    "journal_at",
+    "journaled_run",
+    "open_durable",
+]
+
+logger = logging.getLogger("ecs_rebuild_async")
+
+#: POST a rebuild: (202 body's Server, the service's Date, the request id).
+PostWithId = Callable[
+    [str, RebuildRequest], Awaitable[tuple[Server | None, datetime | None, str | None]]
+]
+#: Rebuild one server and wait for it (the client's own flow), given its state before, the
+#: operations to send with (journaled), and what to call once the service accepted it.
+Rebuild = Callable[
+    [
+        str,
+        RebuildRequest,
+        Server,
+        Callable[[bool], None],
+        Operations,
+        Callable[[Accepted], Awaitable[None]],
+    ],
+    Awaitable[Server],
+]
+#: Wait for an accepted rebuild to be proven finished (the server's state before, if known).
+Wait = Callable[[str, RebuildRequest, Server | None, Accepted], Awaitable[Server]]
+
+#: Seconds between heartbeats of the driving process (see ``ownership.STALE_AFTER``).
+HEARTBEAT_INTERVAL = 5.0
+
+_NO_REQUEST = "none"
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _secrets_of(request: RebuildRequest | None) -> list[str]:
+    if request is None:
+        return []
+    found = [request.admin_pass] if isinstance(request.admin_pass, str) else []
+    encoded = request.encoded_user_data()
+    if isinstance(encoded, str):
+        found.append(encoded)
+    if isinstance(request.user_data, str):
+        found.append(request.user_data)
+    return found
+
+
+def _fingerprints(
+    salt: str, targets: Sequence[tuple[str, RebuildRequest | None]]
+) -> tuple[list[str], dict[str, RequestRecord]]:
+    """Each target's request fingerprint, and one stored record per distinct request."""
+    cache: dict[Any, str] = {}
+    by_object: dict[int, str] = {}
+    records: dict[str, RequestRecord] = {}
+    prints: list[str] = []
+    for _, request in targets:
+        if request is None:
+            prints.append(_NO_REQUEST)
+            continue
+        known = by_object.get(id(request))
+        if known is None:
+            wire = request_to_wire(request)
+            known = fingerprint(salt, wire, cache=cache)
+            by_object[id(request)] = known
+            if known not in records:
+                body, removed = strip_secrets(wire)
+                records[known] = RequestRecord(known, body, removed)
+        prints.append(known)
+    return prints, records
+
+
+def _check_same_run(
+    state: JournalState,
+    targets: Sequence[tuple[str, RebuildRequest | None]],
+    prints: Sequence[str],
+    endpoint: str | None,
+    name: str,
+) -> None:
+    run = state.run
+    if run.endpoint and endpoint and run.endpoint.rstrip("/") != endpoint.rstrip("/"):
+        raise JournalMismatch(
+            f"the journal {name} records a run on another endpoint ({run.endpoint})"
+        )
+    recorded = {s.server_id: s.fingerprint for s in state.servers}
+    given = {server_id: fp for (server_id, _), fp in zip(targets, prints, strict=True)}
+    if recorded.keys() != given.keys():
+        missing = sorted(recorded.keys() - given.keys())
+        extra = sorted(given.keys() - recorded.keys())
+        raise JournalMismatch(
+            f"the journal {name} records a run of {len(recorded)} other servers: "
+            f"{len(missing)} of them are not in this call (e.g. {missing[:3]}), "
+            f"{len(extra)} servers of this call are not in it (e.g. {extra[:3]}); "
+            "use a new journal file for a new run"
+        )
+    differing = sorted(s for s, fp in given.items() if recorded[s] != fp)
+    if differing:
+        secret = any(
+            state.requests.get(recorded[s], RequestRecord("", {})).secret_fields for s in differing
+        )
+        hint = (
+            " (its adminPass or user_data must be given again, and be the same)" if secret else ""
+        )
+        raise JournalMismatch(
+            f"the journal {name} records another request for {len(differing)} servers "
+            f"(e.g. {differing[:3]}){hint}; use a new journal file for a new run"
+        )
+
+
+def journal_at(path: str | os.PathLike[str]) -> JournalStore:
+    """The store of a journal file (SQLite)."""
+    return SqliteJournal(path)
+
+
+def journaled_run(
+    path: str | os.PathLike[str],
+    *,
+    admin_pass: str | Unset = UNSET,
+    user_data: str | bytes | Unset | None = UNSET,
+) -> tuple[list[str | tuple[str, RebuildRequest]], RunRecord]:
+    """The servers and requests a journal records, with the secrets given again."""
+    state = read_journal(path)
+    given = {"adminPass": admin_pass is not UNSET, "user_data": user_data is not UNSET}
+    requests: dict[str, RebuildRequest] = {}
+    for print_, record in state.requests.items():
+        missing = [field for field in record.secret_fields if not given[field]]
+        if missing:
+            raise JournalMismatch(
+                f"the run's request was sent with {' and '.join(missing)}, which the journal "
+                "does not store: give it again to resume"
+            )
+        requests[print_] = request_from_body(
+            record.body,
+            admin_pass=admin_pass if "adminPass" in record.secret_fields else UNSET,
+            user_data=user_data if "user_data" in record.secret_fields else UNSET,
+        )
+    targets: list[str | tuple[str, RebuildRequest]] = [
+        (s.server_id, requests[s.fingerprint]) if s.fingerprint in requests else s.server_id
+        for s in state.servers
+    ]
+    return targets, state.run
+
+
+async def open_durable(
+    store: JournalStore,
+    targets: Sequence[tuple[str, RebuildRequest | None]],
+    *,
+    name: str,
+    endpoint: str | None,
+    concurrency: int,
+    timeout: float | None,
+    policy: Mapping[str, Any] | None = None,
+    restart_skipped: bool = False,
+) -> DurableRun:
+    """Claim the journal and create its run, or check that it records this very run."""
+    # A server listed twice is reported invalid by the bulk runner: the run is its first listing.
+    first: dict[str, RebuildRequest | None] = {}
+    for server_id, request in targets:
+        first.setdefault(server_id, request)
+    targets = list(first.items())
+    state = await store.claim()
+    try:
+        salt = new_salt() if state is None else state.run.salt
+        # scrypt over each distinct secret takes tens of milliseconds: not on the event loop.
+        prints, requests = await anyio.to_thread.run_sync(_fingerprints, salt, targets)
+        if state is None:
+            run = RunRecord(
+                run_id=new_salt()[:32],
+                created_at=_now(),
+                salt=salt,
+                endpoint=endpoint,
+                library_version=__version__,
+                concurrency=concurrency,
+                timeout=timeout,
+                policy=None if policy is None else dict(policy),
+            )
+            servers = [
+                ServerRecord(position, server_id, fp)
+                for position, ((server_id, _), fp) in enumerate(zip(targets, prints, strict=True))
+            ]
+            await store.create(run, servers, list(requests.values()))
+            state = JournalState(run=run, servers=tuple(servers), requests=requests, events=())
+        else:
+            _check_same_run(state, targets, prints, endpoint, name)
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await store.release()
+        raise
+    secrets = [s for _, request in targets for s in _secrets_of(request)]
+    return DurableRun(store, state, secrets=secrets, restart_skipped=restart_skipped)
+
+
+@attrs.define
+class _Attempts:
+    """Per server and phase: attempts written so far, and whether an acceptance is recorded."""
+
+    count: int = 0
+    accepted_recorded: bool = False
+
+
+class DurableRun:
+    """One journaled run, claimed by this process.
+
+    A server has up to two phases in a run: FORWARD (its rebuild) and ROLLBACK (its rebuild
+    back, when a rollout stops and rolls back); each has its own attempts and outcome.
+    """
+
+    def __init__(
+        self,
+        store: JournalStore,
+        state: JournalState,
+        *,
+        secrets: list[str],
+        restart_skipped: bool = False,
+    ) -> None:
+        self.store = store
+        self.state = state
+        self._progress: dict[str, dict[str, Progress]] = {
+            phase: replay(state.events, phase=phase) for phase in (FORWARD, ROLLBACK)
+        }
+        self._secrets = sorted(set(secrets), key=len, reverse=True)
+        self._attempts: dict[tuple[str, str], _Attempts] = {
+            (phase, server): _Attempts(p.attempts, p.stage in (Stage.ACCEPTED, Stage.FINISHED))
+            for phase, progress in self._progress.items()
+            for server, p in progress.items()
+        }
+        # What earlier drivers recorded, as it was when this run opened the journal.
+        self._opened = {
+            phase: {
+                server: p.outcome
+                for server, p in progress.items()
+                if p.stage is Stage.FINISHED and p.outcome is not None
+            }
+            for phase, progress in self._progress.items()
+        }
+        self._restart_skipped = restart_skipped
+        states = self.rollout_states()
+        self._last_rollout = json.dumps(states[-1], sort_keys=True, default=str) if states else ""
+        self._befores: dict[str, Server] = {}
+        self._phase_of: dict[str, str] = {}
+        self._notes: list[Event] = []
+        self._noted = anyio.Event()
+        self._lost: JournalInUse | None = None
+
+    # -- what the journal already says --
+
+    def progress(self, server_id: str, phase: str = FORWARD) -> Progress:
+        return self._progress[phase].get(server_id, Progress())
+
+    def stage(self, server_id: str, phase: str = FORWARD) -> Stage:
+        return self.progress(server_id, phase).stage
+
+    def recorded_outcomes(self, phase: str = FORWARD) -> dict[str, RebuildOutcome]:
+        """The outcomes written by earlier drivers of this run, reported without a request."""
+        return {
+            server: outcome_from_record(server, p.outcome)
+            for server, p in self._progress[phase].items()
+            if p.stage is Stage.FINISHED and p.outcome is not None
+        }
+
+    # -- what a rollout runner asks (see ``_bulk``): the journal's side of its transitions --
+
+    def recorded(self, server_id: str, phase: str = FORWARD) -> RebuildOutcome | None:
+        """The outcome an earlier driver recorded for this server and phase (None: none, or a
+        server the rollout's stop skipped and this run was asked to restart)."""
+        record = self._opened[phase].get(server_id)
+        if record is None:
+            return None
+        if self._restart_skipped and record.kind == "skipped" and not record.submitted:
+            return None
+        return outcome_from_record(server_id, record)
+
+    def checkpoint_answer(self, fraction: float) -> bool | None:
+        """The answer recorded at this checkpoint by an earlier driver (None: not reached)."""
+        for state in reversed(self.rollout_states()):
+            if fraction in (state.get("checkpoints_passed") or ()):
+                stopped = state.get("stopped_reason") or ""
+                return not stopped.startswith(f"stopped at checkpoint {fraction:.0%}")
+        return None
+
+    def rollout(self, state: object) -> None:
+        """Note the rollout's state when what it says has changed."""
+        data = converter.unstructure(state)
+        if not isinstance(data, dict):
+            return
+        key = json.dumps(data, sort_keys=True, default=str)
+        if key != self._last_rollout:
+            self._last_rollout = key
+            self.note_rollout(data)
+
+    def not_started(self, server_ids: Sequence[str]) -> list[str]:
+        return [s for s in server_ids if self.stage(s) is Stage.NOT_STARTED]
+
+    def before_of(self, server_id: str) -> Server | None:
+        """The server as it was before this run rebuilt it (from the journal)."""
+        record = self.progress(server_id).before
+        return None if record is None else server_from_before(server_id, record)
+
+    def rollout_states(self) -> list[dict[str, Any]]:
+        """The rollout states recorded so far, oldest first."""
+        return [
+            dict(e.rollout) for e in self.state.events if e.kind is EventKind.ROLLOUT and e.rollout
+        ]
+
+    # -- writing --
+
+    async def _append(self, event: Event, *, shield: bool = False) -> None:
+        stamped = [*self._take_notes(), attrs.evolve(event, recorded_at=_now())]
+        if shield:
+            # Written even if the run is being cancelled: the answer it records is real.
+            with anyio.CancelScope(shield=True):
+                await self.store.append(stamped)
+        else:
+            await self.store.append(stamped)
+
+    def _take_notes(self) -> list[Event]:
+        notes, self._notes = self._notes, []
+        return notes
+
+    def note(self, event: Event) -> None:
+        """Record without waiting (from code that cannot await): written with the next record,
+        or by :meth:`flush_notes` soon after. Kept in order with every other record."""
+        self._notes.append(attrs.evolve(event, recorded_at=_now()))
+        self._noted.set()
+
+    async def flush_notes(self) -> None:
+        notes = self._take_notes()
+        if notes:
+            with anyio.CancelScope(shield=True):
+                await self.store.append(notes)
+
+    def note_rollout(self, state: Mapping[str, Any]) -> None:
+        """The rollout's own state (phase, canary, checkpoints, budget, stop, rollback)."""
+        self.note(Event(EventKind.ROLLOUT, rollout=dict(state)))
+
+    def _outcome_event(self, outcome: RebuildOutcome, phase: str) -> Event:
+        record = outcome_to_record(outcome, secrets=self._secrets)
+        self._progress[phase][outcome.server_id] = Progress(Stage.FINISHED, outcome=record)
+        return Event(EventKind.OUTCOME, outcome.server_id, outcome=record, phase=phase)
+
+    async def record_outcome(self, outcome: RebuildOutcome, phase: str = FORWARD) -> None:
+        await self._append(self._outcome_event(outcome, phase), shield=True)
+
+    def note_outcome(self, outcome: RebuildOutcome, phase: str = FORWARD) -> None:
+        self.note(self._outcome_event(outcome, phase))
+
+    async def _record_accepted(
+        self, server_id: str, accepted: Accepted, *, request_id: str | None, detail: str | None
+    ) -> None:
+        phase = self._phase_of.get(server_id, FORWARD)
+        attempts = self._attempts.setdefault((phase, server_id), _Attempts())
+        if attempts.accepted_recorded:
+            return
+        attempts.accepted_recorded = True
+        await self._append(
+            Event(
+                EventKind.ACCEPTED,
+                server_id,
+                attempt=attempts.count,
+                service_time=accepted.accepted_at,
+                request_id=request_id,
+                detail=detail,
+                phase=phase,
+            ),
+            shield=True,
+        )
+
+    def operations(
+        self, base: Operations, post: PostWithId, service_now: Callable[[], datetime | None]
+    ) -> Operations:
+        # ``service_now`` gives the intent its service-time bound (for the audit record).
+        """``base`` with every POST journaled: the intent before, what became of it after."""
+
+        async def journaled_post(
+            server_id: str, request: RebuildRequest
+        ) -> tuple[Server | None, datetime | None]:
+            phase = self._phase_of.get(server_id, FORWARD)
+            attempts = self._attempts.setdefault((phase, server_id), _Attempts())
+            bound = service_now()
+            if bound is None:
+                # The intent needs the service's time; one read gives it.
+                await base.get_server(server_id)
+                bound = service_now()
+            attempts.count += 1
+            attempt = attempts.count
+            before = self._befores.get(server_id)
+            await self._append(
+                Event(
+                    EventKind.INTENT,
+                    server_id,
+                    attempt=attempt,
+                    service_time=bound,
+                    before=None if before is None else before_record(before),
+                    phase=phase,
+                )
+            )
+            try:
+                server, date, request_id = await post(server_id, request)
+            except EcsError as exc:
+                await self._append(self._after_failure(server_id, attempt, exc, phase), shield=True)
+                raise
+            await self._record_accepted(
+                server_id, Accepted(server, date), request_id=request_id, detail=None
+            )
+            return server, date
+
+        return Operations(
+            post_rebuild=journaled_post,
+            get_server=base.get_server,
+            list_actions=base.list_actions,
+        )
+
+    def _after_failure(self, server_id: str, attempt: int, exc: EcsError, phase: str) -> Event:
+        request_id = getattr(exc, "request_id", None)
+        detail = str(exc)
+        for secret in self._secrets:
+            detail = detail.replace(secret, "***")
+        if isinstance(exc, TransportError) and not exc.maybe_sent:
+            kind = EventKind.NOT_SENT  # nothing left this machine
+        elif isinstance(exc, ServiceError) and not isinstance(exc, ServerError):
+            kind = EventKind.NOT_SENT  # a 4xx refusal: the service did not carry it out
+        else:
+            kind = EventKind.UNCLEAR  # lost, 5xx, an unreadable answer: reconciled later
+        return Event(
+            kind, server_id, attempt=attempt, request_id=request_id, detail=detail, phase=phase
+        )
+
+    # -- running one server --
+
+    async def run_one(
+        self,
+        server_id: str,
+        request: RebuildRequest,
+        mark_submitted: Callable[[bool], None],
+        *,
+        before: Server | None,
+        read: Callable[[str], Awaitable[Server]],
+        rebuild: Rebuild,
+        wait: Wait,
+        ops: Operations,
+        settle: float,
+        phase: str = FORWARD,
+        record: bool = True,
+    ) -> Server:
+        """Rebuild one server (or continue its rebuild) in ``phase``; with ``record``, its
+        outcome is recorded here (without, the caller records it, e.g. after a health gate)."""
+        submitted = [False]
+
+        def track(value: bool) -> None:
+            submitted[0] = value
+            mark_submitted(value)
+
+        self._phase_of[server_id] = phase
+        try:
+            server = await self._continue(
+                server_id, request, track, before, read, rebuild, wait, ops, settle
+            )
+        except EcsError as error:
+            if record:
+                await self.record_outcome(
+                    RebuildOutcome(
+                        server_id=server_id,
+                        ok=False,
+                        kind=outcome_kind(error),
+                        server=getattr(error, "server", None),
+                        error=error,
+                        submitted=submitted[0],
+                    ),
+                    phase,
+                )
+            raise
+        if record:
+            await self.record_outcome(
+                RebuildOutcome(server_id, True, OutcomeKind.OK, server=server, submitted=True),
+                phase,
+            )
+        return server
+
+    async def _continue(
+        self,
+        server_id: str,
+        request: RebuildRequest,
+        track: Callable[[bool], None],
+        before: Server | None,
+        read: Callable[[str], Awaitable[Server]],
+        rebuild: Rebuild,
+        wait: Wait,
+        ops: Operations,
+        settle: float,
+    ) -> Server:
+        phase = self._phase_of.get(server_id, FORWARD)
+        progress = self.progress(server_id, phase)
+        recorded_before = (
+            None if progress.before is None else server_from_before(server_id, progress.before)
+        )
+        if progress.stage is Stage.ACCEPTED:
+            track(True)
+            logger.info("resuming the wait for %s (accepted before)", server_id)
+            accepted = Accepted(None, progress.accepted_at)
+            return await wait(server_id, request, recorded_before, accepted)
+        if progress.stage is Stage.IN_DOUBT:
+            track(True)
+            cause = TransportError(
+                "the process that sent this rebuild stopped before its answer was recorded"
+            )
+            self._befores[server_id] = recorded_before or await read(server_id)
+            try:
+                accepted = await reconcile_in_doubt(
+                    ops, server_id, request, before=recorded_before, cause=cause, settle=settle
+                )
+            except RebuildOutcomeUnknown:
+                raise
+            except EcsError:
+                track(False)  # proven not carried out, and its second sending was refused
+                raise
+            await self._record_accepted(server_id, accepted, request_id=None, detail="reconciled")
+            return await wait(server_id, request, recorded_before, accepted)
+        if before is None:
+            before = await read(server_id)
+        self._befores[server_id] = before
+
+        async def accepted_now(accepted: Accepted) -> None:
+            # Recorded by the journaled POST already, unless reconciliation proved it.
+            await self._record_accepted(server_id, accepted, request_id=None, detail="reconciled")
+
+        return await rebuild(server_id, request, before, track, ops, accepted_now)
+
+    # -- ownership --
+
+    async def keep_alive(self, interval: float = HEARTBEAT_INTERVAL) -> None:
+        """Beat until cancelled, and write the notes soon after they are taken; stops
+        quietly (``lost`` is set) if another process took the run over."""
+        next_beat = anyio.current_time() + interval
+        while True:
+            with anyio.move_on_after(max(next_beat - anyio.current_time(), 0.0)):
+                await self._noted.wait()
+            self._noted = anyio.Event()
+            await self.flush_notes()
+            if anyio.current_time() < next_beat:
+                continue
+            next_beat = anyio.current_time() + interval
+            try:
+                await self.store.heartbeat()
+            except JournalInUse as exc:
+                self._lost = exc
+                return
+
+    @property
+    def lost(self) -> JournalInUse | None:
+        return self._lost
+
+    async def close(self) -> None:
+        with anyio.CancelScope(shield=True):
+            try:
+                await self.flush_notes()
+            finally:
+                await self.store.release()
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def audit(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A journal's audit record as JSON-ready data: the run, the rollout's recorded states, and
+    for every server each request sent (phase, attempt, the service time before it, what
+    became of it, its request id and the service's time of the answer), and its outcome (a
+    rollback's, when it was rebuilt back). Read without taking the run over."""
+    state = read_journal(path)
+    run = state.run
+    sent: dict[str, dict[tuple[str, int], dict[str, Any]]] = {}
+    outcomes: dict[str, dict[str, dict[str, Any]]] = {}
+    recorded: dict[tuple[str, str], int] = {}
+    rollout: list[dict[str, Any]] = []
+    for event in state.events:
+        server = event.server_id
+        if event.kind is EventKind.ROLLOUT:
+            rollout.append({"at": _iso(event.recorded_at), **(event.rollout or {})})
+            continue
+        if server is None:
+            continue
+        if event.kind is EventKind.OUTCOME and event.outcome is not None:
+            record = event.outcome
+            recorded[(server, event.phase)] = recorded.get((server, event.phase), 0) + 1
+            outcomes.setdefault(server, {})[event.phase] = {
+                "phase": event.phase,
+                "kind": record.kind,
+                "ok": record.ok,
+                "submitted": record.submitted,
+                "error": record.error_type,
+                "message": record.message,
+                "status": record.status,
+                "image": record.image_id,
+                "recorded_at": _iso(event.recorded_at),
+            }
+            continue
+        attempts = sent.setdefault(server, {})
+        entry = attempts.setdefault(
+            (event.phase, event.attempt),
+            {
+                "phase": event.phase,
+                "attempt": event.attempt,
+                "result": "in doubt",
+                "request_id": None,
+            },
+        )
+        if event.kind is EventKind.INTENT:
+            entry.update(intent_at=_iso(event.recorded_at), sent_after=_iso(event.service_time))
+            if event.before is not None:
+                entry.update(before_status=event.before.status, before_image=event.before.image_id)
+        else:
+            entry.update(
+                result=event.kind.value.replace("_", " "),
+                request_id=event.request_id or entry["request_id"],
+                detail=event.detail,
+            )
+            if event.kind is EventKind.ACCEPTED:
+                entry["service_time"] = _iso(event.service_time)
+    order = {FORWARD: 0, ROLLBACK: 1}
+    servers: list[dict[str, Any]] = []
+    for s in state.servers:
+        phases = outcomes.get(s.server_id, {})
+        final = phases.get(ROLLBACK) or phases.get(FORWARD)
+        servers.append(
+            {
+                "server_id": s.server_id,
+                "requests": [
+                    sent[s.server_id][key]
+                    for key in sorted(sent.get(s.server_id, {}), key=lambda k: (order[k[0]], k[1]))
+                ],
+                "outcome": final,
+                "outcomes": [phases[p] for p in (FORWARD, ROLLBACK) if p in phases],
+                "outcomes_recorded": max(
+                    (n for (server, _), n in recorded.items() if server == s.server_id), default=0
+                ),
+            }
+        )
+    counts: dict[str, int] = {}
+    finals = [entry["outcome"] for entry in servers if entry["outcome"] is not None]
+    for final in finals:
+        counts[final["kind"]] = counts.get(final["kind"], 0) + 1
+    return {
+        "run": {
+            "run_id": run.run_id,
+            "created_at": _iso(run.created_at),
+            "endpoint": run.endpoint,
+            "library_version": run.library_version,
+            "servers": len(state.servers),
+            "finished": len(finals),
+            "outcomes": counts,
+            "requests_sent": sum(len(a) for a in sent.values()),
+            "policy": run.policy,
+        },
+        "rollout": rollout,
+        "servers": servers,
+    }

@@ -1,0 +1,181 @@
+"""Crash test: a real process drives 300 servers on the fake served by another process, and is
+killed with SIGKILL at seeded random moments, 20 times, each time resumed. At the end every
+server has exactly one outcome, the fake accepted no rebuild twice, and the outcomes are the
+fake's truth. With lost answers and 5xx injected into the rebuilds too.
+
+The kill points are drawn (seeded) as a number of journal records the process must have
+written since it started, so that each kill lands in the middle of a run whatever the speed
+of the machine; what is asserted does not depend on where they land.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from served_fake import fake_record, served_fake
+
+from ecs_rebuild_async.cli import main
+
+SERVERS = 300
+KILLS = 20
+# Bound on one process's life before it is killed anyway (it is killed long before).
+ROUND_SECONDS = 20.0
+
+
+def _events_written(journal: Path) -> int:
+    """Records in the journal so far (0 before the run is created); read-only."""
+    if not journal.exists():
+        return 0
+    try:
+        conn = sqlite3.connect(f"file:{journal}?mode=ro", uri=True, timeout=1.0)
+        try:
+            return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return 0  # not created yet
+
+
+def _driver(command: list[str], ready: dict[str, Any]) -> subprocess.Popen[bytes]:
+    connection = ["--endpoint", ready["compute_url"], "--token", ready["token"]]
+    return subprocess.Popen(
+        [sys.executable, "-m", "ecs_rebuild_async", *command, *connection, "--json"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def _drive_and_kill(
+    command: list[str], ready: dict[str, Any], journal: Path, rng: random.Random
+) -> bool:
+    """Run the driver until it has written a drawn number of records, then SIGKILL it.
+    True if it was killed, False if it finished first."""
+    start = _events_written(journal)
+    # About three records a server (intent, acceptance, outcome): twenty kills spread over
+    # the run, each after a drawn amount of progress.
+    target = start + rng.randint(1, 3 * SERVERS * 2 // (KILLS + 2))
+    proc = _driver(command, ready)
+    deadline = time.monotonic() + ROUND_SECONDS
+    while proc.poll() is None and time.monotonic() < deadline:
+        if _events_written(journal) >= target:
+            break
+        time.sleep(0.02)
+    if proc.poll() is not None:
+        return False
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return True
+
+
+def _audit(journal: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    capsys.readouterr()
+    assert main(["journal", "show", str(journal), "--json"]) == 0
+    record: dict[str, Any] = json.loads(capsys.readouterr().out)
+    return record
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        pytest.param([], id="clean"),
+        pytest.param(
+            ["--fault", "rebuild:lost:0.08", "--fault", "rebuild:500:0.08"], id="lost-and-5xx"
+        ),
+    ],
+)
+def test_killed_twenty_times_every_server_rebuilt_once_and_truly_reported(
+    tmp_path: Path,
+    faults: list[str],
+    capsys: pytest.CaptureFixture[str],
+    figures: list[str],
+) -> None:
+    rng = random.Random(1800 + len(faults))
+    serve = ["--servers", str(SERVERS), "--time-scale", "20", "--seed", "18", *faults]
+    with served_fake(serve) as ready:
+        ids = [ready["servers"][f"server-{i}"] for i in range(SERVERS)]
+        id_file = tmp_path / "ids.txt"
+        id_file.write_text("\n".join(ids) + "\n")
+        journal = tmp_path / "rollout.sqlite"
+        image = ready["images"]["ubuntu-24.04"]
+        rebuild = [
+            "rebuild",
+            "--image",
+            image,
+            "--from-file",
+            str(id_file),
+            "--journal",
+            str(journal),
+            "--concurrency",
+            "50",
+            "--poll-interval",
+            "0.05",
+            "--reconcile-settle",
+            "0.1",
+        ]
+        resume = ["resume", str(journal), "--poll-interval", "0.05", "--reconcile-settle", "0.1"]
+        kills = 0
+        for round_ in range(KILLS + 10):
+            # A run is continued either way: the same command again, or `resume`.
+            command = resume if round_ % 2 and _events_written(journal) else rebuild
+            if _drive_and_kill(command, ready, journal, rng):
+                kills += 1
+            if kills == KILLS:
+                break
+        assert kills == KILLS
+        last = _driver(resume, ready)
+        _, err = last.communicate(timeout=120)
+        assert last.returncode in (0, 1), err.decode()
+
+        audit = _audit(journal, capsys)
+        record = fake_record(ready)
+
+    servers = {entry["server_id"]: entry for entry in audit["servers"]}
+    assert list(servers) == ids
+    for server_id in ids:
+        entry, truth = servers[server_id], record["servers"][server_id]
+        outcome = entry["outcome"]
+        assert outcome is not None, f"{server_id} has no outcome"
+        assert entry["outcomes_recorded"] == 1, f"{server_id} has {entry['outcomes_recorded']}"
+        # At most once, across 21 processes.
+        assert truth["rebuilds"] <= 1, f"{server_id} was rebuilt {truth['rebuilds']} times"
+        if outcome["kind"] == "ok":
+            assert truth["rebuilds"] == 1
+            assert truth["status"] == "ACTIVE"
+            assert truth["image_id"] == image
+        else:
+            # Only a rebuild refused twice by a 5xx ends otherwise: never carried out.
+            assert faults, f"{server_id} ended {outcome}"
+            assert outcome["kind"] == "error", outcome
+            assert truth["rebuilds"] == 0
+        # Every request id the journal has for the server is one the fake accepted it with.
+        accepted_ids = {
+            sent["request_id"]
+            for sent in entry["requests"]
+            if sent["result"] == "accepted" and sent["request_id"]
+        }
+        assert accepted_ids <= set(truth["rebuild_request_ids"])
+    reconciled = sum(
+        any(sent.get("detail") == "reconciled" for sent in entry["requests"])
+        for entry in servers.values()
+    )
+    retried = sum(len(entry["requests"]) > 1 for entry in servers.values())
+    figures.append(
+        f"crash test ({'faults' if faults else 'clean'}): {KILLS} SIGKILLs; {retried} servers "
+        f"with a second attempt after the first was proven not carried out, {reconciled} "
+        f"acceptances found by reconciliation; {audit['run']['requests_sent']} attempts "
+        f"written for {SERVERS} servers"
+    )
+    if faults:
+        assert record["faults"].get("lost", 0) > 0
+        assert record["faults"].get("500", 0) > 0
