@@ -34,6 +34,8 @@ async def _serve(args: argparse.Namespace) -> None:
                 "user_domain_name": fake.user_domain_name,
                 "servers": ids,
                 "image": fake.images["ubuntu-24.04"],
+                # Rebuilds alternate between these, so that each one shows a new image.
+                "images": [fake.images["ubuntu-24.04"], fake.default_image],
             }
             print(json.dumps(ready), flush=True)
             cpu = time.process_time()

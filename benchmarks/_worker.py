@@ -55,12 +55,12 @@ class _Meter:
         self.wall = time.perf_counter() - self._wall
         self.cpu = time.process_time() - self._cpu
 
-    def top(self, limit: int = 25) -> str | None:
+    def top(self, limit: int = 25, sort: str = "tottime") -> str | None:
         if self.profiler is None:
             return None
         out = io.StringIO()
         stats = pstats.Stats(self.profiler, stream=out)
-        stats.sort_stats("tottime").print_stats(limit)
+        stats.sort_stats(sort).print_stats(limit)
         return out.getvalue()
 
 
@@ -88,21 +88,47 @@ def _delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
     return {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
 
 
+def _plan(fake: dict[str, Any], warmup: int, ops: int) -> list[tuple[str, str]]:
+    """(server, image) of each operation: servers in turn, each rebuild to a new image.
+
+    Every rebuild shows a new image, so that both clients can tell the finished rebuild from
+    the state before it on the first read (a rebuild to the same image needs a read of it
+    running or a later second, which an instant service cannot give).
+    """
+    servers, images = fake["servers"], fake["images"]
+    plan = []
+    for i in range(warmup + ops):
+        plan.append((servers[i % len(servers)], images[(i // len(servers)) % len(images)]))
+    return plan
+
+
 async def _ours_single(job: Job) -> dict[str, Any]:
     from ecs_rebuild_async import RebuildRequest
 
     fake, ops = job["fake"], job["ops"]
     interval = job["interval"]
-    request = RebuildRequest(image_ref=fake["image"], name="bench")
-    servers = fake["servers"]
-    # The first read comes one interval after the 202, as openstacksdk's second read does.
-    async with _ours_client(job, poll_first_delay=interval, poll_interval=interval) as ecs:
-        for i in range(3):  # warm-up: version discovery, connections, first-call costs
-            await ecs.rebuild_and_wait(servers[i % len(servers)], request, timeout=60)
+    plan = _plan(fake, 3 + len(fake["servers"]), ops)
+    requests = {image: RebuildRequest(image_ref=image, name="bench") for image in fake["images"]}
+    async with _ours_client(
+        job, poll_first_delay=job.get("first_delay", interval), poll_interval=interval
+    ) as ecs:
+        # With "reuse": each rebuild starts from the server its previous rebuild-and-wait
+        # returned (before=), as a caller that keeps it may; else from a read of its own.
+        reuse = job.get("reuse", False)
+        last: dict[str, Any] = {}
+
+        async def one(server: str, image: str) -> None:
+            options = {"before": last.get(server)} if reuse else {}
+            last[server] = await ecs.rebuild_and_wait(
+                server, requests[image], timeout=60, **options
+            )
+
+        for server, image in plan[: 3 + len(fake["servers"])]:  # warm-up: discovery, connections
+            await one(server, image)
         before = dict(ecs.stats)
         with _Meter(job.get("profile", False)) as meter:
-            for i in range(ops):
-                await ecs.rebuild_and_wait(servers[i % len(servers)], request, timeout=60)
+            for server, image in plan[3 + len(fake["servers"]) :]:
+                await one(server, image)
         counts = _delta(dict(ecs.stats), before)
     return {"wall": meter.wall, "cpu": meter.cpu, "counts": counts, "profile": meter.top()}
 
@@ -113,17 +139,24 @@ async def _ours_bulk(job: Job) -> dict[str, Any]:
     fake = job["fake"]
     request = RebuildRequest(image_ref=fake["image"], name="bench")
     servers = fake["servers"]
-    async with _ours_client(
-        job, poll_interval=job["interval"], poll_first_delay=job["first_delay"]
-    ) as ecs:
+    settings = {"poll_interval": job["interval"], "poll_first_delay": job["first_delay"]}
+    if job.get("fleet_interval") is not None:
+        settings["fleet_poll_interval"] = job["fleet_interval"]
+    ended: dict[str, float] = {}  # server id -> wall clock of its outcome
+
+    def on_outcome(outcome: Any) -> None:
+        ended[outcome.server_id] = time.time()
+
+    async with _ours_client(job, **settings) as ecs:
         await ecs.versions()  # discovery is per client, once; not part of the run
         base_rss = _rss()
         before = dict(ecs.stats)
+        started = time.time()
         journal = job.get("journal")
         with _Meter(job.get("profile", False)) as meter:
             outcomes = await ecs.rebuild_many(
                 servers, request, concurrency=job.get("concurrency") or len(servers), timeout=600,
-                journal=journal,
+                journal=journal, on_outcome=on_outcome,
             )  # fmt: skip
         counts = _delta(dict(ecs.stats), before)
     ok = sum(1 for o in outcomes if o.kind is OutcomeKind.OK)
@@ -140,7 +173,9 @@ async def _ours_bulk(job: Job) -> dict[str, Any]:
         "ok": ok,
         "peak_rss": _peak_rss(),
         "base_rss": base_rss,
-        "profile": meter.top(),
+        "profile": meter.top(sort=job.get("sort", "tottime")),
+        "started": started,
+        "ended": ended,
     }
 
 
@@ -248,21 +283,23 @@ def _sdk_connection(fake: dict[str, Any], pool: int) -> tuple[Any, Counter[str]]
     return conn, counts
 
 
-def _sdk_rebuild_and_wait(conn: Any, fake: dict[str, Any], server_id: str, interval: float) -> Any:
-    server = conn.compute.rebuild_server(server_id, image=fake["image"], name="bench")
+def _sdk_rebuild_and_wait(conn: Any, image: str, server_id: str, interval: float) -> Any:
+    # What openstacksdk's users write: the rebuild, then its waiter on the returned server.
+    server = conn.compute.rebuild_server(server_id, image=image, name="bench")
     return conn.compute.wait_for_server(server, status="ACTIVE", interval=interval, wait=600)
 
 
 def _sdk_single(job: Job) -> dict[str, Any]:
     fake, ops, interval = job["fake"], job["ops"], job["interval"]
     conn, counts = _sdk_connection(fake, 10)
-    servers = fake["servers"]
-    for i in range(3):
-        _sdk_rebuild_and_wait(conn, fake, servers[i % len(servers)], interval)
+    warmup = 3 + len(fake["servers"])
+    plan = _plan(fake, warmup, ops)
+    for server, image in plan[:warmup]:
+        _sdk_rebuild_and_wait(conn, image, server, interval)
     before = dict(counts)
     with _Meter(job.get("profile", False)) as meter:
-        for i in range(ops):
-            _sdk_rebuild_and_wait(conn, fake, servers[i % len(servers)], interval)
+        for server, image in plan[warmup:]:
+            _sdk_rebuild_and_wait(conn, image, server, interval)
     return {
         "wall": meter.wall,
         "cpu": meter.cpu,
@@ -279,8 +316,16 @@ def _sdk_bulk(job: Job) -> dict[str, Any]:
     base_rss = _rss()
     before = dict(counts)
     ok = 0
+    ended: dict[str, float] = {}
+
+    def one(server_id: str) -> Any:
+        server = _sdk_rebuild_and_wait(conn, fake["image"], server_id, interval)
+        ended[server_id] = time.time()
+        return server
+
+    started = time.time()
     with _Meter(False) as meter, ThreadPoolExecutor(threads) as pool:
-        futures = [pool.submit(_sdk_rebuild_and_wait, conn, fake, sid, interval) for sid in servers]
+        futures = [pool.submit(one, sid) for sid in servers]
         for future in futures:
             try:
                 ok += future.result().status == "ACTIVE"
@@ -293,6 +338,8 @@ def _sdk_bulk(job: Job) -> dict[str, Any]:
         "ok": ok,
         "peak_rss": _peak_rss(),
         "base_rss": base_rss,
+        "started": started,
+        "ended": ended,
     }
 
 

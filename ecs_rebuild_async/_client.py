@@ -419,15 +419,24 @@ class AsyncEcsClient:
         *,
         timeout: float | None = None,
         on_event: EventCallback | None = None,
+        before: Server | None = None,
     ) -> Server:
         """Read the server, rebuild it, and wait until the rebuild is proven finished.
 
         ``timeout`` bounds the whole call: the read before, the request (and any Retry-After
-        pause before it), reconciling an unclear answer, and the wait.
+        pause before it), reconciling an unclear answer, and the wait. ``before`` is the server
+        as the caller read it just before (``get_server``, a listing): it takes the place of
+        the read before, so an instant rebuild is two requests instead of three.
         """
         limit = self._checked_timeout(timeout)
+        check_server_id(server_id)
+        if before is not None and (not isinstance(before, Server) or before.id != server_id):
+            raise InvalidRequest(
+                f"before must be server {server_id} as read before the rebuild",
+                field="before",
+            )
         with _telemetry.rebuild(server_id, outcome_kind):
-            return await self._rebuild_and_wait(server_id, request, limit, on_event, None, None)
+            return await self._rebuild_and_wait(server_id, request, limit, on_event, before, None)
 
     async def _rebuild_and_wait(
         self,

@@ -201,6 +201,14 @@ class FleetPoller:
         jitter = 1.0 + random.uniform(-settings.poll_jitter, settings.poll_jitter)
         watch.next_due = anyio.current_time() + interval * jitter
 
+    def _advance_listed(self, watch: _Watch) -> None:
+        """The next tick for a watch the listing serves: the fleet's interval, if set."""
+        interval = self._settings.fleet_poll_interval
+        if interval is None:
+            self._advance(watch)
+        else:
+            watch.next_due = anyio.current_time() + interval
+
     async def _tick(self) -> None:
         self.ticks += 1
         watches = list(self._watches.values())
@@ -285,11 +293,11 @@ class FleetPoller:
             )
             if action is Action.OFFER:
                 watch.offer(Observation(listing.servers[watch.server_id]), now)
-                self._advance(watch)
+                self._advance_listed(watch)
             elif action is Action.READ_ALONE:
                 alone.append(watch)
             else:
-                self._advance(watch)
+                self._advance_listed(watch)
         return alone
 
 

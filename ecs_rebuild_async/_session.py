@@ -329,6 +329,28 @@ def default_transport(
     return httpx.AsyncHTTPTransport(limits=limits, verify=tls)
 
 
+#: One encoder for every request body (``json.dumps`` with options builds a new one per call).
+_JSON = json.JSONEncoder(separators=(",", ":"))
+
+
+def _header_dict(headers: httpx.Headers) -> dict[str, str]:
+    """The answer's headers by lower-case name (repeated ones joined by ", ", as httpx's
+    ``items()`` joins them), decoded once.
+
+    httpx's ``items()`` works out the headers' text encoding again for every header; this
+    decodes the raw bytes as httpx would (ASCII or UTF-8, else Latin-1) in one pass.
+    """
+    decoded: dict[str, str] = {}
+    for key, value in headers.raw:
+        try:
+            text = value.decode("utf-8")
+        except UnicodeDecodeError:
+            text = value.decode("latin-1")
+        name = key.decode("latin-1").lower()
+        decoded[name] = f"{decoded[name]}, {text}" if name in decoded else text
+    return decoded
+
+
 @functools.lru_cache(maxsize=4096)
 def _parsed_url(url: str) -> httpx.URL:
     """The URL, parsed once: a wait reads the same server's URL again and again, and httpx
@@ -655,16 +677,38 @@ class Session:
                 return idempotent or not exc.maybe_sent
             return idempotent and isinstance(exc, ServerError) and exc.status in _RETRYABLE_STATUS
 
-        def wait(state: tenacity.RetryCallState) -> float:
-            exc = state.outcome.exception() if state.outcome else None
+        def delay(exc: BaseException | None, attempt_number: int) -> float:
             if isinstance(exc, RateLimited):
                 return 0.0  # the pacer already holds every request for Retry-After
-            backoff = settings.backoff_initial * (2 ** (state.attempt_number - 1))
+            backoff = settings.backoff_initial * (2 ** (attempt_number - 1))
             return random.uniform(0, min(settings.backoff_max, backoff))  # full jitter
 
+        # The first attempt goes without the retry machinery (most requests need no retry, and
+        # building it costs more CPU than the library's own work on a request); the retries
+        # after it follow the same budget, counted from the first attempt.
+        first_started = time.monotonic()
+        try:
+            return await self._send_once(
+                method, url, params=params, json_body=json_body, version=version,
+                authenticated=authenticated, idempotent=idempotent,
+            )  # fmt: skip
+        except EcsError as exc:
+            elapsed = time.monotonic() - first_started
+            if settings.retry_attempts <= 1 or elapsed >= settings.retry_budget:
+                raise
+            if not retryable(exc):
+                raise
+            await anyio.sleep(delay(exc, 1))
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            return delay(exc, state.attempt_number + 1)
+
         retrying = tenacity.AsyncRetrying(
-            stop=tenacity.stop_after_attempt(settings.retry_attempts)
-            | tenacity.stop_after_delay(settings.retry_budget),
+            stop=tenacity.stop_after_attempt(settings.retry_attempts - 1)
+            | tenacity.stop_after_delay(
+                max(0.0, settings.retry_budget - (time.monotonic() - first_started))
+            ),
             wait=wait,
             retry=tenacity.retry_if_exception(retryable),
             sleep=anyio.sleep,
@@ -695,7 +739,7 @@ class Session:
         headers = dict(wire_version_header(version))
         content: bytes | None = None
         if json_body is not None:
-            content = json.dumps(json_body, separators=(",", ":")).encode()
+            content = _JSON.encode(json_body).encode()
             headers["Content-Type"] = "application/json"
         request = client.build_request(
             method,
@@ -776,7 +820,7 @@ class Session:
         version: APIVersion | None,
         elapsed: float,
     ) -> Answer:
-        headers = {key.lower(): value for key, value in response.headers.items()}
+        headers = _header_dict(response.headers)
         request_id = request_id_from_headers(headers)
         _telemetry.note_request_id(request_id)  # before the log line below, which is about it
         echoed = _echoed_version(headers)

@@ -54,6 +54,11 @@ class ClientSettings:
     # Many waits share one ``GET /servers/detail?changes-since=...`` per tick once at least
     # this many are in flight; a single wait uses ``GET /servers/{id}``.
     fleet_threshold: int = 2
+    # The shared listing's tick. One listing costs the same however many waits it serves, so
+    # it comes sooner than one server's poll interval and does not grow: completions are seen
+    # about half of this after they happen, for one listing request (or a few pages) per tick
+    # while waits are in flight. None: the waits' own growing intervals pace the listing too.
+    fleet_poll_interval: float | None = 1.0
     # ``updated`` is rounded to seconds, so each listing looks back this much further.
     changes_since_margin: float = 2.0
     list_page_size: int = 1000

@@ -12,6 +12,7 @@ from __future__ import annotations
 import email.utils
 import math
 import random
+import re
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -56,16 +57,19 @@ GUARD = 30.0
 
 
 class SkewedDate(httpx.AsyncBaseTransport):
-    """The fake behind a gateway whose clock (its ``Date``) runs ``skew`` seconds ahead."""
+    """The fake behind a gateway whose clock (its ``Date``) runs ``skew`` seconds ahead, or
+    (``skew=None``) that strips ``Date`` from every answer."""
 
-    def __init__(self, inner: httpx.AsyncBaseTransport, skew: float) -> None:
+    def __init__(self, inner: httpx.AsyncBaseTransport, skew: float | None) -> None:
         self._inner = inner
         self._skew = skew
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         response = await self._inner.handle_async_request(request)
         date = response.headers.get("date")
-        if date:
+        if self._skew is None:
+            del response.headers["date"]
+        elif date:
             shifted = email.utils.parsedate_to_datetime(date) + timedelta(seconds=self._skew)
             response.headers["date"] = email.utils.format_datetime(shifted, usegmt=True)
         return response
@@ -73,10 +77,10 @@ class SkewedDate(httpx.AsyncBaseTransport):
 
 @asynccontextmanager
 async def client_for(
-    fake: FakeCompute, *, skew: float = 0.0, **settings: Any
+    fake: FakeCompute, *, skew: float | None = 0.0, **settings: Any
 ) -> AsyncIterator[AsyncEcsClient]:
     transport: httpx.AsyncBaseTransport = fake.transport()
-    if skew:
+    if skew != 0.0:
         transport = SkewedDate(transport, skew)
     async with AsyncEcsClient(
         fake.compute_url,
@@ -429,13 +433,14 @@ async def test_a_timed_out_call_names_the_timeout_it_was_given() -> None:
     fake = FakeCompute(time_scale=0)  # frozen: the rebuild never ends
     sid = fake.add_server(image_id=IMAGE_A)
     async with client_for(fake) as ecs:
-        with (
-            anyio.fail_after(GUARD),
-            pytest.raises(RebuildTimeout, match=r"within 0\.3s") as caught,
-        ):
-            await ecs.rebuild_and_wait(sid, RebuildRequest(image_ref=IMAGE_B), timeout=0.3)
+        with anyio.fail_after(GUARD), pytest.raises(RebuildTimeout) as caught:
+            await ecs.rebuild_and_wait(sid, RebuildRequest(image_ref=IMAGE_B), timeout=2)
+    # Whether the deadline caught the wait or (on a very slow machine) the request before it,
+    # the error names the timeout the caller gave, not what was left of it.
+    assert re.search(r"\b2s\b", str(caught.value)), str(caught.value)
     assert caught.value.server is not None
-    assert caught.value.server.status is ServerStatus.REBUILD
+    if posts(fake):
+        assert caught.value.server.status is ServerStatus.REBUILD
 
 
 @pytest.mark.anyio
@@ -464,7 +469,7 @@ async def test_timeout_bounds_the_reconciliation_and_says_unknown() -> None:
     async with client_for(fake) as ecs:
         with anyio.fail_after(GUARD):
             outcomes = await ecs.rebuild_many(
-                [sid], RebuildRequest(image_ref=IMAGE_B), timeout=3, report=report
+                [sid], RebuildRequest(image_ref=IMAGE_B), timeout=10, report=report
             )
     assert outcomes[0].kind is OutcomeKind.UNKNOWN
     assert outcomes[0].submitted
@@ -487,7 +492,7 @@ class Scenario:
     stop_target: int | None  # a server stopped by someone else while the run goes on
     concurrency: int
     read_lag: float
-    skew: float
+    skew: float | None  # None: no Date header at all
     max_limit: int
     faults: tuple[tuple[str, float], ...]  # (kind, probability) on the rebuild POST
     read_faults: float  # probability of a 503 on any read
@@ -497,6 +502,7 @@ class Scenario:
 @st.composite
 def scenarios(draw: st.DrawFn) -> Scenario:
     size = draw(st.integers(2, 5))
+    skew = draw(st.sampled_from([0.0, 30.0, -30.0, 3600.0, -3600.0, None]))
     post_faults = st.tuples(
         st.sampled_from(
             ["lost", "500", "503", "500_after", "503_after", "empty_2xx", "html_2xx", "429"]
@@ -510,9 +516,11 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         ),
         same_image=tuple(draw(st.lists(st.booleans(), min_size=size, max_size=size))),
         stop_target=draw(st.one_of(st.none(), st.integers(0, size - 1))),
-        concurrency=draw(st.sampled_from([1, size])),
+        # Without a Date, waits run one at a time: the shared poller's listings need the
+        # service's time until the poller's own fix for a missing Date is in.
+        concurrency=1 if skew is None else draw(st.sampled_from([1, size])),
         read_lag=draw(st.sampled_from([0.0, 1.0, 3.0])),
-        skew=draw(st.sampled_from([0.0, 30.0, -30.0, 3600.0, -3600.0])),
+        skew=skew,
         max_limit=draw(st.sampled_from([1000, 2])),
         faults=tuple(draw(st.lists(post_faults, max_size=3))),
         read_faults=draw(st.sampled_from([0.0, 0.1])),
@@ -627,6 +635,8 @@ async def run_scenario(scenario: Scenario, totals: Counter[str]) -> None:
         assert outcome.server is not None
         assert outcome.server.status.value == expected[sid]
         assert outcome.server.image_id == wanted[sid]
+    if scenario.skew is None:
+        totals["runs without Date"] += 1
     for kind, count in fake.stats.faults.items():
         totals[f"fault {kind}"] += count
     totals["max seconds over the deadline"] = max(
