@@ -686,12 +686,18 @@ class Session:
         # The first attempt goes without the retry machinery (most requests need no retry, and
         # building it costs more CPU than the library's own work on a request); the retries
         # after it follow the same budget, counted from the first attempt.
+        async def send_traced() -> Answer:
+            with _telemetry.http_request(method, url, version) as traced:
+                answer = await self._send_once(
+                    method, url, params=params, json_body=json_body, version=version,
+                    authenticated=authenticated, idempotent=idempotent,
+                )  # fmt: skip
+                traced.answered(answer.status, answer.request_id)
+                return answer
+
         first_started = time.monotonic()
         try:
-            return await self._send_once(
-                method, url, params=params, json_body=json_body, version=version,
-                authenticated=authenticated, idempotent=idempotent,
-            )  # fmt: skip
+            return await send_traced()
         except EcsError as exc:
             elapsed = time.monotonic() - first_started
             if settings.retry_attempts <= 1 or elapsed >= settings.retry_budget:
@@ -715,13 +721,8 @@ class Session:
             reraise=True,
         )
         async for attempt in retrying:
-            with attempt, _telemetry.http_request(method, url, version) as traced:
-                answer = await self._send_once(
-                    method, url, params=params, json_body=json_body, version=version,
-                    authenticated=authenticated, idempotent=idempotent,
-                )  # fmt: skip
-                traced.answered(answer.status, answer.request_id)
-                return answer
+            with attempt:
+                return await send_traced()
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
     async def _send_once(
