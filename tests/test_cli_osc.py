@@ -74,7 +74,7 @@ def test_every_osc_request_option_and_connection_option_matches_ours(
                   "--user-data", str(user_data), "--dialect", "nova"]  # fmt: skip
         connection = [
             "--os-auth-url", fake.identity_url, "--os-username", fake.username,
-            "--os-password", fake.password, "--os-user-domain-name", fake.user_domain_name,
+            f"--os-password={fake.password}", "--os-user-domain-name", fake.user_domain_name,
             "--os-project-id", fake.project_id, "--os-region-name", fake.region,
         ]  # fmt: skip
         shared = ["--password", "s3cret", "--preserve-ephemeral", "--trusted-image-cert", "c1",

@@ -28,7 +28,7 @@ def env(fake: FakeCompute) -> dict[str, str]:
 def keystone(fake: FakeCompute) -> list[str]:
     return [
         "--os-auth-url", fake.identity_url, "--os-username", fake.username,
-        "--os-password", fake.password, "--os-user-domain-name", fake.user_domain_name,
+        f"--os-password={fake.password}", "--os-user-domain-name", fake.user_domain_name,
         "--os-project-id", fake.project_id,
     ]  # fmt: skip
 
@@ -278,7 +278,7 @@ def test_os_compute_api_version_pins_the_microversion(
 
 def test_a_401_says_what_was_refused(fake: FakeCompute, capsys: pytest.CaptureFixture[str]) -> None:
     server_id = fake.add_server()
-    wrong = [a if a != fake.password else "wrong-password" for a in keystone(fake)]
+    wrong = [a.replace(fake.password, "wrong-password") for a in keystone(fake)]
 
     code = run(fake, ["rebuild", server_id, "--image", fake.default_image, *wrong], environ={})
     err = capsys.readouterr().err
