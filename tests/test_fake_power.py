@@ -214,11 +214,17 @@ async def test_library_rebuild_of_a_server_stopped_by_os_stop_ends_shutoff(
 
     async def step_clock() -> None:
         # Step the frozen clock a little after each read, so every phase is seen.
+        # It also steps when nothing was read for a while, so that a request waiting on the
+        # fake's clock (the rebuild's answer, awaited even under cancellation) cannot wait on
+        # it for ever.
         nonlocal reads
+        idle = 0
         while True:
             current = fake.stats.requests[("GET", "server")]
-            if current > reads:
-                reads = current
+            idle += 1
+            if current > reads or idle >= 200:
+                reads = max(reads, current)
+                idle = 0
                 fake.advance(0.05)
             await anyio.sleep(0.001)
 
