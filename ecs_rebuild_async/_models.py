@@ -121,7 +121,7 @@ def _scrubbed_repr(cls: type[_T]) -> type[_T]:
     def __repr__(self: object) -> str:
         return clean_text(original(self))
 
-    cls.__repr__ = __repr__  # type: ignore[method-assign]
+    cls.__repr__ = __repr__  # type: ignore[method-assign]  # attrs made the repr; ours scrubs it
     return cls
 
 

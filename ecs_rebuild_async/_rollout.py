@@ -78,7 +78,7 @@ def _check_share(value: object, name: str, *, minimum: int) -> int | float | Non
 
 
 def _check_seconds(value: object, name: str, *, positive: bool = False) -> float:
-    if not _is_number(value) or not math.isfinite(float(value)):  # type: ignore[arg-type]
+    if not _is_number(value) or not math.isfinite(float(value)):  # type: ignore[arg-type]  # a number, by the check before
         raise InvalidRequest(f"{name} must be a number of seconds, got {value!r:.40}", field=name)
     seconds = float(value)  # type: ignore[arg-type]  # checked to be a number just above
     if seconds < 0 or (positive and seconds == 0):

@@ -264,7 +264,7 @@ class _RebuildScope:
             return
         outcome = _outcome(exc, self._classify)
         if span is not None:
-            otel_context.detach(self._context)  # type: ignore[arg-type]
+            otel_context.detach(self._context)  # type: ignore[arg-type]  # a token from attach(), typed object here
             if self._about.microversion is not None:
                 span.set_attribute("ecs_rebuild.microversion", self._about.microversion)
             _end_span(span, exc, outcome)
@@ -370,7 +370,7 @@ class _WaitScope:
             waits.remove(entry)
         if not waits:
             _waits.pop(self._key, None)
-        otel_context.detach(self._context)  # type: ignore[arg-type]
+        otel_context.detach(self._context)  # type: ignore[arg-type]  # a token from attach(), typed object here
         _end_span(entry[1], exc, None)
 
 
@@ -410,7 +410,7 @@ class _ReadScope:
         self._context = otel_context.attach(otel_trace.set_span_in_context(span))
 
     def __exit__(self, *exc: object) -> None:
-        otel_context.detach(self._context)  # type: ignore[arg-type]
+        otel_context.detach(self._context)  # type: ignore[arg-type]  # a token from attach(), typed object here
         if self._token is not None:
             _current.reset(self._token)
 
@@ -446,7 +446,7 @@ class _ListingScope:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        otel_context.detach(self._context)  # type: ignore[arg-type]
+        otel_context.detach(self._context)  # type: ignore[arg-type]  # a token from attach(), typed object here
         _end_span(self._span, exc, None)
 
 
@@ -587,7 +587,7 @@ class _HttpScope:
             error_type = str(status) if status is not None and status >= 400 else type(exc).__name__
         span = self._span
         if span is not None:
-            otel_context.detach(self._context)  # type: ignore[arg-type]
+            otel_context.detach(self._context)  # type: ignore[arg-type]  # a token from attach(), typed object here
             if status is not None:
                 span.set_attribute("http.response.status_code", status)
             if request_id is not None:
@@ -700,7 +700,7 @@ class _FleetScope:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        otel_context.detach(self._context)  # type: ignore[arg-type]
+        otel_context.detach(self._context)  # type: ignore[arg-type]  # a token from attach(), typed object here
         report, span = self._report, self._span
         span.set_attribute("ecs_rebuild.fleet.total", report.total)
         span.set_attribute("ecs_rebuild.fleet.submitted", len(report.submitted))
