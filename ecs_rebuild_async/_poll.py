@@ -202,11 +202,13 @@ class FleetPoller:
         watch.next_due = anyio.current_time() + interval * jitter
 
     def _advance_listed(self, watch: _Watch) -> None:
-        """The next tick for a watch the listing serves: the fleet's interval, if set."""
-        interval = self._settings.fleet_poll_interval
-        if interval is None:
+        """The next tick for a watch the listing serves: the fleet's interval, if set, and
+        never later than one server's own polls would come (``poll_interval_max``)."""
+        settings = self._settings
+        if settings.fleet_poll_interval is None:
             self._advance(watch)
         else:
+            interval = min(settings.fleet_poll_interval, settings.poll_interval_max)
             watch.next_due = anyio.current_time() + interval
 
     async def _tick(self) -> None:

@@ -57,7 +57,8 @@ class ClientSettings:
     # The shared listing's tick. One listing costs the same however many waits it serves, so
     # it comes sooner than one server's poll interval and does not grow: completions are seen
     # about half of this after they happen, for one listing request (or a few pages) per tick
-    # while waits are in flight. None: the waits' own growing intervals pace the listing too.
+    # while waits are in flight, and never later than ``poll_interval_max``. None: the waits'
+    # own growing intervals pace the listing too.
     fleet_poll_interval: float | None = 1.0
     # ``updated`` is rounded to seconds, so each listing looks back this much further.
     changes_since_margin: float = 2.0

@@ -63,8 +63,9 @@ def _drive_and_kill(
     True if it was killed, False if it finished first."""
     start = _events_written(journal)
     # About three records a server (intent, acceptance, outcome): twenty kills spread over
-    # the run, each after a drawn amount of progress.
-    target = start + rng.randint(1, 3 * SERVERS * 2 // (KILLS + 2))
+    # the first half of the run or so, each after a drawn amount of progress, so that the run
+    # cannot end before it was killed twenty times (retries and reconciliation add records).
+    target = start + rng.randint(1, 3 * SERVERS // KILLS)
     proc = _driver(command, ready)
     deadline = time.monotonic() + ROUND_SECONDS
     while proc.poll() is None and time.monotonic() < deadline:

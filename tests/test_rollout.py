@@ -134,18 +134,33 @@ async def test_max_failures_two_stops_after_the_third_failure_and_sends_nothing_
 
 @pytest.mark.anyio
 async def test_in_flight_rebuilds_finish_when_the_budget_is_spent() -> None:
-    fake = FakeCompute(time_scale=50)
+    # The fake's clock stands still until all four rebuilds were accepted, so however slow the
+    # machine, the failure comes while the other three are in flight.
+    fake = FakeCompute(time_scale=0)
     bad = fake.add_server(name="bad", fail_image=NEW, rebuild_seconds=0.5)
     slow = fake.add_servers(3, prefix="slow", rebuild_seconds=3.0)
     later = fake.add_servers(4, prefix="later")
-    async with client_for(fake) as ecs:
-        outcomes = await ecs.rebuild_many(
-            [bad, *slow, *later],
-            REQUEST,
-            concurrency=4,
-            policy=RolloutPolicy(max_failures=0),
-            timeout=30,
+    outcomes: list[RebuildOutcome] = []
+
+    async def roll(ecs: AsyncEcsClient) -> None:
+        outcomes.extend(
+            await ecs.rebuild_many(
+                [bad, *slow, *later],
+                REQUEST,
+                concurrency=4,
+                policy=RolloutPolicy(max_failures=0),
+                timeout=30,
+            )
         )
+
+    async with client_for(fake) as ecs, anyio.create_task_group() as group:
+        group.start_soon(roll, ecs)
+        with anyio.fail_after(10):
+            while posts(fake) < 4:  # noqa: ASYNC110 - the fake sets no event on a request
+                await anyio.sleep(0.005)
+            while not outcomes:
+                fake.advance(0.25)
+                await anyio.sleep(0.03)
     # All four started together; the failure stops new starts, the three in flight finish ok.
     assert (
         kinds(outcomes) == [OutcomeKind.FAILED] + [OutcomeKind.OK] * 3 + [OutcomeKind.SKIPPED] * 4
@@ -211,19 +226,20 @@ async def test_unhealthy_servers_count_against_the_budget() -> None:
 @pytest.mark.anyio
 async def test_a_server_that_turns_healthy_within_its_warmup_is_ok() -> None:
     fake = FakeCompute(time_scale=50)
-    servers = fake.add_servers(3, health=5.0)  # healthy 5 fake seconds (0.1 s) after spawning
-    tries: list[bool] = []
+    servers = fake.add_servers(3)
+    # Each server's check fails twice, then passes: counted in tries, not in time, so a slow
+    # machine cannot make the first try already pass.
+    tries: dict[str, list[bool]] = {server_id: [] for server_id in servers}
 
     async def check(server: Server) -> bool:
-        tries.append(fake.health(server.id))
-        return tries[-1]
+        tries[server.id].append(len(tries[server.id]) >= 2)
+        return tries[server.id][-1]
 
     policy = RolloutPolicy(health_check=check, warmup=60, health_interval=0.02)
     async with client_for(fake) as ecs:
         outcomes = await ecs.rebuild_many(servers, REQUEST, policy=policy, timeout=30)
     assert kinds(outcomes) == [OutcomeKind.OK] * 3
-    assert False in tries  # it was tried before it was healthy, and tried again
-    assert tries.count(True) == 3
+    assert all(each == [False, False, True] for each in tries.values())
 
 
 @pytest.mark.anyio
