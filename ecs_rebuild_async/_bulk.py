@@ -1,5 +1,5 @@
 """Bounded bulk work: one outcome per server, whatever happens to the others, rolled as a
-rollout policy says.
+rollout policy says, and recorded in a journal when one is given.
 
 Takes callables that read a server's state before the run and rebuild and wait for one
 server; runs them for many, as the pure :class:`~._rollout.RolloutScheduler` allows (pacing,
@@ -8,17 +8,18 @@ back when the rollout stops and the policy asks for it. Each server's typed erro
 :class:`RebuildOutcome`. An error that is not the library's (a bug) is not swallowed: it
 cancels the run and propagates.
 
-Every change of the run's state happens in one method of :class:`BulkRun`, so that a durable
-record of the run can be kept at exactly those points:
+Every change of the run's state happens in one method of :class:`BulkRun`, and a
+:class:`RunJournal` (when given) records it there, before what follows it is done:
 
-* ``_started``: the scheduler let a server start (intent);
-* ``_submitted``: its rebuild was accepted, or may have been (acceptance);
-* ``_finished``: its rebuild and health gate ended; the scheduler counted it (outcome, and the
-  rollout's canary, budget and stop decided in :class:`~._rollout.RolloutState`);
+* ``_schedule``: the servers to roll are chosen (skip-matching) and the scheduler is made, or
+  restored from what the journal recorded (the rollout began; or a stopped one continued);
+* ``_finished``: a server's rebuild and health gate ended; the scheduler counted it (outcome,
+  and the rollout's canary, budget and stop decided in :class:`~._rollout.RolloutState`);
 * ``_checkpoint``: a checkpoint was answered (passed, or stopped);
 * ``_skip_unstarted``: the servers never started got their ``skipped`` outcome;
-* ``_rollback_submitted`` and ``_roll_back_one``: a rebuild back was accepted, and ended.
+* ``_roll_back`` and ``_roll_back_one``: the rollback began, and a server's rebuild back ended.
 
+The requests themselves (intent, acceptance) are journaled by the ``run_one`` callables.
 ``_record`` is where every outcome lands (the report, the caller's callback).
 """
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Protocol
 
 import anyio
 import anyio.abc
@@ -46,6 +48,9 @@ from ._errors import (
 )
 from ._models import OutcomeKind, RebuildOutcome, RebuildRequest, Server
 from ._rollout import (
+    CheckpointAnswered,
+    HistoryItem,
+    Restarted,
     RolloutPhase,
     RolloutPlan,
     RolloutPolicy,
@@ -59,6 +64,8 @@ from ._rollout import (
 __all__ = [
     "BulkReport",
     "BulkRun",
+    "Restored",
+    "RunJournal",
     "check_run_options",
     "normalize_targets",
     "plan_bulk",
@@ -79,6 +86,72 @@ ReadBefore = Callable[[str], Awaitable[Server]]
 OutcomeCallback = Callable[[RebuildOutcome], object]
 
 _NO_POLICY = RolloutPolicy()
+
+
+@attrs.frozen
+class Restored:
+    """What a journal recorded of a run, for the bulk runner to go on from.
+
+    ``outcomes``: each server's outcome (its rebuild's); ``history``: what the rollout's
+    scheduler was told, in order (see :meth:`~._rollout.RolloutScheduler.restore`);
+    ``in_flight``: the servers whose rebuild was accepted, or may have been, with no outcome
+    yet; ``rollbacks`` and ``rollback_sent``: the outcomes of the rebuilds back, and the servers
+    whose rebuild back was accepted (or may have been); ``began``: the rollout's servers were
+    chosen (skip-matching is not done again).
+    """
+
+    began: bool = False
+    outcomes: Mapping[str, RebuildOutcome] = attrs.Factory(dict)
+    history: Sequence[HistoryItem] = ()
+    in_flight: Sequence[str] = ()
+    rollbacks: Mapping[str, RebuildOutcome] = attrs.Factory(dict)
+    rollback_sent: frozenset[str] = frozenset()
+
+
+class RunJournal(Protocol):
+    """What the bulk runner needs of a durable record of its run (``_durable`` keeps one).
+
+    Each write returns once it is durable, and writes are kept in the order they are made:
+    the runner makes each one right after the decision it records, so that a later run can
+    make the same decisions again.
+    """
+
+    def restored(self) -> Restored:
+        """What earlier drivers of this run recorded (nothing, for a new run)."""
+        ...
+
+    def before_of(self, server_id: str) -> Server | None:
+        """The server as it was read just before its rebuild was sent (for a rollback)."""
+        ...
+
+    async def record(
+        self,
+        outcomes: Sequence[RebuildOutcome],
+        *,
+        rollback: bool = False,
+        state: RolloutState | None = None,
+    ) -> None:
+        """Outcomes (of rebuilds, or of rebuilds back); ``state``: the rollout's after them."""
+        ...
+
+    async def rollout(
+        self,
+        state: RolloutState,
+        decision: CheckpointAnswered | Restarted | None = None,
+        *,
+        ended: bool = False,
+    ) -> None:
+        """The rollout's state: its first, a ``decision`` made, a change of phase since the
+        last record (nothing is written otherwise), or its last (``ended``)."""
+        ...
+
+
+_NOTHING_RECORDED = Restored()
+
+
+def _matched(outcome: RebuildOutcome | None) -> bool:
+    """Skipped because the server already matched its request (proven by a read)."""
+    return outcome is not None and outcome.kind is OutcomeKind.SKIPPED and outcome.ok
 
 
 @attrs.define
@@ -189,15 +262,22 @@ class BulkRun:
         on_outcome: OutcomeCallback | None = None,
         policy: RolloutPolicy | None = None,
         read_before: ReadBefore | None = None,
-        recorded: Mapping[str, RebuildOutcome] | None = None,
+        roll_back_one: RunOne | None = None,
+        journal: RunJournal | None = None,
+        continue_stopped: bool = False,
     ) -> None:
         check_run_options(concurrency, policy)
         self._targets = targets
-        self._recorded = recorded or {}
         self._run_one = run_one
+        self._run_back = roll_back_one or run_one
         self._read_before = read_before
         self._concurrency = concurrency
         self._policy = policy or _NO_POLICY
+        # A plain run (no policy) records no rollout state: only its servers' outcomes.
+        self._rolls = policy is not None
+        self._journal = journal
+        self._restored = _NOTHING_RECORDED if journal is None else journal.restored()
+        self._continue_stopped = continue_stopped
         self.report = report
         self._on_outcome = on_outcome
         self._results: list[RebuildOutcome | None] = [None] * len(targets)
@@ -207,29 +287,28 @@ class BulkRun:
         self._callback_errors: list[BaseException] = []
         self._wake = anyio.Event()
         self._group: anyio.abc.TaskGroup | None = None
-        self._skipped_matching = 0
         self.scheduler: RolloutScheduler | None = None
 
     # -- the run ---------------------------------------------------------------------------
 
     async def run(self) -> list[RebuildOutcome]:
         """Every server's outcome, in the order given (a repeated id: ``invalid`` again)."""
-        to_run = self._sort_targets()
+        to_roll = self._sort_targets()
         try:
-            if self._policy.skip_matching:
-                to_run = await self._skip_matching(to_run)
-            scheduler = RolloutScheduler(self._policy, to_run, concurrency=self._concurrency)
-            scheduler.state.skipped_matching = self._skipped_matching
-            self.scheduler = scheduler
-            self.report.rollout = scheduler.state
+            scheduler, resumed = await self._schedule(to_roll)
             if not self._callback_errors:
                 async with anyio.create_task_group() as group:
                     self._group = group
+                    for server_id in resumed:
+                        # Accepted (or maybe) by an earlier driver: its rebuild goes on.
+                        group.start_soon(self._one, scheduler, server_id, True)
                     await self._drive(scheduler, group)
             if not self._callback_errors:
-                self._skip_unstarted(scheduler)
+                await self._skip_unstarted(scheduler)
                 if scheduler.state.phase is RolloutPhase.STOPPED and self._policy.rollback:
                     await self._roll_back(scheduler)
+                if self._journal is not None and self._rolls:
+                    await self._journal.rollout(scheduler.state, ended=True)
         except anyio.get_cancelled_exc_class():
             logger.warning(
                 "bulk rebuild cancelled: %d of %d servers had their rebuild submitted",
@@ -242,8 +321,9 @@ class BulkRun:
         return [outcome for outcome in self._results if outcome is not None]
 
     def _sort_targets(self) -> list[str]:
-        """The distinct servers to run, in order; repeats and missing requests settled now."""
-        to_run: list[str] = []
+        """The distinct servers with a request, in order; repeats, missing requests and the
+        outcomes a journal recorded settled now."""
+        to_roll: list[str] = []
         report = self.report
         for index, (server_id, request) in enumerate(self._targets):
             if server_id in self._index:
@@ -256,13 +336,13 @@ class BulkRun:
                 report.repeated.append(server_id)
                 continue
             self._index[server_id] = index
-            if request is None or server_id in self._recorded:
-                continue
-            self._requests[server_id] = request
-            to_run.append(server_id)
+            if request is not None:
+                self._requests[server_id] = request
+                to_roll.append(server_id)
         report.total = len(self._index)
+        recorded = self._restored.outcomes
         for server_id in self._index:
-            known = self._recorded.get(server_id)
+            known = recorded.get(server_id)
             if known is not None:
                 # Finished in an earlier run of the same journal: reported as it was recorded.
                 if known.submitted:
@@ -271,7 +351,38 @@ class BulkRun:
             elif server_id not in self._requests:
                 error = InvalidRequest(f"no RebuildRequest given for server {server_id!r}")
                 self._record(_error_outcome(server_id, error, False))
-        return to_run
+        return to_roll
+
+    async def _schedule(self, to_roll: list[str]) -> tuple[RolloutScheduler, list[str]]:
+        """The scheduler, with the servers it rolls chosen; restored from the journal when it
+        records the rollout already. Also the servers an earlier driver left in flight."""
+        restored, journal = self._restored, self._journal
+        if restored.began or not self._policy.skip_matching:
+            # Chosen once, when the rollout began: the same servers, whatever they show now.
+            to_run = [s for s in to_roll if not _matched(restored.outcomes.get(s))]
+        else:
+            to_run = await self._skip_matching([s for s in to_roll if s not in restored.outcomes])
+        rolled = set(to_run)
+        resumed = [s for s in restored.in_flight if s in rolled and s not in restored.outcomes]
+        scheduler = RolloutScheduler.restore(
+            self._policy,
+            to_run,
+            concurrency=self._concurrency,
+            history=restored.history,
+            in_flight=resumed,
+        )
+        scheduler.state.skipped_matching = sum(
+            _matched(self.report.outcomes.get(s)) for s in to_roll
+        )
+        self.scheduler = scheduler
+        self.report.rollout = scheduler.state
+        if journal is not None and self._rolls:
+            if self._continue_stopped and scheduler.restart():
+                # Written before any server the stop had left is sent.
+                await journal.rollout(scheduler.state, Restarted())
+            elif not restored.began:
+                await journal.rollout(scheduler.state)
+        return scheduler, resumed
 
     async def _skip_matching(self, server_ids: list[str]) -> list[str]:
         """Read every server first; those already matching their request are skipped."""
@@ -287,11 +398,11 @@ class BulkRun:
             for server_id in server_ids:
                 group.start_soon(read, server_id)
         remaining: list[str] = []
+        skipped: list[RebuildOutcome] = []
         for server_id in server_ids:
             before = self._befores.get(server_id)
             if before is not None and matches(before, self._requests[server_id]):
-                self._skipped_matching += 1
-                self._record(
+                skipped.append(
                     # ok: the server is as asked, proven by this read; nothing was sent.
                     RebuildOutcome(
                         server_id,
@@ -303,6 +414,7 @@ class BulkRun:
                 )
             else:
                 remaining.append(server_id)
+        await self._land(skipped)
         return remaining
 
     async def _drive(self, scheduler: RolloutScheduler, group: anyio.abc.TaskGroup) -> None:
@@ -332,7 +444,9 @@ class BulkRun:
             self._befores[server_id] = before
         return before
 
-    async def _one(self, scheduler: RolloutScheduler, server_id: str) -> None:
+    async def _one(
+        self, scheduler: RolloutScheduler, server_id: str, resumed: bool = False
+    ) -> None:
         request = self._requests[server_id]
         try:
             # One span and one outcome metric per server, its read before included (a server
@@ -340,8 +454,8 @@ class BulkRun:
             with _telemetry.rebuild(server_id, outcome_kind):
                 # Read when it starts, not when the run did: the state to return to is
                 # evidence taken close to the request (a rollout may start a server hours
-                # after the first).
-                before = await self._before(server_id)
+                # after the first). A rebuild an earlier driver sent has its read recorded.
+                before = None if resumed else await self._before(server_id)
                 server = await self._run_one(
                     server_id, request, before, lambda sent: self._submitted(server_id, sent)
                 )
@@ -349,7 +463,7 @@ class BulkRun:
             outcome = _error_outcome(server_id, error, server_id in self.report.submitted)
         else:
             outcome = await self._health_gate(server_id, server)
-        self._finished(scheduler, outcome)
+        await self._finished(scheduler, outcome)
 
     async def _health_gate(self, server_id: str, server: Server) -> RebuildOutcome:
         """ok once the policy's health check passes; unhealthy when it never does in time."""
@@ -400,23 +514,38 @@ class BulkRun:
                 # The caller's own bug: stop the run (in-flight ones too) and raise it as it is.
                 self._fail_with(exc)
                 return
+        fraction = scheduler.state.checkpoint_due
         scheduler.resolve_checkpoint(go_on)
+        if self._journal is not None and fraction is not None:
+            # Before any server past the checkpoint starts: a resume does not ask again.
+            await self._journal.rollout(scheduler.state, CheckpointAnswered(fraction, go_on))
 
     # -- rolling back ----------------------------------------------------------------------
 
     async def _roll_back(self, scheduler: RolloutScheduler) -> None:
-        """Rebuild back every server this run rebuilt (or may have), as paced as the rollout."""
+        """Rebuild back every server this run rebuilt (or may have), as paced as the rollout;
+        a server whose rebuild back a journal recorded as ended is not rebuilt back again."""
         candidates = [
             server_id
             for server_id in self._index
             if (outcome := self.report.outcomes.get(server_id)) is not None and outcome.submitted
         ]
         scheduler.begin_rollback(len(candidates))
+        if self._journal is not None:
+            await self._journal.rollout(scheduler.state)
+        restored = self._restored
         limiter = anyio.CapacityLimiter(scheduler.width)
         async with anyio.create_task_group() as group:
             self._group = group
             for server_id in candidates:
-                group.start_soon(self._roll_back_one, scheduler, server_id, limiter)
+                done = restored.rollbacks.get(server_id)
+                if done is None:
+                    group.start_soon(self._roll_back_one, scheduler, server_id, limiter)
+                    continue
+                if server_id in restored.rollback_sent:
+                    self.report.rollback_submitted.add(server_id)
+                scheduler.rolled_back()
+                self._record(done)
 
     async def _roll_back_one(
         self, scheduler: RolloutScheduler, server_id: str, limiter: anyio.CapacityLimiter
@@ -426,11 +555,13 @@ class BulkRun:
         async with limiter:
             try:
                 before = self._befores.get(server_id)
+                if before is None and self._journal is not None:
+                    before = self._journal.before_of(server_id)
                 if before is None:
                     raise InvalidRequest(f"server {server_id}'s state before the run is unknown")
                 back = restore_request(before, self._requests[server_id])
                 # The state to return from is read anew: the forward rebuild changed it.
-                server = await self._run_one(
+                server = await self._run_back(
                     server_id, back, None, lambda sent: self._rollback_submitted(server_id, sent)
                 )
             except EcsError as error:
@@ -453,7 +584,7 @@ class BulkRun:
                     reason=f"rebuilt back to image {back.image_ref}: {reason}",
                 )
         scheduler.rolled_back()
-        self._record(outcome)
+        await self._land([outcome], rollback=True)
 
     # -- the transitions -------------------------------------------------------------------
 
@@ -472,19 +603,33 @@ class BulkRun:
         else:
             self.report.rollback_submitted.discard(server_id)
 
-    def _finished(self, scheduler: RolloutScheduler, outcome: RebuildOutcome) -> None:
+    async def _finished(self, scheduler: RolloutScheduler, outcome: RebuildOutcome) -> None:
         scheduler.finished(outcome.server_id, ok=outcome.ok, submitted=outcome.submitted)
-        self._record(outcome)
+        # Journaled in the order the scheduler counted them (nothing awaited in between), so
+        # that a later run counts them in the same order.
+        await self._land([outcome])
         self._wake.set()
 
-    def _skip_unstarted(self, scheduler: RolloutScheduler) -> None:
+    async def _skip_unstarted(self, scheduler: RolloutScheduler) -> None:
         reason = scheduler.state.stopped_reason
-        for server_id in scheduler.never_started:
-            self._record(
+        await self._land(
+            [
                 RebuildOutcome(
                     server_id, False, OutcomeKind.SKIPPED, reason=f"not started: {reason}"
                 )
-            )
+                for server_id in scheduler.never_started
+                if server_id not in self.report.outcomes
+            ]
+        )
+
+    async def _land(self, outcomes: list[RebuildOutcome], *, rollback: bool = False) -> None:
+        """Outcomes journaled (when a journal is kept), then recorded: an outcome the caller
+        sees is one a crash cannot lose."""
+        if self._journal is not None and outcomes:
+            state = self.scheduler.state if self._rolls and self.scheduler else None
+            await self._journal.record(outcomes, rollback=rollback, state=state)
+        for outcome in outcomes:
+            self._record(outcome)
 
     def _record(self, outcome: RebuildOutcome) -> None:
         self._results[self._index[outcome.server_id]] = outcome
@@ -544,11 +689,16 @@ async def run_bulk(
     on_outcome: OutcomeCallback | None = None,
     policy: RolloutPolicy | None = None,
     read_before: ReadBefore | None = None,
-    recorded: Mapping[str, RebuildOutcome] | None = None,
+    roll_back_one: RunOne | None = None,
+    journal: RunJournal | None = None,
+    continue_stopped: bool = False,
 ) -> list[RebuildOutcome]:
     """Run ``run_one`` for every target as ``policy`` allows; outcomes in order.
 
-    ``recorded`` outcomes (from a journal) are reported as they are, without running.
+    With a ``journal``, every outcome and every rollout decision is recorded there, and what
+    it recorded before is gone on from: outcomes reported as they are, the rollout's state
+    restored, rebuilds in flight continued (``run_one`` continues them; ``roll_back_one``,
+    the rebuilds back). ``continue_stopped`` continues a rollout that stopped.
     """
     run = BulkRun(
         targets,
@@ -558,6 +708,8 @@ async def run_bulk(
         on_outcome=on_outcome,
         policy=policy,
         read_before=read_before,
-        recorded=recorded,
+        roll_back_one=roll_back_one,
+        journal=journal,
+        continue_stopped=continue_stopped,
     )
     return await run.run()

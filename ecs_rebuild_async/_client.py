@@ -29,7 +29,7 @@ from ._bulk import (
 )
 from ._compute import ComputeApi, check_server_id
 from ._config import ClientConfig, config_from_cloud, config_from_env
-from ._durable import JournalStore, journal_at, journaled_run, open_durable
+from ._durable import JournalStore, journal_at, journaled_run, open_durable, recorded_policy
 from ._errors import (
     EcsError,
     InvalidRequest,
@@ -551,10 +551,9 @@ class AsyncEcsClient:
         the run).
 
         ``journal`` (a file path) makes the run durable: every intent, acceptance and outcome
-        is written there first, and calling again with the same journal (or :meth:`resume`)
-        continues the run after a crash without rebuilding any server twice. A journal does
-        not record a rollout's own state yet, so ``journal`` and ``policy`` are not taken
-        together.
+        is written there first, and a rollout's policy and decisions with them; calling again
+        with the same journal (and the same policy), or :meth:`resume`, continues the run after
+        a crash or a Ctrl-C without rebuilding any server twice.
         """
         limit = self._checked_timeout(timeout)
         targets = normalize_targets(servers, request)
@@ -562,12 +561,6 @@ class AsyncEcsClient:
         report = report if report is not None else BulkReport()
         known = dict(before or {})
         if journal is not None:
-            if policy is not None:
-                raise InvalidRequest(
-                    "a journal does not record a rollout's state yet: give journal= or "
-                    "policy=, not both",
-                    field="journal",
-                )
             return await self._rebuild_many_journaled(
                 targets,
                 journal_at(journal),
@@ -579,25 +572,11 @@ class AsyncEcsClient:
                 on_event=on_event,
                 report=report,
                 known=known,
+                policy=policy,
             )
         befores, listed_at = await self._read_fleet([sid for sid, _ in targets if sid not in known])
         befores.update(known)
-
-        async def read_before(server_id: str) -> Server:
-            before = befores.pop(server_id, None)
-            if before is None or anyio.current_time() - listed_at > _FLEET_STATE_FRESH:
-                # Listed long before this server's turn (a rollout may reach it hours later):
-                # the server may have changed since. Its own read is the evidence close to
-                # the request, and it is part of the server's rebuild, inside its timeout.
-                with anyio.move_on_after(limit) as scope:
-                    before = await self.get_server(server_id)
-                if scope.cancelled_caught or before is None:
-                    raise RebuildTimeout(
-                        f"server {server_id} was not rebuilt: the timeout of {limit:g}s passed "
-                        "while it was read, before the rebuild was sent (nothing was sent)",
-                        server=None,
-                    )
-            return before
+        read_before = self._before_reader(befores, listed_at, limit)
 
         async def run_one(
             server_id: str, one_request: RebuildRequest, before: Server | None, mark: Any
@@ -616,6 +595,30 @@ class AsyncEcsClient:
                 policy=policy,
                 read_before=read_before,
             )
+
+    def _before_reader(
+        self, befores: dict[str, Server], listed_at: float, limit: float
+    ) -> Callable[[str], Awaitable[Server]]:
+        """Each server's state before its rebuild: from the fleet's listing while it is fresh,
+        else its own read."""
+
+        async def read_before(server_id: str) -> Server:
+            before = befores.pop(server_id, None)
+            if before is None or anyio.current_time() - listed_at > _FLEET_STATE_FRESH:
+                # Listed long before this server's turn (a rollout may reach it hours later):
+                # the server may have changed since. Its own read is the evidence close to
+                # the request, and it is part of the server's rebuild, inside its timeout.
+                with anyio.move_on_after(limit) as scope:
+                    before = await self.get_server(server_id)
+                if scope.cancelled_caught or before is None:
+                    raise RebuildTimeout(
+                        f"server {server_id} was not rebuilt: the timeout of {limit:g}s passed "
+                        "while it was read, before the rebuild was sent (nothing was sent)",
+                        server=None,
+                    )
+            return before
+
+        return read_before
 
     async def plan_rollout(
         self,
@@ -701,9 +704,9 @@ class AsyncEcsClient:
         on_event: EventCallback | None,
         report: BulkReport,
         known: Mapping[str, Server],
+        policy: RolloutPolicy | None,
+        continue_stopped: bool = False,
     ) -> list[RebuildOutcome]:
-        if concurrency < 1:
-            raise InvalidRequest("concurrency must be at least 1", field="concurrency")
         durable = await open_durable(
             store,
             targets,
@@ -711,9 +714,10 @@ class AsyncEcsClient:
             endpoint=await self._session.compute_url(),
             concurrency=concurrency,
             timeout=timeout,
+            policy=policy,
+            continue_stopped=continue_stopped,
         )
         try:
-            recorded = durable.recorded_outcomes()
             fresh = durable.not_started([server_id for server_id, _ in targets])
             befores, listed_at = await self._read_fleet([s for s in fresh if s not in known])
             befores.update(known)
@@ -739,23 +743,24 @@ class AsyncEcsClient:
                 tracker = self._track(server_id, one, before, accepted)
                 return await self._wait(tracker, limit, on_event)
 
-            async def run_one(
-                server_id: str, one: RebuildRequest, _: Server | None, mark: Any
-            ) -> Server:
-                before = befores.pop(server_id, None)
-                if anyio.current_time() - listed_at > _FLEET_STATE_FRESH:
-                    before = None  # read long ago: the server's own read is the evidence
-                return await durable.run_one(
-                    server_id,
-                    one,
-                    mark,
-                    before=before,
-                    read=self.get_server,
-                    rebuild=rebuild,
-                    wait=wait,
-                    ops=ops,
-                    settle=self._settings.reconcile_settle,
-                )
+            def run_in_phase(rollback: bool) -> Callable[..., Awaitable[Server]]:
+                async def run_one(
+                    server_id: str, one: RebuildRequest, before: Server | None, mark: Any
+                ) -> Server:
+                    return await durable.run_one(
+                        server_id,
+                        one,
+                        mark,
+                        before=before,
+                        read=self.get_server,
+                        rebuild=rebuild,
+                        wait=wait,
+                        ops=ops,
+                        settle=self._settings.reconcile_settle,
+                        rollback=rollback,
+                    )
+
+                return run_one
 
             outcomes: list[RebuildOutcome] = []
             async with anyio.create_task_group() as group:
@@ -768,11 +773,15 @@ class AsyncEcsClient:
                 group.start_soon(guard)
                 outcomes = await run_bulk(
                     targets,
-                    run_one,
+                    run_in_phase(False),
                     concurrency=concurrency,
                     report=report,
                     on_outcome=on_outcome,
-                    recorded=recorded,
+                    policy=policy,
+                    read_before=self._before_reader(befores, listed_at, limit),
+                    roll_back_one=run_in_phase(True),
+                    journal=durable,
+                    continue_stopped=continue_stopped,
                 )
                 group.cancel_scope.cancel()
         finally:
@@ -785,6 +794,8 @@ class AsyncEcsClient:
         self,
         journal: str | os.PathLike[str],
         *,
+        policy: RolloutPolicy | None = None,
+        continue_stopped: bool = False,
         admin_pass: str | Unset = UNSET,
         user_data: str | bytes | Unset | None = UNSET,
         concurrency: int | None = None,
@@ -796,17 +807,44 @@ class AsyncEcsClient:
         """Continue the run a journal records, as :meth:`rebuild_many` with that journal would.
 
         The servers and requests come from the journal. A request sent with ``adminPass`` or
-        ``user_data`` is not stored with them: give them again (they must be the same).
+        ``user_data`` is not stored with them: give them again (they must be the same). A
+        rollout goes on under the policy it began with: ``policy=None`` takes it from the
+        journal, which cannot store code, so a policy with a ``health_check`` or an
+        ``on_checkpoint`` must be given again (another policy raises ``JournalMismatch``).
+
+        A rollout that stopped (a failed canary, its failure budget, a checkpoint's no) stays
+        stopped: its outcomes are reported from the journal, nothing is sent, and the servers
+        the stop left unstarted stay ``skipped`` with the stop's reason. ``continue_stopped``
+        starts them: the rollout goes on where it stopped, with the budget it had used (its
+        failures still count, so after a stop on the budget the next failure stops it again).
+        It cannot be used with a policy that rolls back.
         """
+        if not isinstance(continue_stopped, bool):
+            raise InvalidRequest("continue_stopped must be True or False", field="continue_stopped")
+        check_run_options(1 if concurrency is None else concurrency, policy)
         targets, run = journaled_run(journal, admin_pass=admin_pass, user_data=user_data)
-        return await self.rebuild_many(
-            targets,
+        if policy is None:
+            policy = recorded_policy(run, os.path.basename(os.fspath(journal)))
+        if continue_stopped and policy is not None and policy.rollback:
+            raise InvalidRequest(
+                "continue_stopped cannot go on with a rollout that rolls back when it stops "
+                "(its stop rebuilt back what it had rebuilt)",
+                field="continue_stopped",
+            )
+        timeout = run.timeout if timeout is None else timeout
+        return await self._rebuild_many_journaled(
+            normalize_targets(targets, None),
+            journal_at(journal),
+            name=os.fspath(journal),
             concurrency=run.concurrency if concurrency is None else concurrency,
-            timeout=run.timeout if timeout is None else timeout,
+            timeout=timeout,
+            limit=self._checked_timeout(timeout),
             on_outcome=on_outcome,
             on_event=on_event,
-            report=report,
-            journal=journal,
+            report=report if report is not None else BulkReport(),
+            known={},
+            policy=policy,
+            continue_stopped=continue_stopped,
         )
 
     async def _read_fleet(self, server_ids: list[str]) -> tuple[dict[str, Server], float]:

@@ -2,15 +2,16 @@
 
 Before each POST the intent is written (server, attempt, the service's time before sending);
 after it, the acceptance (request id, service time) or the proof that it was not carried out,
-or that its answer was unclear; at the end the outcome. A run opened again on the same journal
-(after a crash, a Ctrl-C, a stop) reports finished servers from the journal, waits for the
-accepted ones, reconciles the ones whose POST may have been on the wire (the rules of a lost
-answer), and starts the rest. Takes callables, not the client.
+or that its answer was unclear; at the end the outcome. A rollout's own state is written as it
+changes: the policy with the run, then its decisions (see ``_bulk.RunJournal``). A run opened
+again on the same journal (after a crash, a Ctrl-C, a stop) reports finished servers from the
+journal, restores the rollout's state, waits for the accepted rebuilds (and rebuilds back),
+reconciles the ones whose POST may have been on the wire (the rules of a lost answer), and
+starts the rest. Takes callables, not the client.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -20,9 +21,10 @@ from typing import Any
 import anyio
 import attrs
 
-from ._bulk import outcome_kind
+from ._bulk import Restored
 from ._errors import (
     EcsError,
+    InvalidRequest,
     JournalInUse,
     JournalMismatch,
     RebuildOutcomeUnknown,
@@ -31,7 +33,12 @@ from ._errors import (
     TransportError,
 )
 from ._journal import (
+    BEGAN,
+    CHECKPOINT,
+    ENDED,
     FORWARD,
+    PHASE,
+    RESTARTED,
     ROLLBACK,
     Event,
     EventKind,
@@ -39,12 +46,14 @@ from ._journal import (
     JournalStore,
     Progress,
     RequestRecord,
+    RolloutRecord,
     RunRecord,
     ServerRecord,
     SqliteJournal,
     Stage,
     before_record,
     fingerprint,
+    never_started,
     new_salt,
     outcome_from_record,
     outcome_to_record,
@@ -54,8 +63,19 @@ from ._journal import (
     server_from_before,
     strip_secrets,
 )
-from ._models import UNSET, OutcomeKind, RebuildOutcome, RebuildRequest, Server, Unset
+from ._models import UNSET, RebuildOutcome, RebuildRequest, Server, Unset
 from ._rebuild import Accepted, Operations, reconcile_in_doubt
+from ._rollout import (
+    CheckpointAnswered,
+    Finished,
+    HistoryItem,
+    Restarted,
+    RolloutPolicy,
+    RolloutState,
+    describe_policy,
+    policy_differences,
+    policy_from_description,
+)
 from ._serde import converter, request_to_wire
 from ._version import __version__
 
@@ -64,9 +84,11 @@ __all__ = [
     "audit",
     "JournalStore",
     "PostWithId",
+    "described",
     "journal_at",
     "journaled_run",
     "open_durable",
+    "recorded_policy",
 ]
 
 logger = logging.getLogger("ecs_rebuild_async")
@@ -137,18 +159,63 @@ def _fingerprints(
     return prints, records
 
 
+def described(policy: RolloutPolicy | None) -> dict[str, Any] | None:
+    """What a journal records of a policy (None: a plain run; the default policy is one)."""
+    if policy is None or policy == RolloutPolicy():
+        return None
+    return describe_policy(policy)
+
+
+def _check_same_policy(
+    recorded: Mapping[str, Any] | None, given: Mapping[str, Any] | None, name: str
+) -> None:
+    if recorded is None and given is None:
+        return
+    if recorded is None:
+        raise JournalMismatch(
+            f"the journal {name} records a run without a rollout policy, and this call gives "
+            "one; use a new journal file for a new run"
+        )
+    if given is None:
+        raise JournalMismatch(
+            f"the journal {name} records a rollout: give its policy again (resume() rebuilds "
+            "a policy without a health check or on_checkpoint from the journal)"
+        )
+    differences = policy_differences(recorded, given)
+    if differences:
+        raise JournalMismatch(
+            f"the journal {name} records another rollout policy ({'; '.join(differences)}); "
+            "a run goes on under the policy it began with (a new run needs a new journal file)"
+        )
+
+
+def recorded_policy(run: RunRecord, name: str) -> RolloutPolicy | None:
+    """The policy a run recorded, when it needs no code (a health check, an on_checkpoint)."""
+    if run.policy is None:
+        return None
+    try:
+        return policy_from_description(run.policy)
+    except InvalidRequest as exc:
+        raise JournalMismatch(
+            f"the journal {name} records a rollout whose policy has code ({exc.field}), which "
+            "a journal does not store: give the same policy again (resume(..., policy=...))"
+        ) from None
+
+
 def _check_same_run(
     state: JournalState,
     targets: Sequence[tuple[str, RebuildRequest | None]],
     prints: Sequence[str],
     endpoint: str | None,
     name: str,
+    policy: Mapping[str, Any] | None,
 ) -> None:
     run = state.run
     if run.endpoint and endpoint and run.endpoint.rstrip("/") != endpoint.rstrip("/"):
         raise JournalMismatch(
             f"the journal {name} records a run on another endpoint ({run.endpoint})"
         )
+    _check_same_policy(run.policy, policy, name)
     recorded = {s.server_id: s.fingerprint for s in state.servers}
     given = {server_id: fp for (server_id, _), fp in zip(targets, prints, strict=True)}
     if recorded.keys() != given.keys():
@@ -216,8 +283,8 @@ async def open_durable(
     endpoint: str | None,
     concurrency: int,
     timeout: float | None,
-    policy: Mapping[str, Any] | None = None,
-    restart_skipped: bool = False,
+    policy: RolloutPolicy | None = None,
+    continue_stopped: bool = False,
 ) -> DurableRun:
     """Claim the journal and create its run, or check that it records this very run."""
     # A server listed twice is reported invalid by the bulk runner: the run is its first listing.
@@ -230,6 +297,7 @@ async def open_durable(
         salt = new_salt() if state is None else state.run.salt
         # scrypt over each distinct secret takes tens of milliseconds: not on the event loop.
         prints, requests = await anyio.to_thread.run_sync(_fingerprints, salt, targets)
+        description = described(policy)
         if state is None:
             run = RunRecord(
                 run_id=new_salt()[:32],
@@ -239,7 +307,7 @@ async def open_durable(
                 library_version=__version__,
                 concurrency=concurrency,
                 timeout=timeout,
-                policy=None if policy is None else dict(policy),
+                policy=description,
             )
             servers = [
                 ServerRecord(position, server_id, fp)
@@ -248,13 +316,18 @@ async def open_durable(
             await store.create(run, servers, list(requests.values()))
             state = JournalState(run=run, servers=tuple(servers), requests=requests, events=())
         else:
-            _check_same_run(state, targets, prints, endpoint, name)
+            _check_same_run(state, targets, prints, endpoint, name, description)
     except BaseException:
         with anyio.CancelScope(shield=True):
             await store.release()
         raise
     secrets = [s for _, request in targets for s in _secrets_of(request)]
-    return DurableRun(store, state, secrets=secrets, restart_skipped=restart_skipped)
+    return DurableRun(store, state, secrets=secrets, continue_stopped=continue_stopped)
+
+
+def _phase_key(state: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What a change of phase changes (a record is written when it does)."""
+    return (state.get("phase"), state.get("checkpoint_due"), state.get("stopped_reason"))
 
 
 @attrs.define
@@ -266,10 +339,12 @@ class _Attempts:
 
 
 class DurableRun:
-    """One journaled run, claimed by this process.
+    """One journaled run, claimed by this process: the bulk runner's ``RunJournal``.
 
     A server has up to two phases in a run: FORWARD (its rebuild) and ROLLBACK (its rebuild
     back, when a rollout stops and rolls back); each has its own attempts and outcome.
+    ``continue_stopped``: the servers a rollout's stop left unstarted are not reported as
+    finished, so that a restarted rollout starts them.
     """
 
     def __init__(
@@ -278,7 +353,7 @@ class DurableRun:
         state: JournalState,
         *,
         secrets: list[str],
-        restart_skipped: bool = False,
+        continue_stopped: bool = False,
     ) -> None:
         self.store = store
         self.state = state
@@ -291,22 +366,12 @@ class DurableRun:
             for phase, progress in self._progress.items()
             for server, p in progress.items()
         }
-        # What earlier drivers recorded, as it was when this run opened the journal.
-        self._opened = {
-            phase: {
-                server: p.outcome
-                for server, p in progress.items()
-                if p.stage is Stage.FINISHED and p.outcome is not None
-            }
-            for phase, progress in self._progress.items()
-        }
-        self._restart_skipped = restart_skipped
-        states = self.rollout_states()
-        self._last_rollout = json.dumps(states[-1], sort_keys=True, default=str) if states else ""
+        self._continue_stopped = continue_stopped
+        rollouts = [e.rollout for e in state.events if e.rollout is not None]
+        self._began = bool(rollouts)
+        self._last_phase = None if not rollouts else _phase_key(rollouts[-1].state)
         self._befores: dict[str, Server] = {}
         self._phase_of: dict[str, str] = {}
-        self._notes: list[Event] = []
-        self._noted = anyio.Event()
         self._lost: JournalInUse | None = None
 
     # -- what the journal already says --
@@ -317,62 +382,64 @@ class DurableRun:
     def stage(self, server_id: str, phase: str = FORWARD) -> Stage:
         return self.progress(server_id, phase).stage
 
-    def recorded_outcomes(self, phase: str = FORWARD) -> dict[str, RebuildOutcome]:
-        """The outcomes written by earlier drivers of this run, reported without a request."""
-        return {
-            server: outcome_from_record(server, p.outcome)
-            for server, p in self._progress[phase].items()
-            if p.stage is Stage.FINISHED and p.outcome is not None
-        }
-
-    # -- what a rollout runner asks (see ``_bulk``): the journal's side of its transitions --
-
-    def recorded(self, server_id: str, phase: str = FORWARD) -> RebuildOutcome | None:
-        """The outcome an earlier driver recorded for this server and phase (None: none, or a
-        server the rollout's stop skipped and this run was asked to restart)."""
-        record = self._opened[phase].get(server_id)
-        if record is None:
-            return None
-        if self._restart_skipped and record.kind == "skipped" and not record.submitted:
-            return None
-        return outcome_from_record(server_id, record)
-
-    def checkpoint_answer(self, fraction: float) -> bool | None:
-        """The answer recorded at this checkpoint by an earlier driver (None: not reached)."""
-        for state in reversed(self.rollout_states()):
-            if fraction in (state.get("checkpoints_passed") or ()):
-                stopped = state.get("stopped_reason") or ""
-                return not stopped.startswith(f"stopped at checkpoint {fraction:.0%}")
-        return None
-
-    def rollout(self, state: object) -> None:
-        """Note the rollout's state when what it says has changed."""
-        data = converter.unstructure(state)
-        if not isinstance(data, dict):
-            return
-        key = json.dumps(data, sort_keys=True, default=str)
-        if key != self._last_rollout:
-            self._last_rollout = key
-            self.note_rollout(data)
-
     def not_started(self, server_ids: Sequence[str]) -> list[str]:
         return [s for s in server_ids if self.stage(s) is Stage.NOT_STARTED]
 
+    def restored(self) -> Restored:
+        """What earlier drivers of this run recorded, as the bulk runner goes on from it."""
+        forward, back = self._progress[FORWARD], self._progress[ROLLBACK]
+        outcomes = {
+            server: outcome_from_record(server, p.outcome)
+            for server, p in forward.items()
+            if p.stage is Stage.FINISHED
+            and p.outcome is not None
+            and not (self._continue_stopped and never_started(p.outcome))
+        }
+        history: list[HistoryItem] = []
+        for event in self.state.events:
+            record = event.rollout
+            if record is not None and record.change == CHECKPOINT and record.checkpoint is not None:
+                history.append(CheckpointAnswered(record.checkpoint, bool(record.go_on)))
+            elif record is not None and record.change == RESTARTED:
+                history.append(Restarted())
+            elif (
+                event.kind is EventKind.OUTCOME
+                and event.phase == FORWARD
+                and event.server_id is not None
+                and event.outcome is not None
+                and event.outcome.kind != "skipped"  # not started, or already matching
+            ):
+                history.append(Finished(event.server_id, event.outcome.ok, event.outcome.submitted))
+        in_doubt = (Stage.ACCEPTED, Stage.IN_DOUBT)
+        return Restored(
+            began=self._began,
+            outcomes=outcomes,
+            history=history,
+            in_flight=[
+                s.server_id for s in self.state.servers if self.stage(s.server_id) in in_doubt
+            ],
+            rollbacks={
+                server: outcome_from_record(server, p.outcome)
+                for server, p in back.items()
+                if p.stage is Stage.FINISHED and p.outcome is not None
+            },
+            rollback_sent=frozenset(
+                server for server, p in back.items() if p.accepted or p.stage is Stage.IN_DOUBT
+            ),
+        )
+
     def before_of(self, server_id: str) -> Server | None:
-        """The server as it was before this run rebuilt it (from the journal)."""
+        """The server as it was before an earlier driver sent its rebuild (from the journal)."""
         record = self.progress(server_id).before
         return None if record is None else server_from_before(server_id, record)
 
-    def rollout_states(self) -> list[dict[str, Any]]:
-        """The rollout states recorded so far, oldest first."""
-        return [
-            dict(e.rollout) for e in self.state.events if e.kind is EventKind.ROLLOUT and e.rollout
-        ]
-
     # -- writing --
 
-    async def _append(self, event: Event, *, shield: bool = False) -> None:
-        stamped = [*self._take_notes(), attrs.evolve(event, recorded_at=_now())]
+    async def _append(self, events: Sequence[Event], *, shield: bool = False) -> None:
+        # Nothing is awaited before the store takes the events: they keep the order in which
+        # the runner made its decisions.
+        now = _now()
+        stamped = [attrs.evolve(event, recorded_at=now) for event in events]
         if shield:
             # Written even if the run is being cancelled: the answer it records is real.
             with anyio.CancelScope(shield=True):
@@ -380,36 +447,64 @@ class DurableRun:
         else:
             await self.store.append(stamped)
 
-    def _take_notes(self) -> list[Event]:
-        notes, self._notes = self._notes, []
-        return notes
-
-    def note(self, event: Event) -> None:
-        """Record without waiting (from code that cannot await): written with the next record,
-        or by :meth:`flush_notes` soon after. Kept in order with every other record."""
-        self._notes.append(attrs.evolve(event, recorded_at=_now()))
-        self._noted.set()
-
-    async def flush_notes(self) -> None:
-        notes = self._take_notes()
-        if notes:
-            with anyio.CancelScope(shield=True):
-                await self.store.append(notes)
-
-    def note_rollout(self, state: Mapping[str, Any]) -> None:
-        """The rollout's own state (phase, canary, checkpoints, budget, stop, rollback)."""
-        self.note(Event(EventKind.ROLLOUT, rollout=dict(state)))
-
     def _outcome_event(self, outcome: RebuildOutcome, phase: str) -> Event:
         record = outcome_to_record(outcome, secrets=self._secrets)
-        self._progress[phase][outcome.server_id] = Progress(Stage.FINISHED, outcome=record)
+        old = self._progress[phase].get(outcome.server_id, Progress())
+        self._progress[phase][outcome.server_id] = attrs.evolve(
+            old, stage=Stage.FINISHED, outcome=record
+        )
         return Event(EventKind.OUTCOME, outcome.server_id, outcome=record, phase=phase)
 
-    async def record_outcome(self, outcome: RebuildOutcome, phase: str = FORWARD) -> None:
-        await self._append(self._outcome_event(outcome, phase), shield=True)
+    def _rollout_event(
+        self,
+        state: RolloutState,
+        decision: CheckpointAnswered | Restarted | None = None,
+        *,
+        ended: bool = False,
+    ) -> Event | None:
+        data = converter.unstructure(state)
+        key = _phase_key(data)
+        if isinstance(decision, CheckpointAnswered):
+            record = RolloutRecord(
+                CHECKPOINT, data, checkpoint=decision.checkpoint, go_on=decision.go_on
+            )
+        elif isinstance(decision, Restarted):
+            record = RolloutRecord(RESTARTED, data)
+        elif ended:
+            record = RolloutRecord(ENDED, data)
+        elif not self._began:
+            record = RolloutRecord(BEGAN, data)
+        elif key != self._last_phase:
+            record = RolloutRecord(PHASE, data)
+        else:
+            return None
+        self._began, self._last_phase = True, key
+        return Event(EventKind.ROLLOUT, rollout=record)
 
-    def note_outcome(self, outcome: RebuildOutcome, phase: str = FORWARD) -> None:
-        self.note(self._outcome_event(outcome, phase))
+    async def record(
+        self,
+        outcomes: Sequence[RebuildOutcome],
+        *,
+        rollback: bool = False,
+        state: RolloutState | None = None,
+    ) -> None:
+        """Outcomes, and the rollout's phase when they changed it, in one commit."""
+        phase = ROLLBACK if rollback else FORWARD
+        events = [self._outcome_event(outcome, phase) for outcome in outcomes]
+        change = None if state is None else self._rollout_event(state)
+        await self._append([*events, *([change] if change else [])], shield=True)
+
+    async def rollout(
+        self,
+        state: RolloutState,
+        decision: CheckpointAnswered | Restarted | None = None,
+        *,
+        ended: bool = False,
+    ) -> None:
+        """The rollout's state, when there is something to say (see ``RunJournal``)."""
+        event = self._rollout_event(state, decision, ended=ended)
+        if event is not None:
+            await self._append([event], shield=True)
 
     async def _record_accepted(
         self, server_id: str, accepted: Accepted, *, request_id: str | None, detail: str | None
@@ -420,15 +515,17 @@ class DurableRun:
             return
         attempts.accepted_recorded = True
         await self._append(
-            Event(
-                EventKind.ACCEPTED,
-                server_id,
-                attempt=attempts.count,
-                service_time=accepted.accepted_at,
-                request_id=request_id,
-                detail=detail,
-                phase=phase,
-            ),
+            [
+                Event(
+                    EventKind.ACCEPTED,
+                    server_id,
+                    attempt=attempts.count,
+                    service_time=accepted.accepted_at,
+                    request_id=request_id,
+                    detail=detail,
+                    phase=phase,
+                )
+            ],
             shield=True,
         )
 
@@ -452,19 +549,23 @@ class DurableRun:
             attempt = attempts.count
             before = self._befores.get(server_id)
             await self._append(
-                Event(
-                    EventKind.INTENT,
-                    server_id,
-                    attempt=attempt,
-                    service_time=bound,
-                    before=None if before is None else before_record(before),
-                    phase=phase,
-                )
+                [
+                    Event(
+                        EventKind.INTENT,
+                        server_id,
+                        attempt=attempt,
+                        service_time=bound,
+                        before=None if before is None else before_record(before),
+                        phase=phase,
+                    )
+                ]
             )
             try:
                 server, date, request_id = await post(server_id, request)
             except EcsError as exc:
-                await self._append(self._after_failure(server_id, attempt, exc, phase), shield=True)
+                await self._append(
+                    [self._after_failure(server_id, attempt, exc, phase)], shield=True
+                )
                 raise
             await self._record_accepted(
                 server_id, Accepted(server, date), request_id=request_id, detail=None
@@ -506,42 +607,15 @@ class DurableRun:
         wait: Wait,
         ops: Operations,
         settle: float,
-        phase: str = FORWARD,
-        record: bool = True,
+        rollback: bool = False,
     ) -> Server:
-        """Rebuild one server (or continue its rebuild) in ``phase``; with ``record``, its
-        outcome is recorded here (without, the caller records it, e.g. after a health gate)."""
-        submitted = [False]
-
-        def track(value: bool) -> None:
-            submitted[0] = value
-            mark_submitted(value)
-
-        self._phase_of[server_id] = phase
-        try:
-            server = await self._continue(
-                server_id, request, track, before, read, rebuild, wait, ops, settle
-            )
-        except EcsError as error:
-            if record:
-                await self.record_outcome(
-                    RebuildOutcome(
-                        server_id=server_id,
-                        ok=False,
-                        kind=outcome_kind(error),
-                        server=getattr(error, "server", None),
-                        error=error,
-                        submitted=submitted[0],
-                    ),
-                    phase,
-                )
-            raise
-        if record:
-            await self.record_outcome(
-                RebuildOutcome(server_id, True, OutcomeKind.OK, server=server, submitted=True),
-                phase,
-            )
-        return server
+        """Rebuild one server, or back (``rollback``), or continue what an earlier driver
+        began: wait for a rebuild it had accepted, reconcile one that may have been on the
+        wire. The outcome is the bulk runner's to record (after its health gate)."""
+        self._phase_of[server_id] = ROLLBACK if rollback else FORWARD
+        return await self._continue(
+            server_id, request, mark_submitted, before, read, rebuild, wait, ops, settle
+        )
 
     async def _continue(
         self,
@@ -595,17 +669,10 @@ class DurableRun:
     # -- ownership --
 
     async def keep_alive(self, interval: float = HEARTBEAT_INTERVAL) -> None:
-        """Beat until cancelled, and write the notes soon after they are taken; stops
-        quietly (``lost`` is set) if another process took the run over."""
-        next_beat = anyio.current_time() + interval
+        """Beat until cancelled; stops quietly (``lost`` is set) if another process took the
+        run over."""
         while True:
-            with anyio.move_on_after(max(next_beat - anyio.current_time(), 0.0)):
-                await self._noted.wait()
-            self._noted = anyio.Event()
-            await self.flush_notes()
-            if anyio.current_time() < next_beat:
-                continue
-            next_beat = anyio.current_time() + interval
+            await anyio.sleep(interval)
             try:
                 await self.store.heartbeat()
             except JournalInUse as exc:
@@ -618,10 +685,7 @@ class DurableRun:
 
     async def close(self) -> None:
         with anyio.CancelScope(shield=True):
-            try:
-                await self.flush_notes()
-            finally:
-                await self.store.release()
+            await self.store.release()
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -642,7 +706,12 @@ def audit(path: str | os.PathLike[str]) -> dict[str, Any]:
     for event in state.events:
         server = event.server_id
         if event.kind is EventKind.ROLLOUT:
-            rollout.append({"at": _iso(event.recorded_at), **(event.rollout or {})})
+            if event.rollout is not None:
+                change = event.rollout
+                entry = {"at": _iso(event.recorded_at), "change": change.change, **change.state}
+                if change.change == CHECKPOINT:
+                    entry.update(checkpoint=change.checkpoint, go_on=change.go_on)
+                rollout.append(entry)
             continue
         if server is None:
             continue
@@ -658,6 +727,7 @@ def audit(path: str | os.PathLike[str]) -> dict[str, Any]:
                 "message": record.message,
                 "status": record.status,
                 "image": record.image_id,
+                "reason": record.reason,
                 "recorded_at": _iso(event.recorded_at),
             }
             continue

@@ -5,12 +5,19 @@ Pure, like the lifecycle: no I/O, no clock, no event loop. The bulk runner asks 
 :class:`RolloutScheduler` what to do and tells it what happened; every decision the scheduler
 makes is recorded in its :class:`RolloutState`, an attrs model that a journal can store as it is.
 The waiting, the health checks, the callbacks and the requests belong to the runner.
+
+A rollout that an earlier process drove is taken up again with :meth:`RolloutScheduler.restore`:
+the scheduler is given, in order, what that process recorded (each server that finished, each
+checkpoint answered, each restart after a stop) and makes every decision again, so that the
+canary, the failure budget, the checkpoints and the stop come out as they were. A policy is
+recorded as :func:`describe_policy` says (its callables only as set or not: they are code).
 """
 
 from __future__ import annotations
 
 import enum
 import inspect
+import json
 import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -22,16 +29,24 @@ from ._errors import InvalidRequest
 from ._models import UNSET, RebuildRequest, Server
 
 __all__ = [
+    "CODE_SETTINGS",
+    "CheckpointAnswered",
+    "Finished",
     "HealthCheck",
     "CheckpointCallback",
+    "HistoryItem",
+    "Restarted",
     "RolloutPhase",
     "RolloutPlan",
     "RolloutPolicy",
     "RolloutProgress",
     "RolloutScheduler",
     "RolloutState",
+    "describe_policy",
     "matches",
     "plan_rollout",
+    "policy_differences",
+    "policy_from_description",
     "restore_request",
     "UNRESTORABLE_FIELDS",
 ]
@@ -199,6 +214,75 @@ class RolloutPolicy:
         return tuple(counts)
 
 
+#: The policy's settings that are code (async callables): a description says only whether
+#: each is set, so a run that had one must be given it again to be continued.
+CODE_SETTINGS: tuple[str, ...] = ("health_check", "on_checkpoint")
+
+
+def describe_policy(policy: RolloutPolicy) -> dict[str, Any]:
+    """The policy as JSON-ready data: every setting as it is (a tuple as a list), and each of
+    :data:`CODE_SETTINGS` as True when one is set. No callable is kept."""
+    description: dict[str, Any] = {}
+    for field in attrs.fields(RolloutPolicy):
+        value = getattr(policy, field.name)
+        if field.name in CODE_SETTINGS:
+            value = value is not None
+        elif isinstance(value, tuple):
+            value = list(value)
+        description[field.name] = value
+    return description
+
+
+def _shown(value: object) -> str:
+    # JSON tells a count (1) from a fraction (1.0), which Python's == does not.
+    return json.dumps(value, sort_keys=True)
+
+
+def policy_differences(recorded: Mapping[str, Any], given: Mapping[str, Any]) -> list[str]:
+    """The settings in which two descriptions differ, as ``name: A there, B here``."""
+    found: list[str] = []
+    for name in sorted(set(recorded) | set(given)):
+        there, here = recorded.get(name), given.get(name)
+        if _shown(there) == _shown(here):
+            continue
+        if name in CODE_SETTINGS:
+            there, here = ("set" if there else "not set"), ("set" if here else "not set")
+        else:
+            there, here = _shown(there), _shown(here)
+        found.append(f"{name}: {there} there, {here} here")
+    return found
+
+
+def policy_from_description(
+    description: Mapping[str, Any],
+    *,
+    health_check: HealthCheck | None = None,
+    on_checkpoint: CheckpointCallback | None = None,
+) -> RolloutPolicy:
+    """The policy a description records, with its code given again: ``health_check`` and
+    ``on_checkpoint`` exactly when the description says they were set. InvalidRequest (naming
+    the setting) when one is missing or not wanted, or when the description is not a policy's.
+    """
+    code = {"health_check": health_check, "on_checkpoint": on_checkpoint}
+    for name, given in code.items():
+        if bool(description.get(name)) != (given is not None):
+            raise InvalidRequest(
+                f"the recorded policy has a {name}, which a journal cannot store (it is code): "
+                "give it again"
+                if given is None
+                else f"the recorded policy has no {name}: give none",
+                field=name,
+            )
+    settings: dict[str, Any] = {}  # the settings that are data
+    names = {field.name for field in attrs.fields(RolloutPolicy)}
+    for name, value in description.items():
+        if name not in names:
+            raise InvalidRequest(f"a rollout policy has no setting {name!r}", field=name)
+        if name not in CODE_SETTINGS:
+            settings[name] = tuple(value) if name == "checkpoints" else value
+    return RolloutPolicy(**settings, health_check=health_check, on_checkpoint=on_checkpoint)
+
+
 class RolloutPhase(str, enum.Enum):
     """Where a rollout stands."""
 
@@ -246,6 +330,8 @@ class RolloutState:
     checkpoints_passed: list[float] = attrs.field(factory=list)
     checkpoint_due: float | None = None
     stopped_reason: str | None = None
+    #: Times a stopped rollout was continued on request (``continue_stopped``).
+    restarts: int = 0
     rollback_total: int = 0
     rollback_finished: int = 0
 
@@ -261,12 +347,38 @@ class RolloutState:
         return self.in_flight + self.down
 
 
+@attrs.frozen
+class Finished:
+    """History: a server's rebuild (and health gate) ended."""
+
+    server_id: str
+    ok: bool
+    submitted: bool
+
+
+@attrs.frozen
+class CheckpointAnswered:
+    """History: the checkpoint at ``checkpoint`` was answered (go on, or stop)."""
+
+    checkpoint: float
+    go_on: bool
+
+
+@attrs.frozen
+class Restarted:
+    """History: a stopped rollout was continued on request."""
+
+
+#: What a rollout recorded, in order, for :meth:`RolloutScheduler.restore` to go on from.
+HistoryItem = Finished | CheckpointAnswered | Restarted
+
+
 class RolloutScheduler:
     """Decides, from what happened so far, what the bulk runner may do next.
 
     The runner calls :meth:`take_startable` for the servers to start now, reports each end
     with :meth:`finished`, answers a due checkpoint with :meth:`resolve_checkpoint`, and, when
-    the rollout stopped and the policy says so, rolls back what :meth:`rollback_of` names.
+    the rollout stopped and the policy says so, rolls back what it rebuilt.
     """
 
     def __init__(
@@ -278,6 +390,9 @@ class RolloutScheduler:
         self.policy = policy
         self._concurrency = concurrency
         self._pending: deque[str] = deque(server_ids)
+        # The servers not started yet: a restored run starts some out of order, and the queue
+        # passes over those.
+        self._unstarted = set(server_ids)
         self._canary_left = set(server_ids[: policy.canary])
         self._checkpoints = deque(policy.checkpoint_counts(fleet))
         self.state = RolloutState(
@@ -298,7 +413,44 @@ class RolloutScheduler:
 
     @property
     def never_started(self) -> tuple[str, ...]:
-        return tuple(self._pending)
+        return tuple(s for s in self._pending if s in self._unstarted)
+
+    @classmethod
+    def restore(
+        cls,
+        policy: RolloutPolicy,
+        server_ids: Sequence[str],
+        *,
+        concurrency: int,
+        history: Iterable[HistoryItem] = (),
+        in_flight: Iterable[str] = (),
+    ) -> RolloutScheduler:
+        """The scheduler of a rollout of ``server_ids`` taken up again: every decision made
+        again from ``history`` (what the rollout recorded, in order), then ``in_flight`` (the
+        servers started and not finished) counted as running. The same policy and servers give
+        the same canary, budget, checkpoints passed and stop as the first time."""
+        scheduler = cls(policy, server_ids, concurrency=concurrency)
+        for item in history:
+            if isinstance(item, Finished):
+                if scheduler._take(item.server_id):
+                    scheduler.finished(item.server_id, ok=item.ok, submitted=item.submitted)
+            elif isinstance(item, CheckpointAnswered):
+                if scheduler.state.checkpoint_due == item.checkpoint:
+                    scheduler.resolve_checkpoint(item.go_on)
+            else:
+                scheduler.restart()
+        for server_id in in_flight:
+            scheduler._take(server_id)
+        return scheduler
+
+    def _take(self, server_id: str) -> bool:
+        """Count one server as started, out of the queue's order (for :meth:`restore`)."""
+        if server_id not in self._unstarted:
+            return False
+        self._unstarted.discard(server_id)
+        self.state.started += 1
+        self.state.in_flight += 1
+        return True
 
     @property
     def over(self) -> bool:
@@ -317,9 +469,12 @@ class RolloutScheduler:
         if self._checkpoints:
             room = min(room, self._checkpoints[0][1] - state.started)
         chosen: list[str] = []
-        while room > 0 and self._pending:
-            chosen.append(self._pending.popleft())
-            room -= 1
+        while room > 0 and self._unstarted:
+            server_id = self._pending.popleft()
+            if server_id in self._unstarted:
+                self._unstarted.discard(server_id)
+                chosen.append(server_id)
+                room -= 1
         state.started += len(chosen)
         state.in_flight += len(chosen)
         self._settle()
@@ -381,6 +536,20 @@ class RolloutScheduler:
             state.phase = RolloutPhase.STOPPED
             state.stopped_reason = reason
 
+    def restart(self) -> bool:
+        """Continue a stopped rollout (asked for explicitly): the servers the stop left
+        unstarted may start. What the rollout used stays used: its failures still count against
+        the budget, so a rollout stopped on its budget stops again at its next failure; the
+        checkpoints passed stay passed. False when the rollout was not stopped."""
+        state = self.state
+        if state.phase is not RolloutPhase.STOPPED:
+            return False
+        state.phase = RolloutPhase.CANARY if self._canary_left else RolloutPhase.ROLLING
+        state.stopped_reason = None
+        state.restarts += 1
+        self._settle()
+        return True
+
     def begin_rollback(self, count: int) -> None:
         self.state.phase = RolloutPhase.ROLLING_BACK
         self.state.rollback_total = count
@@ -405,13 +574,13 @@ class RolloutScheduler:
             state.phase = RolloutPhase.ROLLING
         if state.phase not in (RolloutPhase.CANARY, RolloutPhase.ROLLING) or state.in_flight:
             return
-        if self._checkpoints and state.finished >= self._checkpoints[0][1] and self._pending:
+        if self._checkpoints and state.finished >= self._checkpoints[0][1] and self._unstarted:
             # Due even in the middle of the canary (a checkpoint below the canary's size).
             state.phase = RolloutPhase.PAUSED
             state.checkpoint_due = self._checkpoints[0][0]
         elif state.phase is RolloutPhase.CANARY:
             return
-        elif not self._pending:
+        elif not self._unstarted:
             state.phase = RolloutPhase.DONE
         elif self._room() <= 0:
             # Failed servers fill every place max_unavailable allows: nothing can start again.

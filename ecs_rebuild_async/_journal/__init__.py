@@ -7,7 +7,12 @@ no secret is stored (requests keep a keyed fingerprint of ``adminPass`` and ``us
 from .fingerprint import SECRET_FIELDS, fingerprint, new_salt, strip_secrets
 from .outcomes import before_record, outcome_from_record, outcome_to_record, server_from_before
 from .records import (
+    BEGAN,
+    CHECKPOINT,
+    ENDED,
     FORWARD,
+    PHASE,
+    RESTARTED,
     ROLLBACK,
     BeforeRecord,
     Event,
@@ -16,16 +21,22 @@ from .records import (
     OutcomeRecord,
     Owner,
     RequestRecord,
+    RolloutRecord,
     RunRecord,
     ServerRecord,
 )
-from .replay import Progress, Stage, replay
+from .replay import Progress, Stage, never_started, replay
 from .sqlite import SqliteJournal, read_journal
 from .store import JournalStore
 from .stored import request_from_body
 
 __all__ = [
+    "BEGAN",
+    "CHECKPOINT",
+    "ENDED",
     "FORWARD",
+    "PHASE",
+    "RESTARTED",
     "ROLLBACK",
     "SECRET_FIELDS",
     "BeforeRecord",
@@ -37,12 +48,14 @@ __all__ = [
     "Owner",
     "Progress",
     "RequestRecord",
+    "RolloutRecord",
     "RunRecord",
     "ServerRecord",
     "SqliteJournal",
     "Stage",
     "before_record",
     "fingerprint",
+    "never_started",
     "new_salt",
     "outcome_from_record",
     "outcome_to_record",

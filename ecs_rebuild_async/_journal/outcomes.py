@@ -24,8 +24,14 @@ def _scrub(text: str, secrets: Iterable[str]) -> str:
 
 def outcome_to_record(outcome: RebuildOutcome, *, secrets: Iterable[str] = ()) -> OutcomeRecord:
     """What is stored of an outcome; any text of ``secrets`` an error echoes is masked."""
+    secrets = tuple(secrets)
     error, server = outcome.error, outcome.server
-    record = OutcomeRecord(kind=outcome.kind.value, ok=outcome.ok, submitted=outcome.submitted)
+    record = OutcomeRecord(
+        kind=outcome.kind.value,
+        ok=outcome.ok,
+        submitted=outcome.submitted,
+        reason=None if outcome.reason is None else _scrub(outcome.reason, secrets),
+    )
     if error is not None:
         if isinstance(error, ServiceError):
             record = attrs.evolve(
@@ -86,6 +92,7 @@ def outcome_from_record(server_id: str, record: OutcomeRecord) -> RebuildOutcome
         server=server,
         error=_error_from(record, server),
         submitted=record.submitted,
+        reason=record.reason,
     )
 
 

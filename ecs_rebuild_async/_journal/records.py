@@ -14,7 +14,12 @@ from typing import Any
 import attrs
 
 __all__ = [
+    "BEGAN",
+    "CHECKPOINT",
+    "ENDED",
     "FORWARD",
+    "PHASE",
+    "RESTARTED",
     "ROLLBACK",
     "BeforeRecord",
     "EventKind",
@@ -23,6 +28,7 @@ __all__ = [
     "OutcomeRecord",
     "Owner",
     "RequestRecord",
+    "RolloutRecord",
     "RunRecord",
     "ServerRecord",
     "SCHEMA_VERSION",
@@ -45,7 +51,7 @@ class EventKind(enum.Enum):
     UNCLEAR = "unclear"
     #: How the server ended. At most one per server and run.
     OUTCOME = "outcome"
-    #: The rollout's own state (phase, canary, checkpoints, budget, stop reason, rollback).
+    #: A change of the rollout's own state (see :class:`RolloutRecord`).
     ROLLOUT = "rollout"
 
 
@@ -60,7 +66,7 @@ class RunRecord:
     library_version: str = ""
     concurrency: int = 50
     timeout: float | None = None
-    #: The rollout policy's recorded settings (None: a plain bulk run).
+    #: The rollout policy's settings, its callables only as set or not (None: a plain bulk run).
     policy: dict[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
 
@@ -100,6 +106,30 @@ class OutcomeRecord:
     status: str | None = None
     image_id: str | None = None
     updated: datetime | None = None
+    #: Why a server was skipped, found unhealthy or rolled back (the outcome's ``reason``).
+    reason: str | None = None
+
+
+#: What a :class:`RolloutRecord` says changed.
+BEGAN = "began"  # the rollout's servers are chosen (after skip-matching): its first record
+PHASE = "phase"  # its phase changed (canary passed, paused, stopped, rolling back, done)
+CHECKPOINT = "checkpoint"  # a checkpoint was answered: ``checkpoint`` and ``go_on``
+RESTARTED = "restarted"  # a stopped rollout was continued on request (continue_stopped)
+ENDED = "ended"  # the run ended: the rollout's state at its end
+
+
+@attrs.frozen
+class RolloutRecord:
+    """A change of a rollout's state, and the state after it (a ``RolloutState`` as data).
+
+    The decisions that cannot be made again from the servers' outcomes (a checkpoint's answer,
+    a restart) are written before anything that follows them is sent.
+    """
+
+    change: str
+    state: dict[str, Any] = attrs.Factory(dict)
+    checkpoint: float | None = None
+    go_on: bool | None = None
 
 
 #: The phases a server goes through in one run: its rebuild, then maybe its rebuild back.
@@ -143,7 +173,8 @@ class Event:
     before: BeforeRecord | None = None
     #: FORWARD (the run's rebuild) or ROLLBACK (its rebuild back).
     phase: str = FORWARD
-    rollout: dict[str, Any] | None = None
+    #: ROLLOUT: what changed in the rollout, and its state after.
+    rollout: RolloutRecord | None = None
     seq: int = 0
 
 

@@ -8,9 +8,14 @@ from datetime import datetime
 
 import attrs
 
-from .records import FORWARD, BeforeRecord, Event, EventKind, OutcomeRecord
+from .records import FORWARD, RESTARTED, BeforeRecord, Event, EventKind, OutcomeRecord
 
-__all__ = ["Progress", "Stage", "replay"]
+__all__ = ["Progress", "Stage", "never_started", "replay"]
+
+
+def never_started(outcome: OutcomeRecord) -> bool:
+    """The outcome of a server a rollout's stop left unstarted (skipped, nothing sent)."""
+    return outcome.kind == "skipped" and not outcome.ok and not outcome.submitted
 
 
 class Stage(enum.Enum):
@@ -34,6 +39,9 @@ class Progress:
     sent_after: datetime | None = None
     #: ACCEPTED: the service's time of the acceptance.
     accepted_at: datetime | None = None
+    #: The service accepted a rebuild of this phase (or reconciliation proved one), whatever
+    #: became of it.
+    accepted: bool = False
     outcome: OutcomeRecord | None = None
     #: What the server showed before its first attempt of this phase.
     before: BeforeRecord | None = None
@@ -49,6 +57,11 @@ def replay(events: Iterable[Event], *, phase: str = FORWARD) -> dict[str, Progre
     befores: dict[str, Event] = {}
     for event in events:
         server = event.server_id
+        if event.kind is EventKind.ROLLOUT and event.rollout is not None:
+            if event.rollout.change == RESTARTED and phase == FORWARD:
+                # The servers the stop left unstarted are started after all: not finished.
+                outcomes = {s: o for s, o in outcomes.items() if not never_started(o)}
+            continue
         if server is None or event.phase != phase:
             continue
         if event.kind is EventKind.INTENT:
@@ -68,6 +81,7 @@ def replay(events: Iterable[Event], *, phase: str = FORWARD) -> dict[str, Progre
         common = Progress(
             attempts=attempts.get(server, 0),
             before=None if before is None else before.before,
+            accepted=server in accepted,
         )
         if server in outcomes:
             result[server] = attrs.evolve(common, stage=Stage.FINISHED, outcome=outcomes[server])

@@ -26,7 +26,9 @@ class JournalStore(Protocol):
       one is), and returns what is recorded (None for a new, empty journal).
     * ``create()`` records the run, its servers and requests, once, before any event.
     * ``append()`` returns only once the events are durable, in order: an INTENT appended
-      before a POST is on disk before the POST leaves.
+      before a POST is on disk before the POST leaves. Events of appends made one after the
+      other by different tasks are stored in the order of the calls (the store takes them
+      before it first awaits), so that a rollout's decisions can be made again in their order.
     * ``heartbeat()`` says the driver is alive; ``release()`` gives the run up (and closes).
     """
 

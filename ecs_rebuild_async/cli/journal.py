@@ -9,12 +9,17 @@ from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
 from .._durable import audit, journaled_run
+from .._errors import InvalidRequest
 from .._models import UNSET
+from .._rollout import RolloutPolicy, policy_from_description
+from .config import UsageError
+from .rollout import ask_at_checkpoints, health_command
 
 __all__ = [
     "add_journal_commands",
     "journal_options",
     "print_audit",
+    "resume_policy",
     "resume_targets",
 ]
 
@@ -72,6 +77,23 @@ def resume_options(parser: argparse.ArgumentParser) -> None:
         "--poll-interval", type=_seconds, metavar="S", help="seconds between status reads"
     )
     settle_option(group)
+    rollout = parser.add_argument_group(
+        "resuming a rollout",
+        "a rollout goes on under the options it began with, read from the journal; the code "
+        "among them is not stored, so it is given again",
+    )
+    rollout.add_argument(
+        "--health-cmd", metavar="CMD", help="the run's --health-cmd (needed if it had one)"
+    )
+    rollout.add_argument(
+        "--confirm", action="store_true", help="the run's --confirm (needed if it had it)"
+    )
+    rollout.add_argument(
+        "--continue-stopped",
+        action="store_true",
+        help="start the servers a stopped rollout left unstarted (failures so far still count "
+        "against --max-failures)",
+    )
 
 
 def add_journal_commands(
@@ -125,6 +147,39 @@ def resume_targets(
     return targets, run, secrets
 
 
+_CODE_OPTIONS = {"health_check": "--health-cmd", "on_checkpoint": "--confirm"}
+
+
+def resume_policy(
+    args: argparse.Namespace, run: Any, stdin: TextIO, stderr: TextIO
+) -> RolloutPolicy | None:
+    """The rollout policy a journal records, with the code given again by its options."""
+    description = run.policy
+    if description is None:
+        if args.health_cmd or args.confirm or args.continue_stopped:
+            raise UsageError(
+                "the journal records a run without rollout options: --health-cmd, --confirm "
+                "and --continue-stopped are for resuming a rollout"
+            )
+        return None
+    try:
+        return policy_from_description(
+            description,
+            health_check=health_command(args.health_cmd) if args.health_cmd else None,
+            on_checkpoint=ask_at_checkpoints(stdin, stderr) if args.confirm else None,
+        )
+    except InvalidRequest as exc:
+        option = _CODE_OPTIONS.get(exc.field or "")
+        if option is None:
+            raise
+        had = bool(description.get(exc.field or ""))
+        raise UsageError(
+            f"the run was started with {option}, which the journal does not store: give it again"
+            if had
+            else f"the run was started without {option}: do not give it"
+        ) from None
+
+
 def _when(text: str | None) -> str:
     return "-" if not text else text.replace("+00:00", "Z")
 
@@ -141,20 +196,45 @@ def print_audit(path: str, stream: TextIO, *, as_json: bool) -> None:
         f"servers: {run['servers']}, finished: {run['finished']} ({counts}), "
         f"rebuild requests sent: {run['requests_sent']}",
     ]
+    if run["policy"] is not None:
+        lines.append("policy: " + " ".join(f"{k}={v}" for k, v in sorted(run["policy"].items())))
     for entry in record["rollout"]:
-        details = " ".join(f"{k}={v}" for k, v in sorted(entry.items()) if k != "at")
-        lines.append(f"rollout {_when(entry['at'])} {details}")
+        lines.append(f"rollout {_when(entry['at'])} {_rollout_line(entry)}")
     for server in record["servers"]:
         outcome = server["outcome"]
         ended = "not finished" if outcome is None else outcome["kind"]
-        if outcome is not None and outcome["message"]:
-            ended += f": {outcome['message']}"
+        if outcome is not None and (outcome["message"] or outcome["reason"]):
+            ended += f": {outcome['message'] or outcome['reason']}"
         lines.append(f"{server['server_id']}  {ended}")
         for sent in server["requests"]:
+            phase = "rollback " if sent["phase"] == "rollback" else ""
             lines.append(
-                f"    #{sent['attempt']} {sent['result']}"
+                f"    {phase}#{sent['attempt']} {sent['result']}"
                 f"  request id {sent['request_id'] or '-'}"
                 f"  sent after {_when(sent.get('sent_after'))}"
                 f"  accepted at {_when(sent.get('service_time'))}"
             )
     stream.write("\n".join(lines) + "\n")
+
+
+def _rollout_line(entry: Mapping[str, Any]) -> str:
+    """One change of a rollout: what changed, then where it stood."""
+    change = entry["change"]
+    if change == "checkpoint":
+        change += f" {entry['checkpoint']:.0%} {'go on' if entry['go_on'] else 'stop'}"
+    budget = entry.get("failure_budget")
+    parts = [
+        change,
+        f"phase {entry['phase']}",
+        f"finished {entry['finished']} of {entry['total']}",
+        f"failures {entry['failures']}" + ("" if budget is None else f" of {budget} allowed"),
+        f"canary passed {'yes' if entry['canary_passed'] else 'no'}",
+    ]
+    if entry.get("checkpoints_passed"):
+        passed = ", ".join(f"{c:.0%}" for c in entry["checkpoints_passed"])
+        parts.append(f"checkpoints passed {passed}")
+    if entry.get("stopped_reason"):
+        parts.append(f"stopped: {entry['stopped_reason']}")
+    if entry.get("rollback_total"):
+        parts.append(f"rolled back {entry['rollback_finished']} of {entry['rollback_total']}")
+    return "; ".join(parts)

@@ -44,7 +44,7 @@ from .config import (
     user_data_file,
 )
 from .dryrun import OutputClosed, offline_dry_run, online_dry_run
-from .journal import print_audit, resume_targets
+from .journal import print_audit, resume_policy, resume_targets
 from .logs import formatter
 from .output import check_columns
 from .parse import (
@@ -122,11 +122,6 @@ async def _cmd_rebuild(args: argparse.Namespace, io: Io) -> int:
     policy = policy_from_args(args, io.stdin, io.stderr)
     if policy is not None and args.no_wait:
         raise UsageError("a rollout waits for each server: --no-wait cannot be used with it")
-    if policy is not None and args.journal:
-        raise UsageError(
-            "a journal does not record a rollout's state yet: "
-            + "--journal cannot be used with the rollout options"
-        )
     where = find_arguments(args)
     given: list[str] = []
     if where is None:
@@ -260,6 +255,7 @@ async def _cmd_resume(args: argparse.Namespace, io: Io) -> int:
     server_ids = [t if isinstance(t, str) else t[0] for t in targets]
     if not server_ids:
         raise UsageError(f"the journal {args.journal} records no server")
+    policy = resume_policy(args, run, io.stdin, io.stderr)
     spec = client_spec(args, io.environ)
     console = None if fmt != "table" else _console(io.stderr)
     with _explaining_401(spec.auth):
@@ -273,8 +269,10 @@ async def _cmd_resume(args: argparse.Namespace, io: Io) -> int:
                 columns=tuple(args.columns) if args.columns else None,
                 label="resuming",
                 show_events=args.verbose >= 1,
+                policy=policy,
                 journal=args.journal,
                 resume_secrets=secrets,
+                continue_stopped=args.continue_stopped,
             )
             return await run_bulk_command(
                 client,

@@ -32,6 +32,7 @@ from .output import mask_body
 
 __all__ = [
     "add_rollout_options",
+    "ask_at_checkpoints",
     "describe_phase",
     "find_arguments",
     "health_command",
@@ -218,7 +219,9 @@ def health_command(command: str) -> HealthCheck:
     return check
 
 
-def _ask(stdin: TextIO, stderr: TextIO) -> CheckpointCallback:
+def ask_at_checkpoints(stdin: TextIO, stderr: TextIO) -> CheckpointCallback:
+    """``--confirm``: ask on the terminal at each checkpoint."""
+
     async def confirm(progress: RolloutProgress) -> bool:
         budget = "" if progress.budget_left is None else f", {progress.budget_left} more allowed"
         stderr.write(
@@ -251,7 +254,7 @@ def policy_from_args(
         health_interval=max(args.health_interval, 0.01),
         health_timeout=max(args.health_timeout, 0.01),
         checkpoints=tuple(args.checkpoint or ()),
-        on_checkpoint=_ask(stdin, stderr) if args.confirm else None,
+        on_checkpoint=ask_at_checkpoints(stdin, stderr) if args.confirm else None,
         checkpoint_delay=args.checkpoint_delay or 0.0,
         skip_matching=args.skip_matching,
         rollback=args.rollback,

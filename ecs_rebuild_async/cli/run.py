@@ -143,6 +143,8 @@ class BulkOptions:
     journal: str | None = None
     #: Resume the journal's run with these secrets given again (None: not a resume).
     resume_secrets: dict[str, Any] | None = None
+    #: Resuming: start the servers a rollout's stop left unstarted.
+    continue_stopped: bool = False
 
 
 def _report_interrupt(
@@ -213,6 +215,8 @@ async def run_bulk_command(
         if options.resume_secrets is not None and options.journal is not None:
             await client.resume(
                 options.journal,
+                policy=options.policy,
+                continue_stopped=options.continue_stopped,
                 concurrency=options.concurrency,
                 timeout=options.timeout,
                 on_outcome=on_outcome,
