@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import signal
 import subprocess
 import sys
@@ -176,3 +177,72 @@ def test_ctrl_c_then_resume_rebuilds_each_server_once(
     assert sorted(r["server_id"] for r in records) == sorted(ids)
     assert all(r["ok"] for r in records)
     assert all(after[s]["rebuilds"] == 1 and after[s]["image_id"] == image for s in ids)
+
+
+def test_a_rollout_journal_resumed_after_its_budget_stop_and_continued_on_request(
+    fake: FakeCompute, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image = fake.images["ubuntu-24.04"]
+    ids = fake.add_servers(2)
+    broken = fake.add_server(name="broken", fail_image=image)
+    later = fake.add_servers(3, prefix="later")
+    servers = [*ids, broken, *later]
+    journal = str(tmp_path / "run.sqlite")
+    rollout = ["--max-failures", "0", "--concurrency", "1"]
+    argv = ["rebuild", *servers, "--image", image, "--journal", journal, *rollout, "--json"]
+    assert run([*argv, *FAST, *connect(fake)], fake) == 1
+    out, err = capsys.readouterr()
+    stop = "1 failure, more than max_failures (0)"
+    assert f"rollout stopped: {stop}" in err
+    first = {r["server_id"]: r for r in json_lines(out)}
+    assert [first[s]["kind"] for s in later] == ["skipped"] * 3
+
+    # Resumed: reported from the journal, stop reason and all; nothing is sent.
+    fake.stats.reset()
+    assert run(["resume", journal, "--json", *FAST, *connect(fake)], fake) == 1
+    out, err = capsys.readouterr()
+    assert sum(fake.stats.requests.values()) == 0
+    assert f"rollout stopped: {stop}" in err
+    again = {r["server_id"]: r for r in json_lines(out)}
+    assert {s: (r["kind"], r["reason"]) for s, r in again.items()} == {
+        s: (r["kind"], r["reason"]) for s, r in first.items()
+    }
+    assert again[later[0]]["reason"] == f"not started: {stop}"
+
+    # Options that are not the run's are refused before anything is sent.
+    assert run(["resume", journal, "--health-cmd", "true", *connect(fake)], fake) == 2
+    assert "without --health-cmd" in capsys.readouterr().err
+    # Asked to go on: the three left are rebuilt (the failure so far still counts).
+    resume = ["resume", journal, "--continue-stopped", "--json", *FAST, *connect(fake)]
+    assert run(resume, fake) == 1
+    out, err = capsys.readouterr()
+    assert "rollout stopped" not in err
+    records = {r["server_id"]: r for r in json_lines(out)}
+    assert [records[s]["kind"] for s in servers] == ["ok", "ok", "failed", "ok", "ok", "ok"]
+    assert [fake.rebuilds_accepted(s) for s in servers] == [1] * 6
+
+    assert run(["journal", "show", journal]) == 0
+    text = capsys.readouterr().out
+    assert "policy: canary=0 checkpoint_delay=0.0 checkpoints=[] health_check=False" in text
+    assert f"stopped: {stop}" in text
+    assert " restarted; phase rolling" in text
+
+
+def test_resuming_a_rollout_with_a_health_command_needs_it_again(
+    fake: FakeCompute, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image = fake.images["ubuntu-24.04"]
+    ids = fake.add_servers(2)
+    journal = str(tmp_path / "run.sqlite")
+    check = [sys.executable, "-c", "pass"]
+    health = ["--health-cmd", shlex.join(check), "--warmup", "5"]
+    argv = ["rebuild", *ids, "--image", image, "--journal", journal, *health, "--json"]
+    assert run([*argv, *FAST, *connect(fake)], fake) == 0
+    capsys.readouterr()
+    assert run(["resume", journal, *connect(fake)], fake) == 2
+    assert "started with --health-cmd, which the journal does not store" in (
+        capsys.readouterr().err
+    )
+    fake.stats.reset()
+    assert run(["resume", journal, "--health-cmd", shlex.join(check), *connect(fake)], fake) == 0
+    assert fake.stats.requests[("POST", "rebuild")] == 0

@@ -180,3 +180,108 @@ def test_killed_twenty_times_every_server_rebuilt_once_and_truly_reported(
     if faults:
         assert record["faults"].get("lost", 0) > 0
         assert record["faults"].get("500", 0) > 0
+
+
+def _rollback_intents(journal: Path) -> int:
+    """Rebuilds back announced in the journal so far; read-only."""
+    if not journal.exists():
+        return 0
+    try:
+        conn = sqlite3.connect(f"file:{journal}?mode=ro", uri=True, timeout=1.0)
+        try:
+            query = (
+                "SELECT count(*) FROM events WHERE kind = 'intent' "
+                """AND record LIKE '%"phase":"rollback"%'"""
+            )
+            return int(conn.execute(query).fetchone()[0])
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return 0
+
+
+def test_killed_while_rolling_back_each_server_is_rolled_back_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], figures: list[str]
+) -> None:
+    """A rollout stops on its budget and rolls back; its process is killed three times during
+    the rollback (once a drawn number of rebuilds back is announced), each time resumed."""
+    rng = random.Random(18_003)
+    fleet = 20
+    serve = ["--servers", str(fleet), "--time-scale", "40", "--seed", "5", "--dialect", "nova"]
+    serve += ["--fault", "rebuild:lost:0.1"]  # some rebuilds back are in doubt when killed
+    with served_fake(serve) as ready:
+        # The failing server comes after 10 others: it stops the rollout, which then rolls
+        # back those it had rebuilt (and, in flight then, a few more).
+        ids = [ready["servers"][f"server-{i}"] for i in range(fleet)]
+        ids.insert(10, ready["servers"]["server-fails"])
+        journal = tmp_path / "rollout.sqlite"
+        rebuild = [
+            "rebuild", *ids, "--image", ready["images"]["ubuntu-24.04"],
+            "--journal", str(journal), "--concurrency", "4", "--max-failures", "0",
+            "--rollback", "--dialect", "nova", "--poll-interval", "0.05",
+            "--reconcile-settle", "0.1",
+        ]  # fmt: skip
+        resume = ["resume", str(journal), "--poll-interval", "0.05", "--reconcile-settle", "0.1"]
+        kills, announced = 0, 0
+        for round_ in range(3):
+            # Killed once a drawn number more of rebuilds back is announced (they are eleven
+            # to fourteen in all): in the middle of the rollback, whatever the machine's speed.
+            announced += rng.randint(1, 3)
+            proc = _driver(rebuild if round_ == 0 else resume, ready)
+            deadline = time.monotonic() + ROUND_SECONDS
+            while proc.poll() is None and time.monotonic() < deadline:
+                if _rollback_intents(journal) >= announced:
+                    break
+                time.sleep(0.01)
+            assert proc.poll() is None, "the run ended before it was killed"
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            kills += 1
+        last = _driver(resume, ready)
+        _, err = last.communicate(timeout=120)
+        assert last.returncode == 1, err.decode()  # a rollout stopped is not a success
+
+        audit = _audit(journal, capsys)
+        record = fake_record(ready)
+
+    old = record["servers"][ids[-1]]["image_id"]  # the last server was never started
+    servers = {entry["server_id"]: entry for entry in audit["servers"]}
+    assert list(servers) == ids
+    kinds: dict[str, int] = {}
+    for server_id in ids:
+        entry, truth = servers[server_id], record["servers"][server_id]
+        outcome = entry["outcome"]
+        kinds[outcome["kind"]] = kinds.get(outcome["kind"], 0) + 1
+        assert entry["outcomes_recorded"] == 1, entry
+        # At most once forward and once back, across four processes.
+        assert truth["rebuilds"] <= 2, f"{server_id} was rebuilt {truth['rebuilds']} times"
+        if outcome["kind"] == "rolled_back":
+            assert truth["rebuilds"] == 2
+            assert (truth["image_id"], truth["status"]) == (old, "ACTIVE")
+        elif outcome["kind"] == "rollback_failed":
+            # The server whose rebuilds fail: its rebuild back failed too.
+            assert server_id == ready["servers"]["server-fails"]
+            assert truth["status"] == "ERROR"
+        else:
+            assert outcome["kind"] == "skipped", outcome
+            assert outcome["reason"] == "not started: 1 failure, more than max_failures (0)"
+            assert truth["rebuilds"] == 0
+        accepted_ids = {
+            sent["request_id"]
+            for sent in entry["requests"]
+            if sent["result"] == "accepted" and sent["request_id"]
+        }
+        assert accepted_ids <= set(truth["rebuild_request_ids"])
+    assert kinds["rolled_back"] >= 10
+    assert kills == 3
+    back = [sent for entry in servers.values() for sent in entry["requests"]]
+    back = [sent for sent in back if sent["phase"] == "rollback"]
+    figures.append(
+        f"crash test (rollback): {kills} SIGKILLs while rolling back; "
+        f"{kinds['rolled_back']} servers rolled back once each, {len(back)} rebuilds back "
+        f"written, {sum(sent.get('detail') == 'reconciled' for sent in back)} found by "
+        "reconciliation"
+    )
+    changes = [entry["change"] for entry in audit["rollout"]]
+    assert changes[:3] == ["began", "phase", "phase"]  # rolling; stopped; rolling back
+    assert audit["rollout"][-1]["rollback_finished"] == audit["rollout"][-1]["rollback_total"]
