@@ -133,6 +133,24 @@ async def _ours_single(job: Job) -> dict[str, Any]:
     return {"wall": meter.wall, "cpu": meter.cpu, "counts": counts, "profile": meter.top()}
 
 
+def _policy(rollout: dict[str, Any] | None) -> Any:
+    """The job's rollout policy: its settings, and ``stop_at_checkpoint`` (the first checkpoint
+    answers no: the rollout stops there and rolls back what it rebuilt)."""
+    if not rollout:
+        return None
+    from ecs_rebuild_async import RolloutPolicy
+
+    settings = dict(rollout)
+    if settings.pop("stop_at_checkpoint", False):
+
+        async def stop(progress: Any) -> bool:
+            return False
+
+        settings.update(on_checkpoint=stop, rollback=True)
+    settings["checkpoints"] = tuple(settings.get("checkpoints", ()))
+    return RolloutPolicy(**settings)
+
+
 async def _ours_bulk(job: Job) -> dict[str, Any]:
     from ecs_rebuild_async import OutcomeKind, RebuildRequest
 
@@ -156,10 +174,12 @@ async def _ours_bulk(job: Job) -> dict[str, Any]:
         with _Meter(job.get("profile", False)) as meter:
             outcomes = await ecs.rebuild_many(
                 servers, request, concurrency=job.get("concurrency") or len(servers), timeout=600,
-                journal=journal, on_outcome=on_outcome,
+                journal=journal, on_outcome=on_outcome, policy=_policy(job.get("rollout")),
             )  # fmt: skip
         counts = _delta(dict(ecs.stats), before)
-    ok = sum(1 for o in outcomes if o.kind is OutcomeKind.OK)
+    # A rollout stopped at its checkpoint: the servers it rolled back count as done.
+    done = (OutcomeKind.OK, OutcomeKind.ROLLED_BACK, OutcomeKind.SKIPPED)
+    ok = sum(1 for o in outcomes if o.kind in (done if job.get("rollout") else done[:1]))
     if journal:
         import sqlite3
 

@@ -1,9 +1,12 @@
-"""The cost of a journal: a fleet rebuild with and without ``journal=``, side by side.
+"""The cost of a journal: a fleet rebuild with and without ``journal=``, side by side, and a
+journaled rollout (a canary, a failure budget and a checkpoint), gone through or stopped at
+its checkpoint and rolled back.
 
 Run ``.venv/bin/python -m benchmarks.journal`` (``--servers 1000 --runs 3`` by default; add
-``--concurrency 50``). The same loopback fake in its own process and a fresh worker process
-per measurement as ``benchmarks.run`` (scenario 2), runs interleaved. Prints the wall time,
-the client's CPU time and the journal records written per server.
+``--concurrency 50``; ``--no-rollout`` for the first two rows only). The same loopback fake in
+its own process and a fresh worker process per measurement as ``benchmarks.run`` (scenario 2),
+runs interleaved. Prints the wall time, the client's CPU time and the journal records written
+per server.
 """
 
 from __future__ import annotations
@@ -23,15 +26,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=0, help="0: every server at once")
     parser.add_argument("--rebuild-seconds", type=float, default=2.0)
+    parser.add_argument("--no-rollout", action="store_true", help="skip the rollout rows")
     cfg = parser.parse_args(argv)
-    rows: dict[str, list[dict[str, object]]] = {"no journal": [], "journal": []}
+    rollout = {"canary": 10, "max_failures": 0.05, "checkpoints": [0.5]}
+    kinds: dict[str, dict[str, object] | None] = {"no journal": None, "journal": None}
+    if not cfg.no_rollout:
+        kinds["journal, rollout"] = rollout
+        kinds["journal, rollout stopped at 50 % and rolled back"] = {
+            **rollout,
+            "stop_at_checkpoint": True,
+        }
+    rows: dict[str, list[dict[str, object]]] = {name: [] for name in kinds}
     with tempfile.TemporaryDirectory() as folder:
         for run in range(cfg.runs):
-            for name in rows:
-                journal = str(Path(folder) / f"run-{run}.sqlite") if name == "journal" else None
+            for number, (name, policy) in enumerate(kinds.items()):
+                journal = str(Path(folder) / f"run-{run}-{number}.sqlite") if number else None
                 job = {
                     "scenario": "bulk", "lib": "ours", "transport": "aiohttp", "interval": 2.0,
                     "first_delay": 2.0, "journal": journal, "concurrency": cfg.concurrency,
+                    "rollout": policy,
                 }  # fmt: skip
                 rows[name].append(measure(job, cfg.servers, cfg.rebuild_seconds))
     n = cfg.servers
@@ -49,10 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             / n
             for r in results
         ]
-        kinds = results[0]["counts"]
+        first = results[0]["counts"]
         detail = ", ".join(
             f"{k.removeprefix('journal ')} {v / n:g}"
-            for k, v in sorted(kinds.items())  # type: ignore[union-attr]
+            for k, v in sorted(first.items())  # type: ignore[union-attr]
             if k.startswith("journal ")
         )
         print(
