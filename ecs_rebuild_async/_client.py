@@ -580,8 +580,8 @@ class AsyncEcsClient:
                 report=report,
                 known=known,
             )
-        befores, listed_at = await self._read_fleet([sid for sid, _ in targets if sid not in known])
-        befores.update(known)
+        befores: dict[str, Server] = {}
+        listed_at = 0.0  # both set by the listing below, before any server's turn
 
         async def read_before(server_id: str) -> Server:
             before = befores.pop(server_id, None)
@@ -606,7 +606,12 @@ class AsyncEcsClient:
                 server_id, one_request, limit, on_event, before, mark
             )
 
+        # The run's span covers the listing of the fleet before it (run_bulk's is this one).
         with _telemetry.fleet(report):
+            befores, listed_at = await self._read_fleet(
+                [sid for sid, _ in targets if sid not in known]
+            )
+            befores.update(known)
             return await run_bulk(
                 targets,
                 run_one,
