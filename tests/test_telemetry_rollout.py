@@ -342,6 +342,26 @@ async def test_a_plain_fleet_has_no_rollout_events_or_attributes(telemetry: Tele
     assert not [key for key in attrs_of(fleet) if key.startswith(ROLLOUT)]
 
 
+@pytest.mark.anyio
+async def test_a_journaled_run_has_its_span_too(telemetry: Telemetry, tmp_path: Path) -> None:
+    fake = FakeCompute(time_scale=50)
+    servers = fake.add_servers(3)
+    async with client(fake) as ecs:
+        await ecs.rebuild_many(servers, REQUEST, journal=tmp_path / "run.sqlite", timeout=30)
+    spans = telemetry.spans()
+    fleet = the_fleet(spans)
+    assert attrs_of(fleet) == {
+        "ecs_rebuild.fleet.total": 3,
+        "ecs_rebuild.fleet.submitted": 3,
+        "ecs_rebuild.fleet.outcomes.ok": 3,
+    }
+    forward = by_server(spans, "rebuild_and_wait")
+    assert forward.keys() == set(servers)
+    assert {s.parent.span_id if s.parent else None for s in forward.values()} == {
+        fleet.context.span_id
+    }
+
+
 # -- secrets -----------------------------------------------------------------------------------
 
 
