@@ -149,9 +149,9 @@ def scenario_telemetry(cfg: argparse.Namespace, out: list[str]) -> dict[str, Any
         + "; ".join(f"*{mode}*: {TELEMETRY[mode]}" for mode in modes)
         + f". {ops} operations per run, {runs} runs, the modes interleaved in each run; CPU is "
         "the client process's (all threads: the batch exporter's too, but for its last batch, "
-        "flushed after the measured part). Median (min-max) over "
-        f"runs; the last column is the median of the per-run ratios to *{base}* (each run's "
-        "modes measured one after the other), with their range.\n"
+        "flushed after the measured part). Median (min-max) over runs; the last column is the "
+        f"ratio of the medians to *{base}*'s, with the range of the per-run ratios (each run's "
+        "modes measured one after the other).\n"
     )
     out.append(
         f"| fake | OpenTelemetry | CPU ms / op | wall ms / op | requests / op | CPU vs {base} |"
@@ -165,7 +165,7 @@ def scenario_telemetry(cfg: argparse.Namespace, out: list[str]) -> dict[str, Any
             cpu = [r["cpu"] / ops * 1000 for r in results]
             wall = [r["wall"] / ops * 1000 for r in results]
             per_run = [c / 1000 / b for c, b in zip(cpu, base_cpu, strict=True)]
-            ratio = statistics.median(per_run)
+            ratio = statistics.median(cpu) / 1000 / statistics.median(base_cpu)
             summary[fake, mode] = {"ratio": ratio, "range": (min(per_run), max(per_run))}
             spread = f" ({min(per_run):.3f}-{max(per_run):.3f})" if mode != base else ""
             out.append(

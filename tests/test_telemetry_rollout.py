@@ -29,6 +29,7 @@ from otel_support import (
     sum_by,
 )
 from test_canaries import ADMIN_PASS, USER_DATA, assert_clean, keystone, secrets_of
+from test_docs_tables import names, table
 
 from ecs_rebuild_async import (
     AsyncEcsClient,
@@ -155,16 +156,25 @@ async def test_span_tree_of_a_rollout_with_a_canary_an_unhealthy_server_and_a_ro
         ROLLOUT + "rollback.total": 3,
         ROLLOUT + "rollback.finished": 3,
     }
-    assert events_of(fleet) == [
-        "canary_started",
-        "canary_passed",
-        "checkpoint_reached",
-        "checkpoint_passed",
-        "budget_spent",
-        "stopped",
-        "rollback_started",
-        "rollback_finished",
-    ]
+    # Every event of the README's table, in its order, with the attributes it lists.
+    documented = {names(row[0])[0]: names(row[1]) for row in table("rollout event")}
+    assert (
+        events_of(fleet)
+        == list(documented)
+        == [
+            "canary_started",
+            "canary_passed",
+            "checkpoint_reached",
+            "checkpoint_passed",
+            "budget_spent",
+            "stopped",
+            "rollback_started",
+            "rollback_finished",
+        ]
+    )
+    assert {name: [ROLLOUT + key for key in keys] for name, keys in documented.items()} == {
+        name: list(found) for name, found in event_attrs(fleet).items()
+    }
     assert event_attrs(fleet) == {
         "canary_started": {ROLLOUT + "canary": 1},
         "canary_passed": {ROLLOUT + "finished": 1},
