@@ -103,6 +103,12 @@ def events_of(span: ReadableSpan) -> list[str]:
     return [event.name for event in span.events]
 
 
+def phases(span: ReadableSpan) -> list[str]:
+    """A rebuild's events without ``running``: a rebuild that ends before the wait's first read
+    shows no REBUILD (its end is proven by its time instead), which a busy machine can cause."""
+    return [name for name in events_of(span) if name != "running"]
+
+
 def event_attrs(span: ReadableSpan) -> dict[str, dict[str, Any]]:
     return {event.name: dict(event.attributes or {}) for event in span.events}
 
@@ -198,14 +204,14 @@ async def test_span_tree_of_a_rollout_with_a_canary_an_unhealthy_server_and_a_ro
     )
     for server_id in (canary, fine):
         assert attrs_of(forward[server_id])["ecs_rebuild.outcome"] == "ok"
-        assert events_of(forward[server_id]) == ["submitted", "running", "done"]
+        assert phases(forward[server_id]) == ["submitted", "done"]
         assert forward[server_id].status.status_code is StatusCode.UNSET
     assert attrs_of(forward[sick]) == {
         "ecs_rebuild.server_id": sick,
         "ecs_rebuild.microversion": "2.60",
         "ecs_rebuild.outcome": "unhealthy",
     }
-    assert events_of(forward[sick]) == ["submitted", "running", "done", "unhealthy"]
+    assert phases(forward[sick]) == ["submitted", "done", "unhealthy"]
     assert forward[sick].status.status_code is StatusCode.ERROR  # failed, with no exception
     # The canary came first: the others started once it had passed.
     passed_at = next(e.timestamp for e in fleet.events if e.name == "canary_passed")
@@ -226,7 +232,7 @@ async def test_span_tree_of_a_rollout_with_a_canary_an_unhealthy_server_and_a_ro
             "ecs_rebuild.microversion": "2.60",
             "ecs_rebuild.outcome": "rolled_back",
         }
-        assert events_of(span) == ["submitted", "running", "done", "rolled_back"]
+        assert phases(span) == ["submitted", "done", "rolled_back"]
         assert (span.start_time or 0) >= rollback_at
         assert [s.name for s in descendants(spans, span)].count(ACTION) == 1
     # Under the rollout, besides: the version document and the listing of the fleet before it
