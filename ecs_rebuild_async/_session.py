@@ -44,7 +44,7 @@ from ._microversion import APIVersion, VersionRange, parse_version
 from ._redact import SecretStore, install_log_scrubbing, request_secrets
 from ._serde import wire_version_header
 from ._settings import ClientSettings
-from ._validation import check_endpoint
+from ._validation import check_endpoint, check_no_userinfo
 from ._version import __version__
 
 __all__ = ["Answer", "Session", "default_transport"]
@@ -404,6 +404,13 @@ def checked_catalog_endpoint(found: str, auth_url: str | None, *, allow_http: bo
     is plain ``http://`` when Keystone itself was reached over ``https://`` (the token would
     travel in clear), unless ``ClientSettings.allow_http_from_catalog`` says so.
     """
+    try:
+        check_no_userinfo(found, "endpoint")
+    except InvalidRequest:
+        # Not repeated: the part before the @ may be a password.
+        raise ResponseError(
+            "the service catalog's compute endpoint has credentials in it (user:password@host)"
+        ) from None
     if not _is_web_url(found):
         raise ResponseError(
             f"the service catalog's compute endpoint is not an http(s) URL: {found!r:.120}"
