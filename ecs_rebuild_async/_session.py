@@ -767,13 +767,25 @@ class Session:
                 self.counts[key] = self.counts.get(key, 0) + 1
                 # Once a request that must not run twice is on the wire, its answer is awaited
                 # even if the caller is cancelled meanwhile (bounded by the request timeout):
-                # only then is it known whether the service carried it out.
-                with anyio.CancelScope(shield=not idempotent):
+                # only then is it known whether the service carried it out. httpx's timeouts
+                # bound each read, not the whole answer, so one dripped a byte at a time is
+                # bounded here, as a whole, by ``request_timeout``.
+                with (
+                    anyio.CancelScope(shield=not idempotent),
+                    anyio.move_on_after(self._settings.request_timeout) as whole,
+                ):
                     response = await self._send_unredirected(client, request, authenticated)
                     try:
                         raw = await read_body(response, self._settings.max_answer_bytes)
                     finally:
-                        await response.aclose()
+                        with anyio.CancelScope(shield=True):
+                            await response.aclose()
+                if whole.cancelled_caught:
+                    raise httpx.ReadTimeout(
+                        f"no whole answer within request_timeout "
+                        f"({self._settings.request_timeout:g} s)",
+                        request=request,
+                    )
         except httpx.TransportError as exc:
             # A failure of a request the auth flow sent first (a Keystone token request)
             # means this request never left.
