@@ -217,7 +217,8 @@ async def test_span_tree_of_a_50_server_fleet_links_listings_to_many_waits(
 async def test_metric_values_after_mixed_outcomes_equal_the_outcomes(
     telemetry: Telemetry,
 ) -> None:
-    fake = FakeCompute(rebuild_seconds=0.1, retry_after="0.01", slow_spawn_seconds=0.5)
+    # The slow rebuild lasts long enough for a poll to see it running on a loaded machine.
+    fake = FakeCompute(rebuild_seconds=0.1, retry_after="0.01", slow_spawn_seconds=5.0)
     ok = fake.add_servers(5, prefix="ok")
     slow = fake.add_server(name="slow")  # its wait is surely in flight while it runs
     failing = [fake.add_server(name=f"bad-{i}", fail=True) for i in range(2)]
