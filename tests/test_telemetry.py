@@ -80,10 +80,19 @@ SERVER_URL = "/v2.1/{project_id}/servers/{server_id}"
 
 @pytest.mark.anyio
 async def test_span_tree_of_one_rebuild_and_wait(telemetry: Telemetry) -> None:
-    fake = FakeCompute(rebuild_seconds=0.1)
+    # The fake's clock stands still until a read has seen the rebuild running, so the
+    # "running" event comes however slow the machine.
+    fake = FakeCompute(time_scale=0, rebuild_seconds=1.0)
     server_id = fake.add_server()
+
+    def on_event(event: Any) -> None:
+        if event.phase == "running":
+            fake.advance(2.0)
+
     async with client(fake) as ecs:
-        await ecs.rebuild_and_wait(server_id, RebuildRequest(image_ref=NEW_IMAGE))
+        await ecs.rebuild_and_wait(
+            server_id, RebuildRequest(image_ref=NEW_IMAGE), on_event=on_event, timeout=30
+        )
     spans = telemetry.spans()
     roots = [s for s in spans if s.parent is None]
     assert [s.name for s in roots] == ["rebuild_and_wait"]
@@ -455,7 +464,8 @@ def test_json_log_lines_carry_server_fields_and_no_secret(
 def test_demo_trace_prints_one_servers_span_tree(
     providers: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main(["demo", "--servers", "3", "--duration", "0.2", "--fail-rate", "0", "--trace"])
+    # Rebuilds of a second: a read sees each running, however slow the machine.
+    code = main(["demo", "--servers", "3", "--duration", "1", "--fail-rate", "0", "--trace"])
     assert code == 0
     err = capsys.readouterr().err
     tree = err[err.index("trace of server ") :].splitlines()
