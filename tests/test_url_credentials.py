@@ -76,9 +76,7 @@ async def test_a_catalog_endpoint_with_credentials_is_a_response_error_and_not_u
         router.post(f"{IDENTITY}/auth/tokens").mock(
             return_value=httpx.Response(201, json=body, headers={"X-Subject-Token": "tok-1"})
         )
-        compute = router.route(host="127.0.0.1", port=8774).mock(
-            return_value=httpx.Response(500)
-        )
+        compute = router.route(host="127.0.0.1", port=8774).mock(return_value=httpx.Response(500))
         auth = KeystoneAuth(
             IDENTITY,
             user_id="ee4dfb6e5540447cb3741905149d9b6e",
