@@ -1,9 +1,9 @@
 """Benchmarks: ecs_rebuild_async side by side with openstacksdk on the same loopback fake.
 
 Run ``.venv/bin/python -m benchmarks.run`` (add ``--quick`` for a short run, ``--profile`` to
-append cProfile tops). The fake service runs in a process of its own, and every measurement runs
-in a fresh worker process, so that the client's CPU time and memory are its own.
-Prints a table and writes it to ``benchmarks/RESULTS.md``.
+append cProfile tops, ``--telemetry`` for OpenTelemetry in the workers). The fake service runs in
+a process of its own, and every measurement runs in a fresh worker process, so that the client's
+CPU time and memory are its own. Prints a table and writes it to ``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -28,6 +28,14 @@ ROOT = HERE.parent
 OURS = ("aiohttp", "httpx", "trio")  # transports: the default under asyncio, httpx's own, trio
 # The project's fake (FakeCompute over TCP) and an independent one written for the benchmark.
 FAKES = {"FakeCompute": "benchmarks._fakeproc", "aiohttp Nova": "benchmarks._novafake"}
+# OpenTelemetry in a worker of ours: the extra absent (every opentelemetry import fails), its
+# API with no provider configured (what a host without OpenTelemetry set up runs), or the SDK
+# exporting every span and metric to the console.
+TELEMETRY = {
+    "absent": "the extra absent",
+    "none": "API, no provider",
+    "console": "SDK, console exporter",
+}
 
 
 @contextmanager
@@ -59,6 +67,8 @@ def worker(job: dict[str, Any], root: Path = ROOT) -> dict[str, Any]:
     )
     if done.returncode != 0 or not done.stdout.strip():
         raise RuntimeError(f"worker failed ({job['scenario']}/{job.get('lib')}):\n{done.stderr}")
+    if job.get("echo"):
+        sys.stderr.write(done.stderr)  # the spans and metrics the worker exported, for a look
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
@@ -96,6 +106,15 @@ def median_counts(results: list[dict[str, Any]], per: float = 1.0) -> dict[str, 
     return {k: statistics.median(r["counts"].get(k, 0) for r in results) / per for k in keys}
 
 
+def otel(cfg: argparse.Namespace, lib: str) -> dict[str, Any]:
+    """A job's OpenTelemetry: for ours, the one mode given (several are compared in scenario 1
+    alone; the other scenarios then run with the default)."""
+    if lib == "sdk":
+        return {}
+    mode = cfg.telemetry[0] if len(cfg.telemetry) == 1 else "none"
+    return {"telemetry": mode, "echo": mode == "console"}
+
+
 def label(lib: str, transport: str | None) -> str:
     if lib == "sdk":
         return "openstacksdk"
@@ -107,7 +126,59 @@ def label(lib: str, transport: str | None) -> str:
 # -- scenarios -----------------------------------------------------------------------------
 
 
+def scenario_telemetry(cfg: argparse.Namespace, out: list[str]) -> dict[str, Any]:
+    """Scenario 1 with several OpenTelemetry modes: our default client once per mode on each
+    fake, interleaved run by run; each mode's CPU against the extra absent, run by run."""
+    ops, runs, interval, modes = cfg.single_ops, cfg.runs, cfg.single_interval, cfg.telemetry
+    setups = [("FakeCompute", cfg.single_rebuild), ("aiohttp Nova", 0.0)]
+    rows: dict[tuple[str, str], list[dict[str, Any]]] = {
+        (fake, mode): [] for fake, _ in setups for mode in modes
+    }
+    for _ in range(runs):
+        for fake, rebuild in setups:
+            for mode in modes:
+                job = {"scenario": "single", "lib": "ours", "transport": "aiohttp", "ops": ops,
+                       "interval": interval, "telemetry": mode}  # fmt: skip
+                rows[fake, mode].append(measure(job, 8, rebuild, fake))
+    base = "absent" if "absent" in modes else modes[0]
+    out.append(
+        f"### 1. One rebuild and wait, with and without OpenTelemetry\n\n"
+        f"ecs_rebuild_async (aiohttp), as in scenario 1: on FakeCompute the rebuild lasts "
+        f"{cfg.single_rebuild} s, on the aiohttp fake of Nova it is instant; poll interval "
+        f"{interval} s. OpenTelemetry in the worker: "
+        + "; ".join(f"*{mode}*: {TELEMETRY[mode]}" for mode in modes)
+        + f". {ops} operations per run, {runs} runs, the modes interleaved in each run; CPU is "
+        "the client process's (all threads: the batch exporter's too, but for its last batch, "
+        "flushed after the measured part). Median (min-max) over runs; the last column is the "
+        f"ratio of the medians to *{base}*'s, with the range of the per-run ratios (each run's "
+        "modes measured one after the other).\n"
+    )
+    out.append(
+        f"| fake | OpenTelemetry | CPU ms / op | wall ms / op | requests / op | CPU vs {base} |"
+    )
+    out.append("| --- | --- | --- | --- | --- | --- |")
+    summary: dict[str, Any] = {}
+    for fake, _ in setups:
+        base_cpu = [r["cpu"] / ops for r in rows[fake, base]]
+        for mode in modes:
+            results = rows[fake, mode]
+            cpu = [r["cpu"] / ops * 1000 for r in results]
+            wall = [r["wall"] / ops * 1000 for r in results]
+            per_run = [c / 1000 / b for c, b in zip(cpu, base_cpu, strict=True)]
+            ratio = statistics.median(cpu) / 1000 / statistics.median(base_cpu)
+            summary[fake, mode] = {"ratio": ratio, "range": (min(per_run), max(per_run))}
+            spread = f" ({min(per_run):.3f}-{max(per_run):.3f})" if mode != base else ""
+            out.append(
+                f"| {fake} | {mode} ({TELEMETRY[mode]}) | {fmt(cpu)} | {fmt(wall)} "
+                f"| {counts_text(median_counts(results, ops))} | {ratio:.3f}x{spread} |"
+            )
+    out.append("")
+    return {"telemetry": summary, "base": base}
+
+
 def scenario_single(cfg: argparse.Namespace, out: list[str], profiles: list[str]) -> dict[str, Any]:
+    if len(cfg.telemetry) > 1:
+        return scenario_telemetry(cfg, out)
     ops, runs, interval = cfg.single_ops, cfg.runs, cfg.single_interval
     # (fake, rebuild seconds, configurations): the independent fake answers at once, as the
     # harness that first measured it did; FakeCompute's rebuild lasts one poll interval.
@@ -127,7 +198,7 @@ def scenario_single(cfg: argparse.Namespace, out: list[str], profiles: list[str]
             for lib, transport in configs:
                 job = {"scenario": "single", "lib": lib.removesuffix("-reuse"),
                        "reuse": lib == "ours-reuse", "transport": transport, "ops": ops,
-                       "interval": interval}  # fmt: skip
+                       "interval": interval, **otel(cfg, lib)}  # fmt: skip
                 rows[fake, label(lib, transport)].append(measure(job, 8, rebuild, fake))
     out.append(
         f"### 1. One rebuild and wait\n\n"
@@ -184,7 +255,7 @@ def scenario_bulk(cfg: argparse.Namespace, out: list[str], profiles: list[str]) 
     for run in range(cfg.bulk_runs):
         for lib, transport in configs:
             job = {"scenario": "bulk", "lib": lib, "transport": transport, "interval": interval,
-                   "first_delay": cfg.first_delay}  # fmt: skip
+                   "first_delay": cfg.first_delay, **otel(cfg, lib)}  # fmt: skip
             rows[label(lib, transport)].append(measure(job, n, 2.0))
         if run < cfg.sdk_bulk_runs:
             job = {"scenario": "bulk", "lib": "sdk", "interval": interval, "threads": 50}
@@ -281,7 +352,7 @@ def scenario_fleets(cfg: argparse.Namespace, out: list[str], profiles: list[str]
     """Scaling with fleet size, and the shared listing's tick against detection latency."""
     sizes, runs, fake = cfg.fleet_sizes, cfg.fleet_runs, "aiohttp Nova"
     base = {"scenario": "bulk", "lib": "ours", "transport": "aiohttp", "interval": 2.0,
-            "first_delay": cfg.first_delay}  # fmt: skip
+            "first_delay": cfg.first_delay, **otel(cfg, "ours")}  # fmt: skip
     ours: dict[int, list[dict[str, Any]]] = {n: [] for n in sizes}
     sdk: dict[int, list[dict[str, Any]]] = {n: [] for n in cfg.fleet_sdk_sizes}
     ticks: dict[str, list[dict[str, Any]]] = {str(t): [] for t in cfg.fleet_ticks}
@@ -438,7 +509,8 @@ def scenario_waits(cfg: argparse.Namespace, out: list[str], profiles: list[str])
     )
     out.append("| --- | --- | --- | --- | --- | --- | --- |")
     for lib, waits in (("ours", cfg.waits), ("sdk", cfg.sdk_waits)):
-        job = {"scenario": "waits", "lib": lib, "transport": "aiohttp", "interval": 30.0}
+        job = {"scenario": "waits", "lib": lib, "transport": "aiohttp", "interval": 30.0,
+               **otel(cfg, lib)}  # fmt: skip
         results = [measure(job, waits, 3600.0) for _ in range(cfg.wait_runs)]
         traced = [r["traced"] / r["waits"] / 1024 for r in results]
         spawn = [r["spawn"] / r["waits"] / 1024 for r in results]
@@ -547,6 +619,18 @@ def targets(found: dict[str, Any], n: int) -> str:
     def row(text: str, value: str, ok: bool) -> None:
         lines.append(f"| {text} | {value} | {'yes' if ok else '**no**'} |")
 
+    otel_ratios = single.get("telemetry", {})
+    if single.get("base") == "absent":
+        for fake in FAKES:
+            found_none = otel_ratios.get((fake, "none"))
+            if found_none is not None:
+                low, high = found_none["range"]
+                row(
+                    f"CPU per rebuild-and-wait with the API and no provider within 3 % of the "
+                    f"extra absent ({fake})",
+                    f"{found_none['ratio']:.3f}x (per run {low:.3f}-{high:.3f})",
+                    found_none["ratio"] <= 1.03,
+                )
     for fake in FAKES:
         ratio = single.get((fake, "ecs_rebuild_async (aiohttp)"))
         if ratio is not None:
@@ -610,9 +694,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="another checkout: append profiles of one rebuild-and-wait there and here",
     )
     parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
+    parser.add_argument(
+        "--telemetry",
+        default="none",
+        help="OpenTelemetry in our workers: none (the API, no provider: the default), absent "
+        "(every opentelemetry import fails), console (the SDK, exporting to the console); "
+        "several, e.g. absent,none,console, are compared in scenario 1",
+    )
+    parser.add_argument("--runs", type=int, help="runs of scenario 1 (default 5, quick 2)")
     cfg = parser.parse_args(argv)
+    cfg.telemetry = cfg.telemetry.split(",")
+    if not set(cfg.telemetry) <= TELEMETRY.keys() or len(set(cfg.telemetry)) != len(cfg.telemetry):
+        parser.error(f"--telemetry takes some of {', '.join(TELEMETRY)}, each once")
+    if cfg.runs is not None and cfg.runs < 1:
+        parser.error("--runs must be at least 1")
     quick = cfg.quick
-    cfg.runs = 2 if quick else 5
+    runs_given = cfg.runs is not None
+    cfg.runs = cfg.runs or (2 if quick else 5)
     cfg.single_ops = 30 if quick else 100
     cfg.single_rebuild = 0.02
     cfg.single_interval = 0.02
@@ -635,7 +733,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     out = [
         "# Benchmarks: ecs_rebuild_async and openstacksdk on the same loopback fake\n",
-        "Generated by `python -m benchmarks.run" + (" --quick" if quick else "") + "`.\n",
+        "Generated by `python -m benchmarks.run"
+        + (" --quick" if quick else "")
+        + ("" if cfg.only == "1,2,3,4,5" else f" --only {cfg.only}")
+        + ("" if cfg.telemetry == ["none"] else f" --telemetry {','.join(cfg.telemetry)}")
+        + (f" --runs {cfg.runs}" if runs_given else "")
+        + "`.\n",
         environment(),
     ]
     profiles: list[str] = []

@@ -43,6 +43,7 @@ from ._errors import (
 )
 from ._redact import SecretStore
 from ._signing import canonical_query_from_string, sign
+from ._validation import check_no_userinfo
 
 __all__ = ["AkSkAuth", "Auth", "KeystoneAuth", "TokenAuth", "build_auth"]
 
@@ -510,6 +511,7 @@ def _fresh_copy(error: EcsError) -> EcsError:
 
 
 def _check_auth_url(auth_url: str) -> None:
+    check_no_userinfo(auth_url, "auth_url")
     try:
         url = httpx.URL(auth_url)
     except (httpx.InvalidURL, TypeError, ValueError):

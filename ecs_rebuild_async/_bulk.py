@@ -414,6 +414,7 @@ class BulkRun:
                 )
             else:
                 remaining.append(server_id)
+        _telemetry.skipped(len(skipped))
         await self._land(skipped)
         return remaining
 
@@ -423,6 +424,7 @@ class BulkRun:
             for server_id in scheduler.take_startable():
                 self._started(server_id)
                 group.start_soon(self._one, scheduler, server_id)
+            _telemetry.rollout_progress(scheduler.state)
             if scheduler.state.checkpoint_due is not None:
                 await self._checkpoint(scheduler)
                 continue
@@ -448,10 +450,10 @@ class BulkRun:
         self, scheduler: RolloutScheduler, server_id: str, resumed: bool = False
     ) -> None:
         request = self._requests[server_id]
-        try:
-            # One span and one outcome metric per server, its read before included (a server
-            # not found is an outcome too).
-            with _telemetry.rebuild(server_id, outcome_kind):
+        # One span and one outcome metric per server, its read before and its health gate
+        # included (a server not found, or unhealthy, is an outcome too).
+        with _telemetry.rebuild(server_id, outcome_kind) as traced:
+            try:
                 # Read when it starts, not when the run did: the state to return to is
                 # evidence taken close to the request (a rollout may start a server hours
                 # after the first). A rebuild an earlier driver sent has its read recorded.
@@ -459,10 +461,11 @@ class BulkRun:
                 server = await self._run_one(
                     server_id, request, before, lambda sent: self._submitted(server_id, sent)
                 )
-        except EcsError as error:
-            outcome = _error_outcome(server_id, error, server_id in self.report.submitted)
-        else:
-            outcome = await self._health_gate(server_id, server)
+            except EcsError as error:
+                outcome = _error_outcome(server_id, error, server_id in self.report.submitted)
+            else:
+                outcome = await self._health_gate(server_id, server)
+            traced.ended(outcome.kind.value, outcome.error, failed=not outcome.ok)
         await self._finished(scheduler, outcome)
 
     async def _health_gate(self, server_id: str, server: Server) -> RebuildOutcome:
@@ -531,6 +534,7 @@ class BulkRun:
             if (outcome := self.report.outcomes.get(server_id)) is not None and outcome.submitted
         ]
         scheduler.begin_rollback(len(candidates))
+        _telemetry.rollout_progress(scheduler.state)
         if self._journal is not None:
             await self._journal.rollout(scheduler.state)
         restored = self._restored
@@ -553,36 +557,45 @@ class BulkRun:
         forward = self.report.outcomes[server_id]
         reason = scheduler.state.stopped_reason
         async with limiter:
-            try:
-                before = self._befores.get(server_id)
-                if before is None and self._journal is not None:
-                    before = self._journal.before_of(server_id)
-                if before is None:
-                    raise InvalidRequest(f"server {server_id}'s state before the run is unknown")
-                back = restore_request(before, self._requests[server_id])
-                # The state to return from is read anew: the forward rebuild changed it.
-                server = await self._run_back(
-                    server_id, back, None, lambda sent: self._rollback_submitted(server_id, sent)
-                )
-            except EcsError as error:
-                outcome = RebuildOutcome(
-                    server_id,
-                    False,
-                    OutcomeKind.ROLLBACK_FAILED,
-                    server=forward.server,
-                    error=error,
-                    submitted=True,
-                    reason=f"rebuilding it back failed ({type(error).__name__}) after: {reason}",
-                )
-            else:
-                outcome = RebuildOutcome(
-                    server_id,
-                    False,
-                    OutcomeKind.ROLLED_BACK,
-                    server=server,
-                    submitted=True,
-                    reason=f"rebuilt back to image {back.image_ref}: {reason}",
-                )
+            with _telemetry.rollback(server_id, outcome_kind) as traced:
+                try:
+                    before = self._befores.get(server_id)
+                    if before is None and self._journal is not None:
+                        before = self._journal.before_of(server_id)
+                    if before is None:
+                        raise InvalidRequest(
+                            f"server {server_id}'s state before the run is unknown"
+                        )
+                    back = restore_request(before, self._requests[server_id])
+                    # The state to return from is read anew: the forward rebuild changed it.
+                    server = await self._run_back(
+                        server_id,
+                        back,
+                        None,
+                        lambda sent: self._rollback_submitted(server_id, sent),
+                    )
+                except EcsError as error:
+                    outcome = RebuildOutcome(
+                        server_id,
+                        False,
+                        OutcomeKind.ROLLBACK_FAILED,
+                        server=forward.server,
+                        error=error,
+                        submitted=True,
+                        reason=(
+                            f"rebuilding it back failed ({type(error).__name__}) after: {reason}"
+                        ),
+                    )
+                else:
+                    outcome = RebuildOutcome(
+                        server_id,
+                        False,
+                        OutcomeKind.ROLLED_BACK,
+                        server=server,
+                        submitted=True,
+                        reason=f"rebuilt back to image {back.image_ref}: {reason}",
+                    )
+                traced.ended(outcome.kind.value, outcome.error)
         scheduler.rolled_back()
         await self._land([outcome], rollback=True)
 
@@ -612,15 +625,13 @@ class BulkRun:
 
     async def _skip_unstarted(self, scheduler: RolloutScheduler) -> None:
         reason = scheduler.state.stopped_reason
-        await self._land(
-            [
-                RebuildOutcome(
-                    server_id, False, OutcomeKind.SKIPPED, reason=f"not started: {reason}"
-                )
-                for server_id in scheduler.never_started
-                if server_id not in self.report.outcomes
-            ]
-        )
+        skipped = [
+            RebuildOutcome(server_id, False, OutcomeKind.SKIPPED, reason=f"not started: {reason}")
+            for server_id in scheduler.never_started
+            if server_id not in self.report.outcomes  # a journal's are reported already
+        ]
+        _telemetry.skipped(len(skipped))
+        await self._land(skipped)
 
     async def _land(self, outcomes: list[RebuildOutcome], *, rollback: bool = False) -> None:
         """Outcomes journaled (when a journal is kept), then recorded: an outcome the caller
@@ -712,4 +723,6 @@ async def run_bulk(
         journal=journal,
         continue_stopped=continue_stopped,
     )
-    return await run.run()
+    # One span per run (journaled or not), with its counts and its rollout's phases.
+    with _telemetry.fleet(report):
+        return await run.run()

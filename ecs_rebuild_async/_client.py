@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -50,6 +51,7 @@ from ._models import (
     Server,
     ServerStatus,
     Unset,
+    as_dialect,
 )
 from ._poll import EventCallback, FleetPoller, wait_for_rebuild
 from ._rebuild import Accepted, Operations, submit_rebuild
@@ -74,7 +76,7 @@ class _Overrides:
 
     endpoint: str | None
     microversion: str | APIVersion | None
-    dialect: Dialect | None
+    dialect: Dialect | str | None
     settings: ClientSettings | None
     http_client: httpx.AsyncClient | None
     transport: httpx.AsyncBaseTransport | None
@@ -100,6 +102,58 @@ def options_from_config(config: ClientConfig) -> tuple[str | None, dict[str, Any
     return config.endpoint, options
 
 
+def _check_callback(value: object, field: str) -> None:
+    """None, or a plain function: it is called without await at each event (or outcome), so a
+    value that cannot be called would fail only after a rebuild was sent, and an async function
+    would never run."""
+    if value is None:
+        return
+    if not callable(value):
+        raise InvalidRequest(
+            f"{field} must be a function (or None), got {type(value).__name__}", field=field
+        )
+    call = getattr(value, "__call__", None)  # noqa: B004  # an async __call__ counts too
+    if inspect.iscoroutinefunction(value) or inspect.iscoroutinefunction(call):
+        raise InvalidRequest(
+            f"{field} is called without await: give a plain function, not an async one",
+            field=field,
+        )
+
+
+def _check_since(since: object) -> None:
+    """None, or an aware datetime: the service's times are in UTC, and a naive datetime
+    cannot be compared with them."""
+    if since is None:
+        return
+    if not isinstance(since, datetime):
+        raise InvalidRequest(f"since must be a datetime, got {type(since).__name__}", field="since")
+    if since.utcoffset() is None:
+        raise InvalidRequest(
+            "since has no timezone: give an aware datetime, such as "
+            "datetime.now(timezone.utc) or the service's Date",
+            field="since",
+        )
+
+
+def _checked_befores(before: object) -> dict[str, Server]:
+    """``before`` of a bulk run: server ids mapped to the servers as read just before."""
+    if before is None:
+        return {}
+    if not isinstance(before, Mapping):
+        raise InvalidRequest(
+            f"before must map server ids to Server, got {type(before).__name__}", field="before"
+        )
+    known: dict[str, Server] = {}
+    for server_id, server in before.items():
+        if not isinstance(server, Server) or server.id != server_id:
+            raise InvalidRequest(
+                f"before[{str(server_id)[:60]!r}] must be that server as read before the run",
+                field="before",
+            )
+        known[server_id] = server
+    return known
+
+
 class AsyncEcsClient:
     """An async client for the rebuild-server action of an ECS / OpenStack Nova compute API.
 
@@ -109,7 +163,7 @@ class AsyncEcsClient:
     CA bundle (for the default transport; a given ``http_client`` or ``transport`` keeps its own).
     ``microversion=None`` negotiates per request; a pinned ``"2.54"`` is used as given.
     ``dialect`` says whose rules apply: ``ECS`` (Huawei Cloud, Open Telekom Cloud) or ``NOVA``
-    (upstream OpenStack).
+    (upstream OpenStack), or their names as strings in any case (``"nova"``).
     """
 
     def __init__(
@@ -118,7 +172,7 @@ class AsyncEcsClient:
         *,
         auth: Auth,
         microversion: str | APIVersion | None = None,
-        dialect: Dialect = ECS,
+        dialect: Dialect | str = ECS,
         settings: ClientSettings | None = None,
         http_client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -128,10 +182,12 @@ class AsyncEcsClient:
     ) -> None:
         if not isinstance(auth, Auth):
             raise InvalidRequest("auth must be TokenAuth, KeystoneAuth or AkSkAuth", field="auth")
-        if not isinstance(dialect, Dialect):
-            raise InvalidRequest("dialect must be ECS or NOVA", field="dialect")
+        self._dialect = as_dialect(dialect)
+        if settings is not None and not isinstance(settings, ClientSettings):
+            raise InvalidRequest(
+                f"settings must be ClientSettings, got {type(settings).__name__}", field="settings"
+            )
         self._pinned = parse_version(microversion) if microversion is not None else None
-        self._dialect = dialect
         self._settings = settings or ClientSettings()
         self._session = Session(
             endpoint,
@@ -144,7 +200,7 @@ class AsyncEcsClient:
             verify=verify,
         )
         self._compute = ComputeApi(
-            self._session, self._settings, pinned=self._pinned, dialect=dialect
+            self._session, self._settings, pinned=self._pinned, dialect=self._dialect
         )
         compute = self._compute
         self._poller = FleetPoller(compute.fetch_for_poller, compute.list_changed, self._settings)
@@ -164,7 +220,7 @@ class AsyncEcsClient:
         *,
         endpoint: str | None = None,
         microversion: str | APIVersion | None = None,
-        dialect: Dialect | None = None,
+        dialect: Dialect | str | None = None,
         settings: ClientSettings | None = None,
         http_client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -192,7 +248,7 @@ class AsyncEcsClient:
         environ: Mapping[str, str] | None = None,
         endpoint: str | None = None,
         microversion: str | APIVersion | None = None,
-        dialect: Dialect | None = None,
+        dialect: Dialect | str | None = None,
         settings: ClientSettings | None = None,
         http_client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -370,8 +426,8 @@ class AsyncEcsClient:
         """
         check_server_id(server_id)
         limit = self._checked_timeout(timeout)
-        if since is not None and not isinstance(since, datetime):
-            raise InvalidRequest("since must be a datetime", field="since")
+        _check_since(since)
+        _check_callback(on_event, "on_event")
         tracker = self._accepted.get(server_id)
         if tracker is None:
             tracker = RebuildTracker.start(server_id, before=None, accepted_at=since)
@@ -389,12 +445,43 @@ class AsyncEcsClient:
                 f"timeout must be a number of seconds, got {type(timeout).__name__}",
                 field="timeout",
             )
-        if math.isnan(timeout) or timeout < 0:
+        try:
+            seconds = float(timeout)
+        except OverflowError:
+            # An int too large for a float: math.inf is how to say "no deadline".
+            raise InvalidRequest(
+                f"timeout is an int of {len(str(timeout))} digits, too large for a number of "
+                "seconds (math.inf waits without a deadline)",
+                field="timeout",
+            ) from None
+        if math.isnan(seconds) or seconds < 0:
             raise InvalidRequest(
                 f"timeout must be a non-negative number of seconds, got {timeout!r}",
                 field="timeout",
             )
-        return float(timeout)
+        return seconds
+
+    def _checked_run_arguments(
+        self,
+        timeout: object,
+        concurrency: object,
+        policy: object,
+        *,
+        on_outcome: object = None,
+        on_event: object = None,
+        report: object = None,
+    ) -> float:
+        """The options of a bulk run checked before anything is read or sent; its timeout."""
+        limit = self._checked_timeout(timeout)
+        check_run_options(concurrency, policy)
+        _check_callback(on_outcome, "on_outcome")
+        _check_callback(on_event, "on_event")
+        if report is not None and not isinstance(report, BulkReport):
+            raise InvalidRequest(
+                f"report must be a BulkReport (or None), got {type(report).__name__}",
+                field="report",
+            )
+        return limit
 
     async def _wait(
         self, tracker: RebuildTracker, timeout: float, on_event: EventCallback | None
@@ -430,6 +517,7 @@ class AsyncEcsClient:
         """
         limit = self._checked_timeout(timeout)
         check_server_id(server_id)
+        _check_callback(on_event, "on_event")
         if before is not None and (not isinstance(before, Server) or before.id != server_id):
             raise InvalidRequest(
                 f"before must be server {server_id} as read before the rebuild",
@@ -555,11 +643,12 @@ class AsyncEcsClient:
         with the same journal (and the same policy), or :meth:`resume`, continues the run after
         a crash or a Ctrl-C without rebuilding any server twice.
         """
-        limit = self._checked_timeout(timeout)
+        limit = self._checked_run_arguments(
+            timeout, concurrency, policy, on_outcome=on_outcome, on_event=on_event, report=report
+        )
         targets = normalize_targets(servers, request)
-        check_run_options(concurrency, policy)
         report = report if report is not None else BulkReport()
-        known = dict(before or {})
+        known = _checked_befores(before)
         if journal is not None:
             return await self._rebuild_many_journaled(
                 targets,
@@ -574,9 +663,6 @@ class AsyncEcsClient:
                 known=known,
                 policy=policy,
             )
-        befores, listed_at = await self._read_fleet([sid for sid, _ in targets if sid not in known])
-        befores.update(known)
-        read_before = self._before_reader(befores, listed_at, limit)
 
         async def run_one(
             server_id: str, one_request: RebuildRequest, before: Server | None, mark: Any
@@ -585,7 +671,12 @@ class AsyncEcsClient:
                 server_id, one_request, limit, on_event, before, mark
             )
 
+        # The run's span covers the listing of the fleet before it (run_bulk's is this one).
         with _telemetry.fleet(report):
+            befores, listed_at = await self._read_fleet(
+                [sid for sid, _ in targets if sid not in known]
+            )
+            befores.update(known)
             return await run_bulk(
                 targets,
                 run_one,
@@ -593,7 +684,7 @@ class AsyncEcsClient:
                 report=report,
                 on_outcome=on_outcome,
                 policy=policy,
-                read_before=read_before,
+                read_before=self._before_reader(befores, listed_at, limit),
             )
 
     def _before_reader(
@@ -821,24 +912,27 @@ class AsyncEcsClient:
         """
         if not isinstance(continue_stopped, bool):
             raise InvalidRequest("continue_stopped must be True or False", field="continue_stopped")
-        check_run_options(1 if concurrency is None else concurrency, policy)
         targets, run = journaled_run(journal, admin_pass=admin_pass, user_data=user_data)
         if policy is None:
             policy = recorded_policy(run, os.path.basename(os.fspath(journal)))
+        concurrency = run.concurrency if concurrency is None else concurrency
+        timeout = run.timeout if timeout is None else timeout
+        limit = self._checked_run_arguments(
+            timeout, concurrency, policy, on_outcome=on_outcome, on_event=on_event, report=report
+        )
         if continue_stopped and policy is not None and policy.rollback:
             raise InvalidRequest(
                 "continue_stopped cannot go on with a rollout that rolls back when it stops "
                 "(its stop rebuilt back what it had rebuilt)",
                 field="continue_stopped",
             )
-        timeout = run.timeout if timeout is None else timeout
         return await self._rebuild_many_journaled(
             normalize_targets(targets, None),
             journal_at(journal),
             name=os.fspath(journal),
-            concurrency=run.concurrency if concurrency is None else concurrency,
+            concurrency=concurrency,
             timeout=timeout,
-            limit=self._checked_timeout(timeout),
+            limit=limit,
             on_outcome=on_outcome,
             on_event=on_event,
             report=report if report is not None else BulkReport(),
@@ -896,7 +990,9 @@ class AsyncEcsClient:
         With a ``policy`` that rolls back, a server rolled back is received again, with the
         kind ``rolled_back`` (or ``rollback_failed``).
         """
-        check_run_options(concurrency, policy)
+        # Checked here, before the run's task starts: an error inside it would come out of
+        # the task group wrapped in an exception group.
+        self._checked_run_arguments(timeout, concurrency, policy, on_event=on_event, report=report)
         send, receive = anyio.create_memory_object_stream[RebuildOutcome](
             max_buffer_size=float("inf")
         )

@@ -76,6 +76,9 @@ class Verdict:
     reason: str
     error: RebuildFailed | None = None
     ignored: bool = False
+    #: The server looks finished (its stable state, no task) but nothing proves the read is
+    #: from after this rebuild: a wait that ends on it must not say the rebuild did not finish.
+    unproven: bool = False
 
     @property
     def terminal(self) -> bool:
@@ -503,8 +506,10 @@ def _settled_in_target(tracker: RebuildTracker, server: Server) -> Verdict:
     proof = tracker.proof(server)
     if proof is not None:
         return Verdict(Phase.DONE, f"{server.status} with no task after the rebuild ({proof})")
-    return _waiting(
-        tracker, f"{server.status} with no task, but no proof yet that the read is from after it"
+    return Verdict(
+        tracker.phase,
+        f"{server.status} with no task, but no proof yet that the read is from after it",
+        unproven=True,
     )
 
 

@@ -70,6 +70,20 @@ ECS: Final = Dialect.ECS
 NOVA: Final = Dialect.NOVA
 
 
+def as_dialect(value: object) -> Dialect:
+    """``ECS`` or ``NOVA``, or its name as a string in any case (``"nova"``, ``"ECS"``), as the
+    command line's ``--dialect`` and ``FakeCompute(dialect=...)`` take it."""
+    if isinstance(value, Dialect):
+        return value
+    if isinstance(value, str):
+        for dialect in Dialect:
+            if value.strip().lower() == dialect.value:
+                return dialect
+    raise InvalidRequest(
+        f"dialect must be ECS or NOVA (or 'ecs' or 'nova'), got {value!r:.40}", field="dialect"
+    )
+
+
 class ServerStatus(str, enum.Enum):
     """A server's status. A status this library does not know is kept, not rejected:
     ``ServerStatus("HARD_REBOOT")`` works, and its ``known`` is False."""

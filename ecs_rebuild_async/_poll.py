@@ -320,6 +320,7 @@ async def wait_for_rebuild(
     """
     started = anyio.current_time()
     last_seen: Server | None = None
+    last_verdict: Verdict | None = None
     unknown_logged: set[str] | None = None  # made when first needed: most waits never do
     last_phase: Phase | None = None
 
@@ -343,7 +344,7 @@ async def wait_for_rebuild(
             on_event(tracker.event(server, elapsed))
 
     def judge(observation: Observation) -> Verdict:
-        nonlocal tracker, last_seen
+        nonlocal tracker, last_seen, last_verdict
         if observation.error is not None:
             raise observation.error
         if observation.server is None:
@@ -353,6 +354,8 @@ async def wait_for_rebuild(
             tracker, verdict = tracker.observe(observation.server)
         if keep is not None:
             keep(tracker)
+        if not verdict.ignored:
+            last_verdict = verdict
         report(observation.server, verdict)
         if verdict.error is not None:
             raise verdict.error
@@ -376,6 +379,14 @@ async def wait_for_rebuild(
         if judge(observation).phase is Phase.DONE and last_seen is not None:
             return last_seen
     status = f"{last_seen.status}/{last_seen.task_state}" if last_seen else "never read"
+    if last_verdict is not None and last_verdict.unproven:
+        # Saying "did not finish" would be false as often as true: say what is known.
+        raise RebuildTimeout(
+            f"server {tracker.server_id} looks rebuilt ({status}), but within {timeout:g}s "
+            "nothing proved the read is from after this rebuild (a rebuild to the image it "
+            "already ran that ends within the second it was accepted leaves no trace)",
+            server=last_seen,
+        )
     raise RebuildTimeout(
         f"server {tracker.server_id} did not finish rebuilding within {timeout:g}s "
         f"(last seen: {status})",

@@ -142,8 +142,13 @@ def _forms(value: str) -> list[str]:
     if len(value) < _MIN_SECRET:
         return []
     forms = {value}
-    forms.add(json.dumps(value)[1:-1])
-    forms.add(json.dumps(value, ensure_ascii=False)[1:-1])
+    # JSON-escaped once, and again for a request body quoted as a string inside JSON (and
+    # once more inside that): services quote what they were sent at any depth.
+    for ascii_only in (True, False):
+        nested = value
+        for _ in range(3):
+            nested = json.dumps(nested, ensure_ascii=ascii_only)[1:-1]
+            forms.add(nested)
     forms.add(repr(value)[1:-1])
     forms.add(quote(value, safe=""))
     forms |= {form.replace("/", "\\/") for form in forms}  # JSON encoders that escape "/"

@@ -86,6 +86,12 @@ def make_filter(
     wanted_status = None
     if status is not None:
         wanted_status = ServerStatus(_text(status, "status").upper())
+        if not wanted_status.known:
+            # A status no service shows matches nothing: a typo would choose an empty fleet.
+            valid = ", ".join(ServerStatus.__members__)
+            raise InvalidRequest(
+                f"status {status!r:.40} is not a server status; one of: {valid}", field="status"
+            )
     items = None
     if metadata is not None:
         if not isinstance(metadata, Mapping) or not all(

@@ -32,6 +32,7 @@ from ._models import (
     Server,
     ServerStatus,
 )
+from ._redact import scrub
 
 __all__ = [
     "converter",
@@ -143,10 +144,22 @@ def _structure_image(value: object, _: object) -> ImageRef | None:
 
 
 _register_exact(ImageRef | None, _structure_image)
-converter.register_structure_hook(
-    Fault,
-    make_dict_structure_fn(Fault, converter),
-)
+_structure_fault_fields = make_dict_structure_fn(Fault, converter)
+
+
+def _structure_fault(value: Any, type_: Any) -> Fault:
+    # A fault's text is the service's error message, and services put what they were sent in
+    # their messages: the secrets the client knows are masked in the values themselves, not
+    # only in reprs, since errors carry the fault for anyone to print.
+    fault: Fault = _structure_fault_fields(value, type_)
+    return attrs.evolve(
+        fault,
+        message=scrub(fault.message),
+        details=scrub(fault.details) if fault.details is not None else None,
+    )
+
+
+converter.register_structure_hook(Fault, _structure_fault)
 converter.register_structure_hook(
     Flavor,
     make_dict_structure_fn(Flavor, converter),

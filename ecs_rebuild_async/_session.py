@@ -44,7 +44,7 @@ from ._microversion import APIVersion, VersionRange, parse_version
 from ._redact import SecretStore, install_log_scrubbing, request_secrets
 from ._serde import wire_version_header
 from ._settings import ClientSettings
-from ._validation import check_endpoint
+from ._validation import check_endpoint, check_no_userinfo
 from ._version import __version__
 
 __all__ = ["Answer", "Session", "default_transport"]
@@ -404,6 +404,13 @@ def checked_catalog_endpoint(found: str, auth_url: str | None, *, allow_http: bo
     is plain ``http://`` when Keystone itself was reached over ``https://`` (the token would
     travel in clear), unless ``ClientSettings.allow_http_from_catalog`` says so.
     """
+    try:
+        check_no_userinfo(found, "endpoint")
+    except InvalidRequest:
+        # Not repeated: the part before the @ may be a password.
+        raise ResponseError(
+            "the service catalog's compute endpoint has credentials in it (user:password@host)"
+        ) from None
     if not _is_web_url(found):
         raise ResponseError(
             f"the service catalog's compute endpoint is not an http(s) URL: {found!r:.120}"
@@ -760,13 +767,25 @@ class Session:
                 self.counts[key] = self.counts.get(key, 0) + 1
                 # Once a request that must not run twice is on the wire, its answer is awaited
                 # even if the caller is cancelled meanwhile (bounded by the request timeout):
-                # only then is it known whether the service carried it out.
-                with anyio.CancelScope(shield=not idempotent):
+                # only then is it known whether the service carried it out. httpx's timeouts
+                # bound each read, not the whole answer, so one dripped a byte at a time is
+                # bounded here, as a whole, by ``request_timeout``.
+                with (
+                    anyio.CancelScope(shield=not idempotent),
+                    anyio.move_on_after(self._settings.request_timeout) as whole,
+                ):
                     response = await self._send_unredirected(client, request, authenticated)
                     try:
                         raw = await read_body(response, self._settings.max_answer_bytes)
                     finally:
-                        await response.aclose()
+                        with anyio.CancelScope(shield=True):
+                            await response.aclose()
+                if whole.cancelled_caught:
+                    raise httpx.ReadTimeout(
+                        f"no whole answer within request_timeout "
+                        f"({self._settings.request_timeout:g} s)",
+                        request=request,
+                    )
         except httpx.TransportError as exc:
             # A failure of a request the auth flow sent first (a Keystone token request)
             # means this request never left.

@@ -10,7 +10,8 @@ Other modules call this small API and never OpenTelemetry itself:
 
 * :func:`rebuild` -- a scope per rebuild (``rebuild_and_wait``, each server of a fleet): a span
   with the server id, microversion, outcome kind and error type; the rebuild counter and the
-  time to its proven outcome.
+  time to its proven outcome. A fleet's server ends its scope with the outcome its health gate
+  gave (:meth:`_RebuildScope.ended`); :func:`rollback` is the scope of its rebuild back.
 * :func:`waiting` -- one wait: a span the shared poller's listings link to, and the
   waits-in-flight counter.
 * :func:`phase` -- a phase reached (submitted, running, done, failed, reconciled...): an event
@@ -18,7 +19,10 @@ Other modules call this small API and never OpenTelemetry itself:
 * :func:`http_request` -- one HTTP attempt, by OpenTelemetry's HTTP client conventions.
 * :func:`listing`, :func:`read_for` -- the shared poller's listings (their own spans, linked
   to every wait they served) and its per-server reads (children of the wait they serve).
-* :func:`fleet` -- a bulk run, with its counts; :func:`rate_limited` -- a rate-limit pause.
+* :func:`fleet` -- a bulk run, with its counts; :func:`rollout_progress` -- its rollout's
+  phases (canary, checkpoints, failure budget, stop, rollback) as events on the run's span;
+  :func:`skipped` -- servers a rollout skipped, counted with the rebuilds.
+* :func:`rate_limited` -- a rate-limit pause.
 
 Every log record of the ``ecs_rebuild_async`` logger made inside a rebuild or wait carries
 ``server_id``, ``request_id``, ``phase`` and ``microversion`` attributes (as ``extra`` would).
@@ -34,7 +38,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -63,7 +67,10 @@ __all__ = [
     "rate_limited",
     "read_for",
     "rebuild",
+    "rollback",
+    "rollout_progress",
     "note_request_id",
+    "skipped",
     "url_template",
     "waiting",
 ]
@@ -181,6 +188,11 @@ class _About:
 _current: contextvars.ContextVar[_About | None] = contextvars.ContextVar(
     "ecs_rebuild_async.about", default=None
 )
+# The bulk run in this context, while tracing: its span takes the rollout's events, and it
+# knows the span of each server's rebuild (a rebuild back links to it).
+_fleet_current: contextvars.ContextVar[_FleetScope | None] = contextvars.ContextVar(
+    "ecs_rebuild_async.fleet", default=None
+)
 
 
 class _LogFields(logging.Filter):
@@ -214,12 +226,15 @@ def _outcome(exc: BaseException | None, classify: Callable[[EcsError], Any]) -> 
     return "error"
 
 
-def _end_span(span: Any, exc: BaseException | None, outcome: str | None) -> None:
+def _end_span(
+    span: Any, exc: BaseException | None, outcome: str | None, *, failed: bool = False
+) -> None:
     if outcome is not None:
         span.set_attribute("ecs_rebuild.outcome", outcome)
     if exc is not None:
         # The type only: a message may quote what the service echoed back.
         span.set_attribute("error.type", type(exc).__name__)
+    if exc is not None or failed:
         span.set_status(StatusCode.ERROR)
     span.end()
 
@@ -227,28 +242,64 @@ def _end_span(span: Any, exc: BaseException | None, outcome: str | None) -> None
 # -- a rebuild ---------------------------------------------------------------------------------
 
 
-class _RebuildScope:
-    __slots__ = ("_about", "_classify", "_context", "_name", "_started", "_token")
+#: Outcomes that no answer of the service shows, reached at the end of a fleet server's work:
+#: each is its span's last event, as the phases the service shows are theirs.
+_LATE_OUTCOMES = frozenset({"unhealthy", "rolled_back", "rollback_failed"})
 
-    def __init__(self, name: str, server_id: str, classify: Callable[[EcsError], Any]) -> None:
+
+class _RebuildScope:
+    __slots__ = (
+        "_about",
+        "_classify",
+        "_context",
+        "_ended",
+        "_follows",
+        "_name",
+        "_started",
+        "_token",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        server_id: str,
+        classify: Callable[[EcsError], Any],
+        follows: Any = None,
+    ) -> None:
         self._name = name
         self._classify = classify
+        self._follows = follows  # the span context of the rebuild this one undoes, if any
         self._about = _About(server_id, None)
         self._started = 0.0
         self._context: object = None
         self._token: contextvars.Token[_About | None] | None = None
+        self._ended: tuple[str, BaseException | None, bool] | None = None
 
-    def __enter__(self) -> None:
+    def __enter__(self) -> _RebuildScope:
         tracer = _live_tracer()
         if tracer is not None:
+            server_id = self._about.server_id
+            links = () if self._follows is None else (otel_trace.Link(self._follows),)
             span = tracer.start_span(
-                self._name, attributes={"ecs_rebuild.server_id": self._about.server_id}
+                self._name, attributes={"ecs_rebuild.server_id": server_id}, links=links
             )
             self._about.span = span
             self._context = otel_context.attach(otel_trace.set_span_in_context(span))
+            fleet = _fleet_current.get()
+            if fleet is not None and self._follows is None:
+                # A server's rebuild in a fleet: its rebuild back, if one comes, links to it.
+                fleet.forward[server_id] = span.get_span_context()
         if _live_instruments() is not None:
             self._started = time.perf_counter()
         self._token = _current.set(self._about)
+        return self
+
+    def ended(self, kind: str, error: BaseException | None = None, *, failed: bool = False) -> None:
+        """The outcome this rebuild ended with, when no exception says it: its kind, the error
+        it carries, and whether it failed without one (a health gate not passed)."""
+        self._ended = (kind, error, failed or error is not None)
+        if kind in _LATE_OUTCOMES:
+            phase(kind)
 
     def __exit__(
         self,
@@ -262,12 +313,16 @@ class _RebuildScope:
         instruments = _instruments if self._started else None
         if span is None and instruments is None:
             return
-        outcome = _outcome(exc, self._classify)
+        error, failed = exc, exc is not None
+        if exc is None and self._ended is not None:
+            outcome, error, failed = self._ended
+        else:
+            outcome = _outcome(exc, self._classify)
         if span is not None:
             otel_context.detach(self._context)  # type: ignore[arg-type]  # a token from attach(), typed object here
             if self._about.microversion is not None:
                 span.set_attribute("ecs_rebuild.microversion", self._about.microversion)
-            _end_span(span, exc, outcome)
+            _end_span(span, error, outcome, failed=failed)
         if instruments is not None:
             labels = {"ecs_rebuild.outcome": outcome}
             instruments.rebuilds.add(1, labels)
@@ -279,6 +334,22 @@ def rebuild(
 ) -> _RebuildScope:
     """The scope of one server's rebuild; ``classify`` names the outcome kind of an error."""
     return _RebuildScope(name, server_id, classify)
+
+
+def rollback(server_id: str, classify: Callable[[EcsError], Any]) -> _RebuildScope:
+    """The scope of a fleet server's rebuild back: a span of its own, linked to the span of
+    the rebuild it undoes (which ended with that rebuild)."""
+    fleet = _fleet_current.get()
+    follows = None if fleet is None else fleet.forward.get(server_id)
+    return _RebuildScope("rollback", server_id, classify, follows)
+
+
+def skipped(count: int) -> None:
+    """A rollout skipped ``count`` servers (already matching, or never started): outcomes
+    reached without a rebuild, counted with the rebuilds."""
+    instruments = _live_instruments()
+    if instruments is not None and count:
+        instruments.rebuilds.add(count, {"ecs_rebuild.outcome": "skipped"})
 
 
 class _AboutScope:
@@ -668,7 +739,38 @@ def rate_limited(pause: float) -> None:
         )
 
 
-# -- fleets ------------------------------------------------------------------------------------
+# -- fleets ----------------------------------------------------------------------------------
+
+
+class _RolloutState(Protocol):
+    """What the fleet's span reads of a rollout's state (the scheduler's record of it)."""
+
+    @property
+    def phase(self) -> str: ...
+    @property
+    def canary(self) -> Sequence[str]: ...
+    @property
+    def canary_passed(self) -> bool: ...
+    @property
+    def started(self) -> int: ...
+    @property
+    def finished(self) -> int: ...
+    @property
+    def failures(self) -> int: ...
+    @property
+    def failure_budget(self) -> int | None: ...
+    @property
+    def checkpoints_passed(self) -> Sequence[float]: ...
+    @property
+    def checkpoint_due(self) -> float | None: ...
+    @property
+    def stopped_reason(self) -> str | None: ...
+    @property
+    def skipped_matching(self) -> int: ...
+    @property
+    def rollback_total(self) -> int: ...
+    @property
+    def rollback_finished(self) -> int: ...
 
 
 class _Report(Protocol):
@@ -680,19 +782,120 @@ class _Report(Protocol):
     @property
     def submitted(self) -> set[str]: ...
 
+    @property
+    def rollout(self) -> _RolloutState | None: ...
+
     def counts(self) -> Mapping[str, int]: ...
 
 
+_ROLLOUT = "ecs_rebuild.rollout."
+
+
+class _RolloutEvents:
+    """The rollout's phases as events on the fleet's span: each change of its state, once."""
+
+    __slots__ = (
+        "_budget_spent",
+        "_canary_passed",
+        "_canary_started",
+        "_due",
+        "_passed",
+        "_rollback_finished",
+        "_rollback_started",
+        "_stopped",
+    )
+
+    def __init__(self) -> None:
+        self._canary_started = self._canary_passed = self._budget_spent = False
+        self._stopped = self._rollback_started = self._rollback_finished = False
+        self._due: float | None = None
+        self._passed = 0
+
+    def seen(self, state: _RolloutState, span: Any) -> None:
+        if state.canary and state.started and not self._canary_started:
+            self._canary_started = True
+            span.add_event("canary_started", {_ROLLOUT + "canary": len(state.canary)})
+        if state.canary and state.canary_passed and not self._canary_passed:
+            self._canary_passed = True
+            span.add_event("canary_passed", {_ROLLOUT + "finished": state.finished})
+        due = state.checkpoint_due
+        if due is not None and due != self._due:
+            span.add_event(
+                "checkpoint_reached",
+                {_ROLLOUT + "checkpoint": due, _ROLLOUT + "finished": state.finished},
+            )
+        self._due = due
+        stopping = state.stopped_reason is not None and not self._stopped
+        answered = list(state.checkpoints_passed[self._passed :])
+        self._passed += len(answered)
+        if stopping and answered:
+            # Nothing runs while a checkpoint is due: a stop seen with its answer is that
+            # answer (no), told by the stop event below.
+            answered.pop()
+        for fraction in answered:
+            span.add_event("checkpoint_passed", {_ROLLOUT + "checkpoint": fraction})
+        budget = state.failure_budget
+        if budget is not None and state.failures > budget and not self._budget_spent:
+            self._budget_spent = True
+            span.add_event(
+                "budget_spent",
+                {_ROLLOUT + "failures": state.failures, _ROLLOUT + "failure_budget": budget},
+            )
+        if stopping:
+            self._stopped = True
+            span.add_event("stopped", {_ROLLOUT + "stopped_reason": str(state.stopped_reason)})
+        if state.phase == "rolling_back":
+            if not self._rollback_started:
+                self._rollback_started = True
+                span.add_event(
+                    "rollback_started", {_ROLLOUT + "rollback.total": state.rollback_total}
+                )
+            if state.rollback_finished >= state.rollback_total and not self._rollback_finished:
+                self._rollback_finished = True
+                span.add_event(
+                    "rollback_finished",
+                    {_ROLLOUT + "rollback.finished": state.rollback_finished},
+                )
+
+
+def _rollout_attributes(state: _RolloutState) -> dict[str, Any]:
+    """The rollout's counts on the fleet's span, those that say something (none for a run
+    without a policy)."""
+    found: dict[str, Any] = {}
+    if state.canary:
+        found[_ROLLOUT + "canary"] = len(state.canary)
+    if state.failure_budget is not None:
+        found[_ROLLOUT + "failure_budget"] = state.failure_budget
+    if state.checkpoints_passed:
+        found[_ROLLOUT + "checkpoints_passed"] = len(state.checkpoints_passed)
+    if state.skipped_matching:
+        found[_ROLLOUT + "skipped_matching"] = state.skipped_matching
+    if state.stopped_reason is not None:
+        found[_ROLLOUT + "stopped_reason"] = state.stopped_reason
+    if state.phase == "rolling_back":
+        found[_ROLLOUT + "rollback.total"] = state.rollback_total
+        found[_ROLLOUT + "rollback.finished"] = state.rollback_finished
+    return found
+
+
 class _FleetScope:
-    __slots__ = ("_context", "_report", "_span")
+    __slots__ = ("_context", "_events", "_span", "_token", "forward", "report")
 
     def __init__(self, span: Any, report: _Report) -> None:
         self._span = span
-        self._report = report
+        self.report = report
         self._context: object = None
+        self._token: contextvars.Token[_FleetScope | None] | None = None
+        self._events = _RolloutEvents()
+        #: The span context of each server's rebuild, for the link of its rebuild back.
+        self.forward: dict[str, Any] = {}
 
     def __enter__(self) -> None:
         self._context = otel_context.attach(otel_trace.set_span_in_context(self._span))
+        self._token = _fleet_current.set(self)
+
+    def progress(self, state: _RolloutState) -> None:
+        self._events.seen(state, self._span)
 
     def __exit__(
         self,
@@ -700,18 +903,36 @@ class _FleetScope:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self._token is not None:
+            _fleet_current.reset(self._token)
         otel_context.detach(self._context)  # type: ignore[arg-type]  # a token from attach(), typed object here
-        report, span = self._report, self._span
+        report, span = self.report, self._span
         span.set_attribute("ecs_rebuild.fleet.total", report.total)
         span.set_attribute("ecs_rebuild.fleet.submitted", len(report.submitted))
         for kind, count in sorted(report.counts().items()):
             span.set_attribute(f"ecs_rebuild.fleet.outcomes.{kind}", count)
+        state = report.rollout
+        if state is not None:
+            self.progress(state)  # what changed since the runner last told
+            span.set_attributes(_rollout_attributes(state))
         _end_span(span, exc, None)
 
 
 def fleet(report: _Report, *, name: str = "rebuild_many") -> _FleetScope | _Nothing:
-    """The scope of a bulk run whose ``report`` gives the span its counts when it ends."""
+    """The scope of a bulk run whose ``report`` gives the span its counts when it ends
+    (inside the scope of the same run, nothing more: the caller began its span earlier)."""
     tracer = _live_tracer()
     if tracer is None:
         return _NOTHING
+    current = _fleet_current.get()
+    if current is not None and current.report is report:
+        return _NOTHING
     return _FleetScope(tracer.start_span(name), report)
+
+
+def rollout_progress(state: _RolloutState) -> None:
+    """The bulk run in this context asked its rollout's scheduler, or told it something: the
+    phases its state reached since (canary, checkpoints, budget, stop, rollback) as events."""
+    scope = _fleet_current.get()
+    if scope is not None:
+        scope.progress(state)

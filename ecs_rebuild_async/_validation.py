@@ -24,6 +24,7 @@ __all__ = [
     "NOVA_NAME_MAX",
     "NOVA_USER_DATA_ENCODED_MAX",
     "check_access_ipv4",
+    "check_no_userinfo",
     "check_access_ipv6",
     "check_base64",
     "check_description",
@@ -293,6 +294,19 @@ def check_user_data_size(encoded: str, *, ecs: bool) -> None:
         )
 
 
+def check_no_userinfo(text: str, field: str) -> None:
+    """Refuse ``user:password@`` in a URL, without repeating it: a password in a URL would be
+    in every repr and log line that shows the URL, and the credentials belong to the auth."""
+    _, sep, rest = text.partition("://")
+    authority = (rest if sep else text).split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    if "@" in authority:
+        raise InvalidRequest(
+            f"the {field} has credentials in it (user:password@host): leave them out of the "
+            "URL and give them to the auth (TokenAuth, KeystoneAuth or AkSkAuth)",
+            field=field,
+        )
+
+
 def check_endpoint(value: object) -> str:
     """A compute endpoint a user gave: ``http(s)://host[:port]/.../v2.1[/project_id]``.
 
@@ -306,6 +320,7 @@ def check_endpoint(value: object) -> str:
             field="endpoint",
         )
     text = value.strip()
+    check_no_userinfo(text, "endpoint")
     scheme, sep, rest = text.partition("://")
     if not sep:
         raise InvalidRequest(

@@ -333,6 +333,32 @@ def test_dry_run_prints_the_request_masked_and_posts_nothing(
     assert fake.rebuilds_accepted(server_id) == 0
 
 
+def test_dry_run_does_not_tell_the_length_of_a_masked_password(
+    fake: FakeCompute, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server_id = fake.add_server()
+    argv = ["rebuild", server_id, "--image", fake.default_image, "--dry-run", *connect(fake)]
+
+    shown = []
+    for password in ("short", "a-much-longer-password-than-that"):
+        assert run([*argv, "--password", password], fake) == 0
+        out = capsys.readouterr().out
+        assert password not in out
+        shown.append(out)
+
+    # The output is the same whatever the password's length; the length it gives is that of
+    # the body as shown, and says so.
+    assert shown[0] == shown[1]
+    masked = json.dumps({"rebuild": {"adminPass": "***", "imageRef": fake.default_image}})
+    size = len(masked.replace(": ", ":").replace(", ", ","))
+    assert f"  Content-Length: ({size} bytes, secrets masked)\n" in shown[0]
+    # Without a secret in the body, the real Content-Length is shown.
+    assert run(argv, fake) == 0
+    plain = json.dumps({"rebuild": {"imageRef": fake.default_image}}, separators=(",", ":"))
+    assert f"  Content-Length: {len(plain)}\n" in capsys.readouterr().out
+    assert posts(fake) == 0
+
+
 def test_dry_run_json_for_each_server(
     fake: FakeCompute, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -694,8 +720,10 @@ def test_subprocess_ctrl_c_stops_cleanly_and_lists_what_was_submitted(
         text=True,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
+        # Generous: a loaded machine may take long to start the process.
+        deadline = time.monotonic() + 120
         while _read_server(served, server_id)["status"] != "REBUILD":
+            assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "the rebuild was never submitted"
             time.sleep(0.05)
         proc.send_signal(signal.SIGINT)

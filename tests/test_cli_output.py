@@ -199,6 +199,7 @@ def test_a_dry_run_with_a_pinned_microversion_sends_nothing_at_all(
     code = run(fake, [*argv[:4], "--dry-run", "--offline"])
     assert code == 2
     assert "an offline dry run needs --microversion" in capsys.readouterr().err
+    assert fake.requests == []  # refused, rather than made online
 
 
 def test_no_credentials_names_every_way_to_give_them(

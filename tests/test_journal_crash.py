@@ -95,6 +95,8 @@ def _audit(journal: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
         ),
     ],
 )
+# Twenty-two processes started one after another: on a loaded machine this takes minutes.
+@pytest.mark.timeout(900)
 def test_killed_twenty_times_every_server_rebuilt_once_and_truly_reported(
     tmp_path: Path,
     faults: list[str],

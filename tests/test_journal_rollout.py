@@ -444,3 +444,35 @@ async def test_a_rollout_journal_holds_no_secret(tmp_path: Path) -> None:
 
 def journal_files(folder: Path, name: str) -> dict[str, bytes]:
     return {path.name: path.read_bytes() for path in folder.iterdir() if path.name.startswith(name)}
+
+
+async def test_a_resume_with_bad_arguments_is_refused_before_anything_is_sent(
+    tmp_path: Path,
+) -> None:
+    fake = FakeCompute(time_scale=50)
+    ids = fake.add_servers(2)
+    journal = tmp_path / "rollout.sqlite"
+
+    async def not_plain(outcome: RebuildOutcome) -> None:
+        return None
+
+    async with client(fake) as ecs:
+        with anyio.CancelScope() as scope:
+            await ecs.rebuild_many(ids, REQUEST, policy=RolloutPolicy(canary=1), journal=journal,
+                                   concurrency=1, on_outcome=lambda _: scope.cancel())  # fmt: skip
+        fake.stats.reset()
+        bad: list[dict[str, Any]] = [
+            {"continue_stopped": "yes"},
+            {"concurrency": 0},
+            {"policy": "canary=1"},
+            {"on_outcome": not_plain},
+            {"report": {}},
+        ]
+        for arguments in bad:
+            with pytest.raises(InvalidRequest) as caught:
+                await ecs.resume(journal, **arguments)
+            assert caught.value.field == next(iter(arguments))
+        assert requests_sent(fake) == 0
+        outcomes = await ecs.resume(journal)
+    assert kinds(outcomes) == [OutcomeKind.OK] * 2
+    assert all(fake.rebuilds_accepted(s) == 1 for s in ids)

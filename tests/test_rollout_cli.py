@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -108,6 +109,59 @@ def test_where_chooses_the_servers(fake: FakeCompute, capsys: pytest.CaptureFixt
     assert set(records(out)) == set(web)
     assert "--where chose 3 servers" in err
     assert posts(fake) == 3
+
+
+@pytest.mark.parametrize("mode", [["--json"], []])
+def test_where_says_once_what_it_chose_and_a_plain_run_shows_no_rollout_phase(
+    fake: FakeCompute, capsys: pytest.CaptureFixture[str], mode: list[str]
+) -> None:
+    fake.add_servers(3, prefix="web")
+    argv = [*rebuild(fake, "--where", "name~^web-"), *mode]
+    argv.remove("--json")
+    assert run([*argv, *mode], fake) == 0
+    err = capsys.readouterr().err
+    assert err.count("--where chose") == 1, err
+    assert "--where chose 3 servers\n" in err
+    # No rollout option: the run rebuilds, it does not "roll".
+    assert "rollout:" not in err
+    assert "rolling" not in err
+    assert posts(fake) == 3
+
+
+def test_a_status_no_server_has_is_a_usage_error(
+    fake: FakeCompute, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake.add_servers(2)
+    assert run(rebuild(fake, "--where", "status=ACTIVEE"), fake) == 2
+    err = capsys.readouterr().err
+    assert "status 'ACTIVEE' is not a server status; one of: ACTIVE, " in err
+    assert fake.requests == []
+
+
+@pytest.mark.parametrize("table", [True, False])
+def test_the_summary_adds_up_when_skipped_servers_are_on_both_sides(
+    fake: FakeCompute, capsys: pytest.CaptureFixture[str], table: bool
+) -> None:
+    done = fake.add_server(name="done", image_id=NEW)  # already matching: skipped, ok
+    canary = fake.add_server(name="canary", fail_image=NEW)
+    rest = fake.add_servers(2)  # never started once the canary failed: skipped, not ok
+    argv = rebuild(fake, done, canary, *rest, "--skip-matching", "--canary", "1")
+    if table:
+        argv.remove("--json")
+    assert run(argv, fake) == 1
+    err = capsys.readouterr().err
+    if table:
+        rows = [
+            (m.group(1).rstrip(), int(m.group(2)))
+            for m in re.finditer(r"│ ([a-z ]+?)\s*│\s+(\d+) │", err.split("Requests sent")[0])
+        ]
+        assert rows == [
+            ("ok", 1), ("  skipped", 1),
+            ("not ok", 3), ("  failed", 1), ("  skipped", 2),
+            ("total", 4),
+        ], err  # fmt: skip
+    else:
+        assert "1 ok (1 skipped), 3 not ok (1 failed, 2 skipped) of 4 in " in err
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,7 @@
 """OpenTelemetry traces and metrics, and the fields of log records about a server.
 
 Spans and metrics are read with the SDK's in-memory span exporter and metric reader, set as the
-process's providers once (OpenTelemetry allows one provider per process): spans are kept only
-while a test here records, and metrics are read as deltas, so each test sees its own.
+process's providers once (``otel_support``: OpenTelemetry allows one provider per process).
 """
 
 from __future__ import annotations
@@ -10,29 +9,23 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
-from opentelemetry import metrics, trace
-from opentelemetry.sdk.metrics import (
-    Counter as SdkCounter,
-)
-from opentelemetry.sdk.metrics import (
-    Histogram as SdkHistogram,
-)
-from opentelemetry.sdk.metrics import (
-    MeterProvider,
-)
-from opentelemetry.sdk.metrics import (
-    UpDownCounter as SdkUpDownCounter,
-)
-from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+from otel_support import (
+    Telemetry,
+    attrs_of,
+    children,
+    descendants,
+    install_providers,
+    metric_labels,
+    span_texts,
+    sum_by,
+)
 from test_canaries import USER_DATA, assert_clean, keystone, secrets_of, whole_flow
 
 from ecs_rebuild_async import (
@@ -58,99 +51,25 @@ FAST = ClientSettings(
 )
 
 
-class _Recorder(SpanProcessor):
-    """Keeps finished spans only while a test of this module records."""
-
-    def __init__(self) -> None:
-        self.exporter = InMemorySpanExporter()
-        self.recording = False
-
-    def on_start(self, span: Span, parent_context: Any = None) -> None:
-        return None
-
-    def on_end(self, span: ReadableSpan) -> None:
-        if self.recording:
-            self.exporter.export([span])
-
-
-_RECORDER = _Recorder()
-_READER = InMemoryMetricReader(
-    preferred_temporality={
-        SdkCounter: AggregationTemporality.DELTA,
-        SdkHistogram: AggregationTemporality.DELTA,
-        SdkUpDownCounter: AggregationTemporality.DELTA,
-    }
-)
-
-
 @pytest.fixture(scope="module")
 def providers() -> None:
-    tracer_provider = trace.get_tracer_provider()
-    if not isinstance(tracer_provider, TracerProvider):
-        tracer_provider = TracerProvider()
-        trace.set_tracer_provider(tracer_provider)
-    tracer_provider.add_span_processor(_RECORDER)
-    metrics.set_meter_provider(MeterProvider(metric_readers=[_READER]))
-
-
-class Telemetry:
-    """What one test recorded: finished spans, and metric points since the test began."""
-
-    def spans(self) -> list[ReadableSpan]:
-        return list(_RECORDER.exporter.get_finished_spans())
-
-    def points(self) -> dict[str, list[Any]]:
-        """Data points by metric name, since the last call (delta temporality)."""
-        found: dict[str, list[Any]] = {}
-        data = _READER.get_metrics_data()
-        if data is None:
-            return found
-        for resource in data.resource_metrics:
-            for scope in resource.scope_metrics:
-                if scope.scope.name != "ecs_rebuild_async":
-                    continue
-                for metric in scope.metrics:
-                    found.setdefault(metric.name, []).extend(metric.data.data_points)
-        return found
+    install_providers()
 
 
 @pytest.fixture
 def telemetry(providers: None) -> Iterator[Telemetry]:
-    _READER.get_metrics_data()  # what came before this test is not its own
-    _RECORDER.exporter.clear()
-    _RECORDER.recording = True
+    recorded = Telemetry()
+    recorded.start()
     try:
-        yield Telemetry()
+        yield recorded
     finally:
-        _RECORDER.recording = False
-        _RECORDER.exporter.clear()
+        recorded.stop()
 
 
 def client(fake: FakeCompute, settings: ClientSettings = FAST) -> AsyncEcsClient:
     return AsyncEcsClient(
         fake.compute_url, auth=TokenAuth(fake.token), transport=fake.transport(), settings=settings
     )
-
-
-def children(spans: Sequence[ReadableSpan], parent: ReadableSpan) -> list[ReadableSpan]:
-    found = [
-        s for s in spans if s.parent is not None and s.parent.span_id == parent.context.span_id
-    ]
-    return sorted(found, key=lambda s: s.start_time or 0)
-
-
-def descendants(spans: Sequence[ReadableSpan], root: ReadableSpan) -> list[ReadableSpan]:
-    found: list[ReadableSpan] = []
-    todo = [root]
-    while todo:
-        kids = children(spans, todo.pop())
-        found.extend(kids)
-        todo.extend(kids)
-    return found
-
-
-def attrs_of(span: ReadableSpan) -> dict[str, Any]:
-    return dict(span.attributes or {})
 
 
 SERVER_URL = "/v2.1/{project_id}/servers/{server_id}"
@@ -161,10 +80,19 @@ SERVER_URL = "/v2.1/{project_id}/servers/{server_id}"
 
 @pytest.mark.anyio
 async def test_span_tree_of_one_rebuild_and_wait(telemetry: Telemetry) -> None:
-    fake = FakeCompute(rebuild_seconds=0.1)
+    # The fake's clock stands still until a read has seen the rebuild running, so the
+    # "running" event comes however slow the machine.
+    fake = FakeCompute(time_scale=0, rebuild_seconds=1.0)
     server_id = fake.add_server()
+
+    def on_event(event: Any) -> None:
+        if event.phase == "running":
+            fake.advance(2.0)
+
     async with client(fake) as ecs:
-        await ecs.rebuild_and_wait(server_id, RebuildRequest(image_ref=NEW_IMAGE))
+        await ecs.rebuild_and_wait(
+            server_id, RebuildRequest(image_ref=NEW_IMAGE), on_event=on_event, timeout=30
+        )
     spans = telemetry.spans()
     roots = [s for s in spans if s.parent is None]
     assert [s.name for s in roots] == ["rebuild_and_wait"]
@@ -294,18 +222,12 @@ async def test_span_tree_of_a_50_server_fleet_links_listings_to_many_waits(
 # -- metrics -----------------------------------------------------------------------------------
 
 
-def _sum_by(points: list[Any], key: str) -> dict[str, float]:
-    found: Counter[str] = Counter()
-    for point in points:
-        found[str(point.attributes.get(key))] += point.value
-    return dict(found)
-
-
 @pytest.mark.anyio
 async def test_metric_values_after_mixed_outcomes_equal_the_outcomes(
     telemetry: Telemetry,
 ) -> None:
-    fake = FakeCompute(rebuild_seconds=0.1, retry_after="0.01", slow_spawn_seconds=0.5)
+    # The slow rebuild lasts long enough for a poll to see it running on a loaded machine.
+    fake = FakeCompute(rebuild_seconds=0.1, retry_after="0.01", slow_spawn_seconds=5.0)
     ok = fake.add_servers(5, prefix="ok")
     slow = fake.add_server(name="slow")  # its wait is surely in flight while it runs
     failing = [fake.add_server(name=f"bad-{i}", fail=True) for i in range(2)]
@@ -337,7 +259,7 @@ async def test_metric_values_after_mixed_outcomes_equal_the_outcomes(
         name: [*captured[0].get(name, []), *end.get(name, [])] for name in {*captured[0], *end}
     }
 
-    assert _sum_by(points["ecs_rebuild.rebuilds"], "ecs_rebuild.outcome") == dict(kinds)
+    assert sum_by(points["ecs_rebuild.rebuilds"], "ecs_rebuild.outcome") == dict(kinds)
     durations: Counter[str] = Counter()
     for point in points["ecs_rebuild.rebuild.duration"]:
         durations[point.attributes["ecs_rebuild.outcome"]] += point.count
@@ -475,35 +397,16 @@ def test_url_templates_have_no_ids_and_no_query(url: str, template: str) -> None
 # -- secrets -----------------------------------------------------------------------------------
 
 
-def _span_texts(spans: Sequence[ReadableSpan]) -> list[str]:
-    texts: list[str] = []
-    for span in spans:
-        texts.append(span.name)
-        texts.extend(f"{key}={value}" for key, value in (span.attributes or {}).items())
-        texts.append(str(span.status.description or ""))
-        for event in span.events:
-            texts.append(event.name)
-            texts.extend(f"{key}={value}" for key, value in (event.attributes or {}).items())
-        for link in span.links:
-            texts.extend(f"{key}={value}" for key, value in (link.attributes or {}).items())
-    return texts
-
-
 @pytest.mark.anyio
 async def test_no_secret_canary_in_any_span_event_or_metric_label(telemetry: Telemetry) -> None:
     fake = FakeCompute(time_scale=50, rebuild_seconds=4, token_lifetime=10)
     await whole_flow(fake, keystone(fake))
     spans = telemetry.spans()
     assert len({s.name for s in spans}) >= 5  # the flow was really traced
-    labels = [
-        f"{name} {key}={value}"
-        for name, points in telemetry.points().items()
-        for point in points
-        for key, value in point.attributes.items()
-    ]
+    labels = metric_labels(telemetry.points())
     assert labels
     secrets = secrets_of(fake)
-    assert_clean(_span_texts(spans), secrets)
+    assert_clean(span_texts(spans), secrets)
     assert_clean(labels, secrets)
 
 
@@ -561,7 +464,8 @@ def test_json_log_lines_carry_server_fields_and_no_secret(
 def test_demo_trace_prints_one_servers_span_tree(
     providers: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main(["demo", "--servers", "3", "--duration", "0.2", "--fail-rate", "0", "--trace"])
+    # Rebuilds of a second: a read sees each running, however slow the machine.
+    code = main(["demo", "--servers", "3", "--duration", "1", "--fail-rate", "0", "--trace"])
     assert code == 0
     err = capsys.readouterr().err
     tree = err[err.index("trace of server ") :].splitlines()
@@ -603,7 +507,7 @@ async def test_a_cancelled_fleet_ends_its_spans_and_leaves_no_wait_counted(
     assert len(rebuilds) == 20  # every one ended, as cancelled
     assert {attrs_of(s)["ecs_rebuild.outcome"] for s in rebuilds} == {"cancelled"}
     points = telemetry.points()
-    assert _sum_by(points["ecs_rebuild.rebuilds"], "ecs_rebuild.outcome") == {"cancelled": 20}
+    assert sum_by(points["ecs_rebuild.rebuilds"], "ecs_rebuild.outcome") == {"cancelled": 20}
     assert sum(p.value for p in points["ecs_rebuild.waits.active"]) == 0
 
 

@@ -31,7 +31,9 @@ _BLOCKED_RUN = textwrap.dedent(
 
     import logging
     import anyio
-    from ecs_rebuild_async import AsyncEcsClient, ClientSettings, RebuildRequest, TokenAuth
+    from ecs_rebuild_async import (
+        AsyncEcsClient, ClientSettings, RebuildRequest, RolloutPolicy, TokenAuth,
+    )
     from ecs_rebuild_async.cli import main
     from ecs_rebuild_async.testing import FakeCompute
 
@@ -56,11 +58,19 @@ _BLOCKED_RUN = textwrap.dedent(
             request = RebuildRequest(image_ref=fake.images["ubuntu-24.04"])
             server = await ecs.rebuild_and_wait(server_id, request)
             outcomes = await ecs.rebuild_many(fake.add_servers(3), request)
+            # A rollout: a canary, a failure that stops it, a rollback (one cannot be undone).
+            broken = fake.add_server(fail_image=request.image_ref)
+            policy = RolloutPolicy(canary=1, max_failures=0, rollback=True)
+            rolled = await ecs.rebuild_many(
+                [fake.add_server(), broken, fake.add_server()], request, policy=policy,
+                concurrency=1,
+            )
         return {
             "backend": backend,
             "status": str(server.status),
             "accepted": fake.rebuilds_accepted(server_id),
             "fleet_ok": [o.ok for o in outcomes],
+            "rollout": [o.kind.value for o in rolled],
             "server_id": server_id,
         }
 
@@ -87,6 +97,7 @@ def test_without_opentelemetry_the_library_imports_and_runs_as_before() -> None:
         assert result["status"] == "ACTIVE"
         assert result["accepted"] == 1
         assert result["fleet_ok"] == [True, True, True]
+        assert result["rollout"] == ["rolled_back", "rollback_failed", "skipped"]
     assert [r["backend"] for r in found["results"]] == ["asyncio", "trio"]
     # The log records about a server carry its fields without OpenTelemetry too.
     warned = [r for r in found["records"] if r["phase"] == "submitted"]

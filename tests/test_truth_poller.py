@@ -24,6 +24,7 @@ import pytest
 from ecs_rebuild_async import (
     AsyncEcsClient,
     ClientSettings,
+    InvalidRequest,
     RebuildFailed,
     RebuildOutcome,
     RebuildRequest,
@@ -414,7 +415,7 @@ async def test_a_listing_longer_than_list_max_pages_is_abandoned() -> None:
 
 
 def test_list_max_pages_must_be_at_least_one() -> None:
-    with pytest.raises(ValueError, match="at least 1"):
+    with pytest.raises(InvalidRequest, match="list_max_pages must be an int of 1 or more"):
         ClientSettings(list_max_pages=0)
 
 

@@ -664,3 +664,23 @@ def test_adversarial_fleets_never_get_a_false_ok(backend: str, figures: list[str
     assert totals["outcome ok"] > 0
     summary = ", ".join(f"{key}={value}" for key, value in sorted(totals.items()))
     figures.append(f"adversarial[{backend}]: {summary}")
+
+
+@pytest.mark.anyio
+async def test_a_same_image_rebuild_ended_unseen_in_its_second_is_not_called_unfinished() -> None:
+    """The one rebuild that cannot be proven: to the image the server already runs, ended
+    within the second it was accepted, never seen running by a read. The wait ends at its
+    deadline, never with a false ok, and its error says what is known, not "did not finish"."""
+    fake = FakeCompute(time_scale=0, rebuild_seconds=0.3)
+    server_id = fake.add_server(image_id=IMAGE_A)
+    fake.advance(math.ceil(fake.now()) - fake.now() + 0.05)  # early in a whole second
+    async with client_for(fake) as ecs:
+        await ecs.rebuild(server_id, RebuildRequest(image_ref=IMAGE_A))
+        fake.advance(0.3)  # ended, in the same second, before any read
+        with anyio.fail_after(GUARD), pytest.raises(RebuildTimeout) as caught:
+            await ecs.wait_for_rebuild(server_id, timeout=1)
+    assert fake.truth(server_id).rebuilds == 1
+    assert "did not finish" not in str(caught.value)
+    assert "looks rebuilt (ACTIVE/None)" in str(caught.value)
+    assert caught.value.server is not None
+    assert caught.value.server.status is ServerStatus.ACTIVE

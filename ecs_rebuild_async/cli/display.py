@@ -14,7 +14,7 @@ import anyio
 
 from .._bulk import BulkReport
 from .config import UsageError
-from .output import tally
+from .output import kinds_by_verdict, tally
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -113,14 +113,15 @@ def _outcome_table(report: BulkReport, elapsed: float) -> Table:
     table = Table(title="Outcomes", caption=f"time taken: {elapsed:.1f} s")
     table.add_column("outcome")
     table.add_column("servers", justify="right")
-    # The same ok / not ok counts as the progress line, then the not-ok ones by kind.
+    # The same ok / not ok counts as the progress line, each followed by its outcomes by kind
+    # (rows that add up to it: a server skipped as already matching is under ok).
     counted = tally(report)
-    counts = report.counts()
-    counts.pop("ok", None)
-    table.add_row("ok", str(counted["ok"]))
-    table.add_row("not ok", str(counted["not_ok"]))
-    for kind, count in sorted(counts.items()):
-        table.add_row(f"  {kind.replace('_', ' ')}", str(count), style="dim")
+    for label, count, kinds in zip(
+        ("ok", "not ok"), (counted["ok"], counted["not_ok"]), kinds_by_verdict(report), strict=True
+    ):
+        table.add_row(label, str(count))
+        for kind, number in kinds.items():
+            table.add_row(f"  {kind.replace('_', ' ')}", str(number), style="dim")
     not_finished = report.total - report.finished
     if not_finished:
         table.add_row("not finished", str(not_finished))

@@ -259,6 +259,22 @@ def tally(report: BulkReport) -> dict[str, int]:
     }
 
 
+def kinds_by_verdict(report: BulkReport) -> tuple[dict[str, int], dict[str, int]]:
+    """The outcomes' kinds, counted under the verdict each outcome has: the ok ones, then the
+    not-ok ones. A kind can be on both sides (``skipped``: already matching is ok, never started
+    is not), so each side's rows add up to its own count in :func:`tally`. The ok side is empty
+    when every ok outcome is a plain ``ok`` (it would only repeat the count)."""
+    ok: dict[str, int] = {}
+    not_ok: dict[str, int] = {}
+    for outcome in report.outcomes.values():
+        side = ok if outcome.ok else not_ok
+        kind = "rebuilt" if outcome.kind.value == "ok" else outcome.kind.value
+        side[kind] = side.get(kind, 0) + 1
+    if set(ok) <= {"rebuilt"}:
+        ok = {}
+    return dict(sorted(ok.items())), dict(sorted(not_ok.items()))
+
+
 def _requests_text(stats: Mapping[str, int]) -> str:
     sent = [f"{kind} {count}" for kind, count in sorted(stats.items()) if kind[:1].isupper()]
     return ", ".join(sent) or "none"
@@ -266,13 +282,12 @@ def _requests_text(stats: Mapping[str, int]) -> str:
 
 def plain_summary(report: BulkReport, elapsed: float, stats: Mapping[str, int]) -> str:
     """One line: ok and not ok (by kind), time taken, requests sent by kind."""
-    counts = report.counts()
     counted = tally(report)
-    counts.pop("ok", None)
     parts = [f"{counted['ok']} ok", f"{counted['not_ok']} not ok"]
-    if counts:
-        kinds = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in sorted(counts.items()))
-        parts[-1] += f" ({kinds})"
+    for index, kinds in enumerate(kinds_by_verdict(report)):
+        if kinds:
+            words = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in kinds.items())
+            parts[index] += f" ({words})"
     return (
         f"{', '.join(parts)} of {report.total} in {elapsed:.1f} s; "
         f"requests: {_requests_text(stats)}"
@@ -329,15 +344,24 @@ async def dry_run_record(
     request = httpx.Request(prepared["method"], prepared["url"], headers=headers, content=content)
     signed = await _signed_headers(auth, request)
     secret = auth.redacted_headers
+    masked = mask_body(prepared["body"])
+    shown = {name: MASK if name.lower() in secret else value for name, value in _named(signed)}
+    if masked != prepared["body"]:
+        # The real length would tell the length of the password (or user_data) masked in the
+        # body: show the length of the body as shown, and say so, rather than either number
+        # posing as the header that is sent.
+        size = len(json.dumps(masked, separators=(",", ":")).encode())
+        shown = {
+            name: f"({size} bytes, secrets masked)" if name.lower() == "content-length" else value
+            for name, value in shown.items()
+        }
     return {
         "server_id": server_id,
         "method": prepared["method"],
         "url": prepared["url"],
         "microversion": version,
-        "headers": {
-            name: MASK if name.lower() in secret else value for name, value in _named(signed)
-        },
-        "body": mask_body(prepared["body"]),
+        "headers": shown,
+        "body": masked,
         "ok": True,
         "checks": list(checks),
         "error": None,

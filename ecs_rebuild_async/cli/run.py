@@ -249,7 +249,9 @@ async def run_bulk_command(
             )
 
     started = anyio.current_time()
-    finished = await _run_with_display(work, report, console, options.label, stopper, stderr)
+    finished = await _run_with_display(
+        work, report, console, options.label, stopper, stderr, rollout=options.policy is not None
+    )
     _summarize(report, anyio.current_time() - started, client.stats, stderr, console)
     stopped = stopped_line(report)
     if stopped is not None:
@@ -310,16 +312,19 @@ async def _run_with_display(
     label: str,
     stopper: Stopper,
     stderr: TextIO,
+    *,
+    rollout: bool,
 ) -> bool:
+    # Every bulk run keeps a rollout state, but only a run with rollout options has phases
+    # worth showing: a plain run says "rebuilding", never "rolling".
     if console is None:
         # No live display: a rollout's phase changes are written as lines instead.
-        phases = [lambda: write_phase_changes(report, stderr)]
+        phases = [lambda: write_phase_changes(report, stderr)] if rollout else []
         return await run_interruptibly(work, phases, stopper=stopper)
     from .display import LiveProgress
 
-    with LiveProgress(
-        console, report, total=report.total, label=label, describe=describe_phase
-    ) as live:
+    describe = describe_phase if rollout else None
+    with LiveProgress(console, report, total=report.total, label=label, describe=describe) as live:
         return await run_interruptibly(work, [live.keep_updating], stopper=stopper)
 
 

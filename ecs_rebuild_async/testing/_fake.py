@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -47,6 +48,18 @@ def _version(text: str) -> Version:
     return parsed
 
 
+def _dialect(value: object) -> Literal["ecs", "nova"]:
+    """A dialect as AsyncEcsClient takes it: its name in any case, or the library's ECS / NOVA
+    (an enum whose value is the name)."""
+    named = getattr(value, "value", value)
+    key = named.strip().lower() if isinstance(named, str) else None
+    if key == "ecs":
+        return "ecs"
+    if key == "nova":
+        return "nova"
+    raise ValueError(f"dialect must be 'ecs' or 'nova' (or ECS or NOVA), got {value!r:.40}")
+
+
 class FakeCompute:
     """A stateful fake of the ECS / Nova compute API (rebuild, GET, lists, Keystone, AK/SK).
 
@@ -61,7 +74,7 @@ class FakeCompute:
     def __init__(
         self,
         *,
-        dialect: Literal["ecs", "nova"] = "ecs",
+        dialect: str | enum.Enum = "ecs",
         min_version: str = "2.1",
         max_version: str = "2.60",
         time_scale: float = 1.0,
@@ -85,12 +98,11 @@ class FakeCompute:
         date_skew: float = 0.0,
         paging: Paging = "nova",
     ) -> None:
-        if dialect not in ("ecs", "nova"):
-            raise ValueError("dialect must be 'ecs' or 'nova'")
+        chosen = _dialect(dialect)
         if accepted_body not in ("rebuild", "stale"):
             raise ValueError("accepted_body must be 'rebuild' or 'stale'")
         self._settings = Settings(
-            dialect=dialect,
+            dialect=chosen,
             min_version=_version(min_version),
             max_version=_version(max_version),
             rebuild_seconds=rebuild_seconds,

@@ -201,6 +201,11 @@ def texts_of_error(error: BaseException) -> list[str]:
     for name in ("message", "code", "request_id", "evidence", "server", "fault"):
         if hasattr(error, name):
             texts.append(repr(getattr(error, name)))
+    # The fault's own values, as a program would print them, not only its repr.
+    server = getattr(error, "server", None)
+    for fault in (getattr(error, "fault", None), getattr(server, "fault", None)):
+        if fault is not None:
+            texts += [fault.message, str(fault.details)]
     return texts
 
 

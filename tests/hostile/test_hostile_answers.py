@@ -11,6 +11,7 @@ import tracemalloc
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import anyio
 import pytest
 from hostile_service import Reply, hostile_server
 from scenes import (
@@ -23,6 +24,7 @@ from scenes import (
     keystone_auth,
     play_compute,
     play_keystone,
+    rebuild_request,
     server_reply,
 )
 
@@ -30,7 +32,9 @@ from ecs_rebuild_async import (
     AsyncEcsClient,
     ClientSettings,
     EcsError,
+    RebuildOutcomeUnknown,
     RebuildRequest,
+    RebuildTimeout,
     ResponseError,
 )
 from ecs_rebuild_async.cli import main
@@ -107,6 +111,55 @@ async def test_a_token_given_already_expired_is_warned_about_and_renewed_at_a_bo
     assert len(keystone.issued) == 1  # not one token request per API call
     warned = [r for r in caplog.records if "already expired" in r.getMessage()]
     assert len(warned) == 1
+
+
+def dripped(seconds: float, every: float = 0.05) -> AsyncIterator[bytes]:
+    """A JSON answer's bytes one at a time, ``every`` seconds apart, for ``seconds`` in all:
+    each read gets a byte long before any read timeout, the whole never comes in time."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(int(seconds / every)):
+            yield b" "
+            await anyio.sleep(every)
+        yield b"{}"
+
+    return chunks()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("call", ["rebuild_and_wait", "rebuild"])
+async def test_a_dripped_rebuild_answer_is_cut_at_request_timeout_and_the_deadline_holds(
+    call: str,
+) -> None:
+    async with hostile_server() as server:
+        play_compute(server)
+        server.route(
+            "POST",
+            f"/v2.1/{PROJECT}/servers/",
+            lambda r: Reply(202, JSON, chunks=lambda: dripped(60)),
+        )
+        settings = ClientSettings(request_timeout=1.0, reconcile_settle=0.05)
+        async with AsyncEcsClient(
+            f"{server.url}/v2.1/{PROJECT}", auth=auth_of("token", server), settings=settings
+        ) as ecs:
+
+            async def rebuild() -> object:
+                if call == "rebuild":
+                    return await ecs.rebuild(SERVER_ID, rebuild_request())
+                return await ecs.rebuild_and_wait(SERVER_ID, rebuild_request(), timeout=3)
+
+            started = anyio.current_time()
+            # Were the drip awaited to its end, this would fail after 60 s, not pass.
+            with anyio.fail_after(15), pytest.raises(EcsError) as caught:
+                await rebuild()
+            took = anyio.current_time() - started
+    # The answer never came whole: sent, outcome unproven (never "not submitted").
+    assert isinstance(caught.value, (RebuildOutcomeUnknown, RebuildTimeout)), caught.value
+    assert "(not sent)" not in str(caught.value)
+    posts = [seen for seen in server.seen if seen.method == "POST" and "/action" in seen.path]
+    assert len(posts) == 1  # never sent again
+    if call == "rebuild_and_wait":
+        assert took < 3 + 1.0 + 1.0  # its deadline, the last read's budget, and some slack
 
 
 # -- typed errors ----------------------------------------------------------------------------------

@@ -6,8 +6,10 @@ log record (root logger at DEBUG, HTTP/1.1 and HTTP/2) is searched for each of t
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import attrs
 import httpx
 import pytest
 from hostile_service import Reply, Seen, hostile_server
@@ -37,6 +39,7 @@ from ecs_rebuild_async import (
     BadRequest,
     ClientSettings,
     EcsError,
+    RebuildFailed,
     ResponseError,
     ServerError,
     Unauthorized,
@@ -67,8 +70,9 @@ async def test_keystone_echoing_the_token_request_leaks_no_credential(
     # The service really echoed the credentials; none of them came through.
     assert "The password is invalid" in caught.value.message
     assert "***" in caught.value.message
-    assert_no_canary(texts_of_error(caught.value))
-    assert_no_canary(texts_of_logs(caplog))
+    texts = [*texts_of_error(caught.value), *texts_of_logs(caplog)]
+    assert_no_canary(texts)
+    assert not [text for text in texts if "Odd" in text and "canary" in text]
     if protocol == "http2":
         assert any(record.name.startswith("hpack") for record in caplog.records)
 
@@ -284,3 +288,54 @@ async def test_aksk_signs_a_double_slash_endpoint_as_huaweis_sdk_does() -> None:
             assert (await ecs.get_server(SERVER_ID)).id == SERVER_ID
         signed = [r for r in server.seen if r.path.startswith("//v2.1/")]
         assert signed
+
+
+ODD_PASSWORD = 'Odd"Pass\\uote/\u00e9-canary'
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("quoting", ["as sent", "as a JSON string"])
+async def test_a_fault_quoting_the_rebuild_request_leaks_no_secret(
+    caplog: pytest.LogCaptureFixture, quoting: str
+) -> None:
+    """The service accepts the rebuild, then reports ERROR with a fault whose message and
+    details quote the request it was sent, headers and body (the body as it came, or
+    JSON-encoded once more as a string, which escapes the password's quote, backslash and é
+    twice)."""
+    debug_everything(caplog)
+    quoted: list[str] = []
+    request = attrs.evolve(rebuild_request(), admin_pass=ODD_PASSWORD)
+
+    def accept(seen: Seen) -> Reply:
+        headers = "; ".join(f"{k}: {v}" for k, v in seen.headers.items())
+        body = seen.body.decode()
+        if quoting != "as sent":
+            body = json.dumps({"body": body})
+        quoted.append(f"{body} headers {headers}")
+        return json_reply(202, {"server": {"id": SERVER_ID, "status": "REBUILD"}})
+
+    def read(request: Seen) -> Reply:
+        if not quoted:
+            return server_reply()
+        fault = {"code": 500, "message": f"boom: {quoted[0]}", "details": quoted[0]}
+        return server_reply(
+            "ERROR", fault=fault, updated="2030-01-01T00:00:00Z", **{"OS-EXT-STS:vm_state": "error"}
+        )
+
+    async with hostile_server() as server:
+        play_compute(server)
+        server.route("GET", f"/v2.1/{PROJECT}/servers/", read)
+        server.route("POST", f"/v2.1/{PROJECT}/servers/", accept)
+        settings = ClientSettings(poll_first_delay=0.01, poll_interval=0.02)
+        async with AsyncEcsClient(
+            f"{server.url}/v2.1/{PROJECT}", auth=auth_of("token", server), settings=settings
+        ) as ecs:
+            with pytest.raises(RebuildFailed) as caught:
+                await ecs.rebuild_and_wait(SERVER_ID, request, timeout=10)
+    assert quoted  # the request was quoted back
+    assert caught.value.server is not None
+    assert caught.value.server.fault is not None
+    assert caught.value.server.fault.message.startswith("boom: ")
+    texts = [*texts_of_error(caught.value), *texts_of_logs(caplog)]
+    assert_no_canary(texts)
+    assert not [text for text in texts if "Odd" in text and "canary" in text]

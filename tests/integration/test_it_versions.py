@@ -207,13 +207,17 @@ async def test_wire_requests_are_accepted_unchanged_at_each_boundary(
     target: Any, recorder: Any
 ) -> None:
     """One server, rebuilt at the versions on each side of every field's boundary."""
-    image = target.need("image")
+    # Each rebuild changes the image, so that each can be proven finished by the image it
+    # shows, however quickly the fake virt driver finishes (a same-image rebuild that ends in
+    # the second it was accepted cannot be told from the state before it: see the README).
+    images = [target.need("image_alt"), target.need("image")]
     low, high = await target.service_range()
     versions = [v(text) for text in SWEEP if low <= v(text) <= min(high, HIGHEST)]
     if not versions:
         pytest.skip(f"the service offers {low}-{high}, none of {SWEEP}")
     server_id = target.take_server()
     for index, version in enumerate(versions):
+        image = images[index % 2]
         request = full_request(target, version, image, f"sweep-{index}")
         async with target.client(microversion=version, transport=recorder) as ecs:
             prepared = await ecs.prepare(server_id, request)
