@@ -484,7 +484,11 @@ class AsyncEcsClient:
         return limit
 
     async def _wait(
-        self, tracker: RebuildTracker, timeout: float, on_event: EventCallback | None
+        self,
+        tracker: RebuildTracker,
+        timeout: float,
+        on_event: EventCallback | None,
+        stated_timeout: float | None = None,
     ) -> Server:
         # Whatever ends this wait (a timeout, the caller's cancellation), what it learnt stays
         # for the next wait; only a proven end (done or failed) forgets the rebuild.
@@ -497,6 +501,7 @@ class AsyncEcsClient:
                 timeout=timeout,
                 on_event=on_event,
                 keep=self._keep,
+                stated_timeout=stated_timeout,
             )
 
     async def rebuild_and_wait(
@@ -596,17 +601,9 @@ class AsyncEcsClient:
                     updated=accepted.server.updated,
                 )
             )
-        try:
-            return await self._wait(tracker, max(0.0, deadline - anyio.current_time()), on_event)
-        except RebuildTimeout as exc:
-            # The wait had what was left of the call's timeout: name the timeout the caller gave.
-            last = exc.server
-            seen = f"{last.status}/{last.task_state}" if last is not None else "never read"
-            raise RebuildTimeout(
-                f"server {server_id} did not finish rebuilding within {timeout:g}s "
-                f"(last seen: {seen})",
-                server=last,
-            ) from None
+        # The wait has what is left of the call's timeout; its error names the one given.
+        left = max(0.0, deadline - anyio.current_time())
+        return await self._wait(tracker, left, on_event, stated_timeout=timeout)
 
     # -- fleets --
 

@@ -311,12 +311,15 @@ async def wait_for_rebuild(
     timeout: float,
     on_event: EventCallback | None = None,
     keep: Callable[[RebuildTracker], object] | None = None,
+    stated_timeout: float | None = None,
 ) -> Server:
     """Wait until ``tracker`` proves the rebuild done (the final Server) or failed (raises).
 
     ``timeout`` bounds the whole wait, every request in it included. At the deadline one last
     read is made, with a short budget of its own, before RebuildTimeout. ``keep`` receives the
     tracker after each observation, so that what was learnt outlives a timeout or cancellation.
+    ``stated_timeout`` is the timeout the caller gave, named in RebuildTimeout's message, when
+    the wait has only what is left of it.
     """
     started = anyio.current_time()
     last_seen: Server | None = None
@@ -379,6 +382,7 @@ async def wait_for_rebuild(
         if judge(observation).phase is Phase.DONE and last_seen is not None:
             return last_seen
     status = f"{last_seen.status}/{last_seen.task_state}" if last_seen else "never read"
+    timeout = timeout if stated_timeout is None else stated_timeout
     if last_verdict is not None and last_verdict.unproven:
         # Saying "did not finish" would be false as often as true: say what is known.
         raise RebuildTimeout(

@@ -684,3 +684,33 @@ async def test_a_same_image_rebuild_ended_unseen_in_its_second_is_not_called_unf
     assert "looks rebuilt (ACTIVE/None)" in str(caught.value)
     assert caught.value.server is not None
     assert caught.value.server.status is ServerStatus.ACTIVE
+
+
+@pytest.mark.anyio
+async def test_rebuild_and_wait_says_the_same_when_its_rebuild_cannot_be_proven() -> None:
+    """rebuild_and_wait names the timeout the caller gave, and keeps what is known: a server
+    that looks rebuilt is not called unfinished."""
+    fake = FakeCompute(time_scale=0, rebuild_seconds=0.3)
+    server_id = fake.add_server(image_id=IMAGE_A)
+    fake.advance(math.ceil(fake.now()) - fake.now() + 0.05)  # early in a whole second
+    caught: list[RebuildTimeout] = []
+    async with client_for(fake) as ecs:
+
+        async def rebuild_and_wait() -> None:
+            try:
+                await ecs.rebuild_and_wait(server_id, RebuildRequest(image_ref=IMAGE_A), timeout=1)
+            except RebuildTimeout as exc:
+                caught.append(exc)
+
+        with anyio.fail_after(GUARD):
+            async with anyio.create_task_group() as group:
+                group.start_soon(rebuild_and_wait)
+                while fake.truth(server_id).rebuilds == 0:  # noqa: ASYNC110 - the fake sets no event
+                    await anyio.sleep(0.001)
+                fake.advance(0.3)  # ended, in the same second, before the wait's first read
+    assert fake.truth(server_id).rebuilds == 1
+    assert len(caught) == 1
+    message = str(caught[0])
+    assert "did not finish" not in message
+    assert "looks rebuilt (ACTIVE/None)" in message
+    assert "within 1s" in message
