@@ -36,14 +36,23 @@ def _peak_rss() -> int:
 
 
 class _Meter:
-    """Wall and process CPU time (every thread) over a block, optionally profiled."""
+    """Wall and process CPU time (every thread) over a block, optionally profiled; and the CPU
+    time CPython's garbage collector took within it (``gc``, part of ``cpu``)."""
 
     def __init__(self, profile: bool) -> None:
         self.profiler = cProfile.Profile() if profile else None
-        self.wall = self.cpu = 0.0
+        self.wall = self.cpu = self.gc = 0.0
+        self._gc_started = 0.0
+
+    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._gc_started = time.process_time()
+        else:
+            self.gc += time.process_time() - self._gc_started
 
     def __enter__(self) -> _Meter:
         gc.collect()
+        gc.callbacks.append(self._on_gc)
         self._wall, self._cpu = time.perf_counter(), time.process_time()
         if self.profiler is not None:
             self.profiler.enable()
@@ -54,6 +63,7 @@ class _Meter:
             self.profiler.disable()
         self.wall = time.perf_counter() - self._wall
         self.cpu = time.process_time() - self._cpu
+        gc.callbacks.remove(self._on_gc)
 
     def top(self, limit: int = 25, sort: str = "tottime") -> str | None:
         if self.profiler is None:
@@ -130,7 +140,13 @@ async def _ours_single(job: Job) -> dict[str, Any]:
             for server, image in plan[3 + len(fake["servers"]) :]:
                 await one(server, image)
         counts = _delta(dict(ecs.stats), before)
-    return {"wall": meter.wall, "cpu": meter.cpu, "counts": counts, "profile": meter.top()}
+    return {
+        "wall": meter.wall,
+        "cpu": meter.cpu,
+        "gc": meter.gc,
+        "counts": counts,
+        "profile": meter.top(),
+    }
 
 
 def _policy(rollout: dict[str, Any] | None) -> Any:
@@ -189,6 +205,7 @@ async def _ours_bulk(job: Job) -> dict[str, Any]:
     return {
         "wall": meter.wall,
         "cpu": meter.cpu,
+        "gc": meter.gc,
         "counts": counts,
         "ok": ok,
         "peak_rss": _peak_rss(),

@@ -60,6 +60,9 @@ class Auth(httpx.Auth):
 
     #: Lowercase names of headers whose values must be masked wherever requests are logged.
     redacted_headers: frozenset[str] = REDACTED_HEADERS
+    #: The flow yields the request once and never looks at its answer (it sets headers):
+    #: the session's engine then builds no answer object for it.
+    single_pass: bool = True
 
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:
         raise TypeError(f"{type(self).__name__} works only with httpx.AsyncClient")
@@ -269,6 +272,8 @@ class KeystoneAuth(Auth):
     """
 
     requires_request_body = True
+
+    single_pass = False  # a 401 is answered with a new token and the request again
 
     def __init__(
         self,

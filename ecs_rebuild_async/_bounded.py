@@ -24,6 +24,7 @@ __all__ = [
     "answer_limit",
     "read_body",
     "redirect_error",
+    "too_large",
 ]
 
 #: ``ClientSettings.max_answer_bytes``'s default, for an auth flow used without a session.
@@ -42,14 +43,20 @@ class AnswerTooLarge(ResponseError):
     """An answer larger than ``max_answer_bytes`` (a ResponseError to the caller)."""
 
 
-def _too_large(response: httpx.Response, limit: int, size: str) -> ResponseError:
-    request = response.request
+def too_large(
+    request: httpx.Request, status: int, headers: Mapping[str, str], limit: int, size: str
+) -> AnswerTooLarge:
+    """The error for an answer to ``request`` larger than ``limit`` bytes (``size``: how much)."""
     return AnswerTooLarge(
         f"the answer to {request.method} {request.url.copy_with(query=None)} is larger than "
         f"{limit} bytes ({size}); refused (see ClientSettings.max_answer_bytes)",
-        status=response.status_code,
-        request_id=request_id_from_headers(response.headers),
+        status=status,
+        request_id=request_id_from_headers(headers),
     )
+
+
+def _too_large(response: httpx.Response, limit: int, size: str) -> ResponseError:
+    return too_large(response.request, response.status_code, response.headers, limit, size)
 
 
 async def read_body(response: httpx.Response, limit: int) -> bytes:

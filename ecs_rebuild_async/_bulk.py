@@ -26,6 +26,7 @@ The requests themselves (intent, acceptance) are journaled by the ``run_one`` ca
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Protocol
@@ -458,9 +459,11 @@ class BulkRun:
                 # evidence taken close to the request (a rollout may start a server hours
                 # after the first). A rebuild an earlier driver sent has its read recorded.
                 before = None if resumed else await self._before(server_id)
-                server = await self._run_one(
-                    server_id, request, before, lambda sent: self._submitted(server_id, sent)
-                )
+                mark = functools.partial(self._submitted, server_id)  # one object, no closure
+                running = self._run_one(server_id, request, before, mark)
+                # Not kept here while the server is waited for: the wait keeps what it needs.
+                del before
+                server = await running
             except EcsError as error:
                 outcome = _error_outcome(server_id, error, server_id in self.report.submitted)
             else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import os
@@ -483,26 +484,25 @@ class AsyncEcsClient:
             )
         return limit
 
-    async def _wait(
+    def _wait(
         self,
         tracker: RebuildTracker,
         timeout: float,
         on_event: EventCallback | None,
         stated_timeout: float | None = None,
-    ) -> Server:
+    ) -> Awaitable[Server]:
         # Whatever ends this wait (a timeout, the caller's cancellation), what it learnt stays
-        # for the next wait; only a proven end (done or failed) forgets the rebuild.
-        self._keep(tracker)
-        with _telemetry.waiting(self._poller, tracker.server_id):
-            return await wait_for_rebuild(
-                tracker,
-                poller=self._poller,
-                fetch_one=self._compute.fetch_for_poller,
-                timeout=timeout,
-                on_event=on_event,
-                keep=self._keep,
-                stated_timeout=stated_timeout,
-            )
+        # for the next wait (``keep``); only a proven end (done or failed) forgets the rebuild.
+        # Not a coroutine of its own: a fleet holds one wait per server in flight.
+        return wait_for_rebuild(
+            tracker,
+            poller=self._poller,
+            fetch_one=self._compute.fetch_for_poller,
+            timeout=timeout,
+            on_event=on_event,
+            keep=self._keep,
+            stated_timeout=stated_timeout,
+        )
 
     async def rebuild_and_wait(
         self,
@@ -529,16 +529,19 @@ class AsyncEcsClient:
                 field="before",
             )
         with _telemetry.rebuild(server_id, outcome_kind):
-            return await self._rebuild_and_wait(server_id, request, limit, on_event, before, None)
+            return await self._rebuild_and_wait(
+                server_id, request, before, None, timeout=limit, on_event=on_event
+            )
 
     async def _rebuild_and_wait(
         self,
         server_id: str,
         request: RebuildRequest,
-        timeout: float,
-        on_event: EventCallback | None,
         before: Server | None,
         mark_submitted: Callable[[bool], None] | None,
+        *,
+        timeout: float,
+        on_event: EventCallback | None,
         ops: Operations | None = None,
         on_accepted: Callable[[Accepted], Awaitable[None]] | None = None,
     ) -> Server:
@@ -603,7 +606,11 @@ class AsyncEcsClient:
             )
         # The wait has what is left of the call's timeout; its error names the one given.
         left = max(0.0, deadline - anyio.current_time())
-        return await self._wait(tracker, left, on_event, stated_timeout=timeout)
+        wait = self._wait(tracker, left, on_event, stated_timeout=timeout)
+        # The wait keeps what it needs: this frame, alive while it waits, holds no older
+        # tracker or 202 body (a fleet holds one such frame per server in flight).
+        del tracker, accepted, before
+        return await wait
 
     # -- fleets --
 
@@ -661,12 +668,8 @@ class AsyncEcsClient:
                 policy=policy,
             )
 
-        async def run_one(
-            server_id: str, one_request: RebuildRequest, before: Server | None, mark: Any
-        ) -> Server:
-            return await self._rebuild_and_wait(
-                server_id, one_request, limit, on_event, before, mark
-            )
+        # Bound here rather than wrapped in a coroutine: a fleet holds one per server in flight.
+        run_one = functools.partial(self._rebuild_and_wait, timeout=limit, on_event=on_event)
 
         # The run's span covers the listing of the fleet before it (run_bulk's is this one).
         with _telemetry.fleet(report):
@@ -822,7 +825,14 @@ class AsyncEcsClient:
                 on_accepted: Callable[[Accepted], Awaitable[None]],
             ) -> Server:
                 return await self._rebuild_and_wait(
-                    server_id, one, limit, on_event, before, mark, ops, on_accepted
+                    server_id,
+                    one,
+                    before,
+                    mark,
+                    timeout=limit,
+                    on_event=on_event,
+                    ops=ops,
+                    on_accepted=on_accepted,
                 )
 
             async def wait(

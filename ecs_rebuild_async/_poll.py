@@ -303,6 +303,95 @@ class FleetPoller:
         return alone
 
 
+class _Wait:
+    """What one wait has learnt so far. A wait in flight is mostly this object: a fleet holds
+    one per server, so its state is slots on one object rather than variables shared by
+    closures (a cell each), which the garbage collector would walk too."""
+
+    __slots__ = (
+        "keep",
+        "last_phase",
+        "last_seen",
+        "last_verdict",
+        "on_event",
+        "started",
+        "tracker",
+        "unknown_logged",
+    )
+
+    def __init__(
+        self,
+        tracker: RebuildTracker,
+        on_event: EventCallback | None,
+        keep: Callable[[RebuildTracker], object] | None,
+    ) -> None:
+        self.tracker = tracker
+        self.on_event = on_event
+        self.keep = keep
+        self.started = anyio.current_time()
+        self.last_seen: Server | None = None
+        self.last_verdict: Verdict | None = None
+        self.unknown_logged: set[str] | None = None  # made when first needed: most never are
+        self.last_phase: Phase | None = None
+
+    def judge(self, observation: Observation) -> bool:
+        """Take one observation; True once the rebuild is proven done (raises if it failed)."""
+        if observation.error is not None:
+            raise observation.error
+        if observation.server is None:
+            self.tracker, verdict = self.tracker.observe_missing()
+        else:
+            self.last_seen = observation.server
+            self.tracker, verdict = self.tracker.observe(observation.server)
+        if self.keep is not None:
+            self.keep(self.tracker)
+        if not verdict.ignored:
+            self.last_verdict = verdict
+        self._report(observation.server, verdict)
+        if verdict.error is not None:
+            raise verdict.error
+        return verdict.phase is Phase.DONE and self.last_seen is not None
+
+    def _report(self, server: Server | None, verdict: Verdict) -> None:
+        if verdict.phase is not Phase.PENDING:
+            _telemetry.phase(verdict.phase.value)
+        if verdict.reason.startswith("unknown status"):
+            logged = self.unknown_logged
+            if logged is None or verdict.reason not in logged:
+                self.unknown_logged = {*(logged or ()), verdict.reason}
+                server_id = self.tracker.server_id
+                logger.info("server %s: %s; still waiting", server_id, verdict.reason)
+        on_event = self.on_event
+        if on_event is None or verdict.ignored:
+            return
+        if server is None and verdict.phase is self.last_phase:
+            return
+        self.last_phase = verdict.phase
+        elapsed = anyio.current_time() - self.started
+        if server is None:  # gone: nothing to show but the phase
+            on_event(RebuildEvent(self.tracker.server_id, verdict.phase.value, elapsed=elapsed))
+        else:
+            on_event(self.tracker.event(server, elapsed))
+
+    def timed_out(self, timeout: float) -> RebuildTimeout:
+        last_seen = self.last_seen
+        server_id = self.tracker.server_id
+        status = f"{last_seen.status}/{last_seen.task_state}" if last_seen else "never read"
+        if self.last_verdict is not None and self.last_verdict.unproven:
+            # Saying "did not finish" would be false as often as true: say what is known.
+            return RebuildTimeout(
+                f"server {server_id} looks rebuilt ({status}), but within {timeout:g}s "
+                "nothing proved the read is from after this rebuild (a rebuild to the image it "
+                "already ran that ends within the second it was accepted leaves no trace)",
+                server=last_seen,
+            )
+        return RebuildTimeout(
+            f"server {server_id} did not finish rebuilding within {timeout:g}s "
+            f"(last seen: {status})",
+            server=last_seen,
+        )
+
+
 async def wait_for_rebuild(
     tracker: RebuildTracker,
     *,
@@ -317,82 +406,30 @@ async def wait_for_rebuild(
 
     ``timeout`` bounds the whole wait, every request in it included. At the deadline one last
     read is made, with a short budget of its own, before RebuildTimeout. ``keep`` receives the
-    tracker after each observation, so that what was learnt outlives a timeout or cancellation.
-    ``stated_timeout`` is the timeout the caller gave, named in RebuildTimeout's message, when
-    the wait has only what is left of it.
+    tracker first and after each observation, so that what was learnt outlives a timeout or
+    cancellation. ``stated_timeout`` is the timeout the caller gave, named in RebuildTimeout's
+    message, when the wait has only what is left of it.
     """
-    started = anyio.current_time()
-    last_seen: Server | None = None
-    last_verdict: Verdict | None = None
-    unknown_logged: set[str] | None = None  # made when first needed: most waits never do
-    last_phase: Phase | None = None
-
-    def report(server: Server | None, verdict: Verdict) -> None:
-        nonlocal last_phase, unknown_logged
-        if verdict.phase is not Phase.PENDING:
-            _telemetry.phase(verdict.phase.value)
-        unknown = verdict.reason.startswith("unknown status")
-        if unknown and (unknown_logged is None or verdict.reason not in unknown_logged):
-            unknown_logged = {*(unknown_logged or ()), verdict.reason}
-            logger.info("server %s: %s; still waiting", tracker.server_id, verdict.reason)
-        if on_event is None or verdict.ignored:
-            return
-        if server is None and verdict.phase is last_phase:
-            return
-        last_phase = verdict.phase
-        elapsed = anyio.current_time() - started
-        if server is None:  # gone: nothing to show but the phase
-            on_event(RebuildEvent(tracker.server_id, verdict.phase.value, elapsed=elapsed))
-        else:
-            on_event(tracker.event(server, elapsed))
-
-    def judge(observation: Observation) -> Verdict:
-        nonlocal tracker, last_seen, last_verdict
-        if observation.error is not None:
-            raise observation.error
-        if observation.server is None:
-            tracker, verdict = tracker.observe_missing()
-        else:
-            last_seen = observation.server
-            tracker, verdict = tracker.observe(observation.server)
-        if keep is not None:
-            keep(tracker)
-        if not verdict.ignored:
-            last_verdict = verdict
-        report(observation.server, verdict)
-        if verdict.error is not None:
-            raise verdict.error
-        return verdict
-
-    watch = poller.register(tracker.server_id, tracker.accepted_at)
-    try:
-        seen = 0
-        with anyio.move_on_after(timeout):
-            while True:
-                observation = await poller.next_observation(watch, seen)
-                seen = watch.generation
-                if judge(observation).phase is Phase.DONE and last_seen is not None:
-                    return last_seen
-    finally:
-        poller.unregister(watch)
-    # The deadline passed: one last read, bounded, before giving up.
-    final_budget = max(1.0, min(10.0, timeout * 0.1)) if math.isfinite(timeout) else 10.0
-    with anyio.move_on_after(final_budget):
-        observation = Observation(await fetch_one(tracker.server_id))
-        if judge(observation).phase is Phase.DONE and last_seen is not None:
-            return last_seen
-    status = f"{last_seen.status}/{last_seen.task_state}" if last_seen else "never read"
-    timeout = timeout if stated_timeout is None else stated_timeout
-    if last_verdict is not None and last_verdict.unproven:
-        # Saying "did not finish" would be false as often as true: say what is known.
-        raise RebuildTimeout(
-            f"server {tracker.server_id} looks rebuilt ({status}), but within {timeout:g}s "
-            "nothing proved the read is from after this rebuild (a rebuild to the image it "
-            "already ran that ends within the second it was accepted leaves no trace)",
-            server=last_seen,
-        )
-    raise RebuildTimeout(
-        f"server {tracker.server_id} did not finish rebuilding within {timeout:g}s "
-        f"(last seen: {status})",
-        server=last_seen,
-    )
+    if keep is not None:
+        keep(tracker)
+    wait = _Wait(tracker, on_event, keep)
+    with _telemetry.waiting(poller, tracker.server_id):
+        watch = poller.register(tracker.server_id, tracker.accepted_at)
+        try:
+            seen = 0
+            with anyio.move_on_after(timeout):
+                while True:
+                    observation = await poller.next_observation(watch, seen)
+                    seen = watch.generation
+                    if wait.judge(observation):
+                        assert wait.last_seen is not None  # judge says done only once seen
+                        return wait.last_seen
+        finally:
+            poller.unregister(watch)
+        # The deadline passed: one last read, bounded, before giving up.
+        final_budget = max(1.0, min(10.0, timeout * 0.1)) if math.isfinite(timeout) else 10.0
+        with anyio.move_on_after(final_budget):
+            if wait.judge(Observation(await fetch_one(tracker.server_id))):
+                assert wait.last_seen is not None
+                return wait.last_seen
+        raise wait.timed_out(timeout if stated_timeout is None else stated_timeout)

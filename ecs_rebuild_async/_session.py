@@ -29,6 +29,7 @@ import tenacity
 from . import _telemetry
 from ._auth import Auth
 from ._bounded import MAX_ANSWER_BYTES, AnswerTooLarge, read_body, redirect_error
+from ._engine import AiohttpEngine, header_dict
 from ._errors import (
     EcsError,
     InvalidRequest,
@@ -47,7 +48,7 @@ from ._settings import ClientSettings
 from ._validation import check_endpoint, check_no_userinfo
 from ._version import __version__
 
-__all__ = ["Answer", "Session", "default_transport"]
+__all__ = ["Answer", "Session", "default_engine", "default_transport"]
 
 logger = logging.getLogger("ecs_rebuild_async")
 
@@ -329,26 +330,36 @@ def default_transport(
     return httpx.AsyncHTTPTransport(limits=limits, verify=tls)
 
 
+def default_engine(
+    settings: ClientSettings, *, verify: bool | str = True
+) -> tuple[AiohttpEngine, httpx.AsyncBaseTransport]:
+    """Under asyncio, with no client or transport of the caller's: aiohttp driven directly
+    (:mod:`._engine`), and the transport over the same connections for what goes through
+    httpx's client (the auth flows' catalog reads)."""
+    import aiohttp
+    from httpx_aiohttp import AiohttpTransport
+
+    # The TLS context as httpx-aiohttp makes it (certifi's CAs, SSL_CERT_FILE honoured).
+    tls = httpx.create_ssl_context(verify=tls_verification(verify))
+    connector = aiohttp.TCPConnector(limit=settings.max_connections, keepalive_timeout=5.0, ssl=tls)
+    # Proxies from the environment are not used, as on the httpx-aiohttp path.
+    connections = aiohttp.ClientSession(connector=connector, trust_env=False)
+    engine = AiohttpEngine(
+        connections,
+        connect_timeout=settings.connect_timeout,
+        read_timeout=settings.request_timeout,
+    )
+    return engine, AiohttpTransport(client=connections)
+
+
 #: One encoder for every request body (``json.dumps`` with options builds a new one per call).
 _JSON = json.JSONEncoder(separators=(",", ":"))
 
 
 def _header_dict(headers: httpx.Headers) -> dict[str, str]:
-    """The answer's headers by lower-case name (repeated ones joined by ", ", as httpx's
-    ``items()`` joins them), decoded once.
-
-    httpx's ``items()`` works out the headers' text encoding again for every header; this
-    decodes the raw bytes as httpx would (ASCII or UTF-8, else Latin-1) in one pass.
-    """
-    decoded: dict[str, str] = {}
-    for key, value in headers.raw:
-        try:
-            text = value.decode("utf-8")
-        except UnicodeDecodeError:
-            text = value.decode("latin-1")
-        name = key.decode("latin-1").lower()
-        decoded[name] = f"{decoded[name]}, {text}" if name in decoded else text
-    return decoded
+    """The answer's headers by lower-case name, decoded once (httpx's ``items()`` works out
+    the headers' text encoding again for every header)."""
+    return header_dict(headers.raw)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -473,6 +484,9 @@ class Session:
         self._given_client = http_client
         self._given_transport = transport
         self._client: httpx.AsyncClient | None = None
+        # Under asyncio with no client or transport of the caller's: requests go through it.
+        self._engine: AiohttpEngine | None = None
+        self._client_headers: dict[str, str] = {}
         self._interface = interface
         self._region = region
         self._in_flight = anyio.CapacityLimiter(settings.max_in_flight)
@@ -502,7 +516,11 @@ class Session:
             return
         if self._given_transport is None:
             warn_if_unverified(self._verify)
-        transport = self._given_transport or default_transport(self._settings, verify=self._verify)
+        transport = self._given_transport
+        if transport is None and running_under_asyncio():
+            self._engine, transport = default_engine(self._settings, verify=self._verify)
+        elif transport is None:
+            transport = default_transport(self._settings, verify=self._verify)
         self._client = httpx.AsyncClient(
             transport=transport,
             timeout=httpx.Timeout(
@@ -511,9 +529,11 @@ class Session:
             headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
             follow_redirects=False,
         )
+        self._client_headers = dict(self._client.headers.items())
 
     async def aclose(self) -> None:
         client, self._client = self._client, None
+        self._engine = None  # its connections are the transport's, closed with the client
         if client is not None and client is not self._given_client:
             with anyio.CancelScope(shield=True):
                 await client.aclose()
@@ -749,14 +769,28 @@ class Session:
         if json_body is not None:
             content = _JSON.encode(json_body).encode()
             headers["Content-Type"] = "application/json"
-        request = client.build_request(
-            method,
-            _parsed_url(url),
-            params=params,
-            headers=headers,
-            content=content,
-            extensions={MAX_ANSWER_BYTES: self._settings.max_answer_bytes},
-        )
+        extensions = {MAX_ANSWER_BYTES: self._settings.max_answer_bytes}
+        if self._engine is not None:
+            # The client's own headers under this request's, as build_request merges them; the
+            # rest of what it merges (a base URL, cookies, its timeouts) this client has none
+            # of, or the engine does not use. It costs three times what the request itself does.
+            request = httpx.Request(
+                method,
+                _parsed_url(url),
+                params=params,
+                headers={**self._client_headers, **headers},
+                content=content,
+                extensions=extensions,
+            )
+        else:
+            request = client.build_request(
+                method,
+                _parsed_url(url),
+                params=params,
+                headers=headers,
+                content=content,
+                extensions=extensions,
+            )
         await self.pacer.acquire()
         started = time.perf_counter()
         key = _request_kind(method, url)
@@ -774,12 +808,18 @@ class Session:
                     anyio.CancelScope(shield=not idempotent),
                     anyio.move_on_after(self._settings.request_timeout) as whole,
                 ):
-                    response = await self._send_unredirected(client, request, authenticated)
-                    try:
-                        raw = await read_body(response, self._settings.max_answer_bytes)
-                    finally:
-                        with anyio.CancelScope(shield=True):
-                            await response.aclose()
+                    if self._engine is not None:
+                        auth = self._auth if authenticated else None
+                        _, answer = await self._engine.send(request, auth)
+                        status, headers, raw = answer.status, answer.headers, answer.body
+                    else:
+                        response = await self._send_unredirected(client, request, authenticated)
+                        try:
+                            raw = await read_body(response, self._settings.max_answer_bytes)
+                        finally:
+                            with anyio.CancelScope(shield=True):
+                                await response.aclose()
+                        status, headers = response.status_code, _header_dict(response.headers)
                 if whole.cancelled_caught:
                     raise httpx.ReadTimeout(
                         f"no whole answer within request_timeout "
@@ -816,7 +856,7 @@ class Session:
             raise TransportError(
                 f"{method} {url} failed: {type(exc).__name__}", maybe_sent=True
             ) from None
-        return self._read(method, url, response, raw, version, time.perf_counter() - started)
+        return self._read(method, url, status, headers, raw, version, time.perf_counter() - started)
 
     async def _send_unredirected(
         self, client: httpx.AsyncClient, request: httpx.Request, authenticated: bool
@@ -835,27 +875,27 @@ class Session:
         self,
         method: str,
         url: str,
-        response: httpx.Response,
+        status: int,
+        headers: dict[str, str],
         raw: bytes,
         version: APIVersion | None,
         elapsed: float,
     ) -> Answer:
-        headers = _header_dict(response.headers)
         request_id = request_id_from_headers(headers)
         _telemetry.note_request_id(request_id)  # before the log line below, which is about it
         echoed = _echoed_version(headers)
         logger.debug(
             "%s %s -> %d in %.3fs request_id=%s microversion=%s",
-            method, url, response.status_code, elapsed, request_id, echoed or version,
+            method, url, status, elapsed, request_id, echoed or version,
         )  # fmt: skip
         if version is not None and echoed is not None and echoed != version:
             logger.warning(
                 "asked for microversion %s, the service answered with %s", version, echoed
             )
-        if 300 <= response.status_code < 400:
-            raise redirect_error(method, url, response.status_code, headers)
-        if response.status_code >= 400:
-            error = error_from_response(response.status_code, headers, raw)
+        if 300 <= status < 400:
+            raise redirect_error(method, url, status, headers)
+        if status >= 400:
+            error = error_from_response(status, headers, raw)
             if isinstance(error, RateLimited):
                 self.pacer.on_rate_limited(error.retry_after)
             raise error
@@ -866,12 +906,12 @@ class Session:
                 body = json.loads(raw)
             except (ValueError, UnicodeDecodeError, RecursionError):
                 raise ResponseError(
-                    f"{method} {url} answered {response.status_code} with a body that is not JSON",
-                    status=response.status_code,
+                    f"{method} {url} answered {status} with a body that is not JSON",
+                    status=status,
                     request_id=request_id,
                 ) from None
         return Answer(
-            status=response.status_code,
+            status=status,
             headers=headers,
             body=body,
             date=_service_date(headers),
