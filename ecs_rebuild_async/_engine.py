@@ -22,7 +22,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 import aiohttp
 import httpx
 
-from ._bounded import answer_limit, read_body, too_large
+from ._bounded import BoundedDecoder, answer_limit, too_large
 
 __all__ = ["AiohttpEngine", "RawAnswer", "header_dict"]
 
@@ -91,21 +91,22 @@ class AiohttpEngine:
         )
 
     async def send(
-        self, request: httpx.Request, auth: httpx.Auth | None
+        self, request: httpx.Request, auth: httpx.Auth | None, url: str | None = None
     ) -> tuple[httpx.Request, RawAnswer]:
         """Authenticate and send ``request``; the request last sent and its answer.
 
         The auth flow runs as ``httpx.AsyncClient`` runs it: each request it yields is sent,
         and its answer given back, until it ends. A flow that only sets headers (a token, a
-        signature) says so with ``single_pass`` and is not given the answer.
+        signature) says so with ``single_pass`` and is not given the answer. ``url`` is
+        ``request.url`` as text, when the caller has it already.
         """
         if auth is None:
-            return request, await self.exchange(request)
+            return request, await self.exchange(request, url)
         flow: AsyncGenerator[httpx.Request, httpx.Response] = auth.async_auth_flow(request)
         try:
             sending = await flow.__anext__()
             while True:
-                answer = await self.exchange(sending)
+                answer = await self.exchange(sending, url if sending is request else None)
                 if getattr(auth, "single_pass", False):
                     return sending, answer
                 try:
@@ -116,7 +117,7 @@ class AiohttpEngine:
         finally:
             await flow.aclose()
 
-    async def exchange(self, request: httpx.Request) -> RawAnswer:
+    async def exchange(self, request: httpx.Request, url: str | None = None) -> RawAnswer:
         """One request on the wire and its whole answer, within the request's size limit."""
         limit = answer_limit(request)
         content = request.content or None
@@ -126,7 +127,7 @@ class AiohttpEngine:
         try:
             response = await self._session.request(
                 request.method,
-                str(request.url),
+                str(request.url) if url is None else url,
                 headers=headers,
                 data=content,
                 allow_redirects=False,
@@ -150,6 +151,7 @@ class AiohttpEngine:
         declared = headers.get("content-length", "").strip()
         if declared.isdigit() and int(declared) > limit:
             raise too_large(request, response.status, headers, limit, f"Content-Length {declared}")
+        decoder = BoundedDecoder(request, response.status, headers, limit)
         chunks: list[bytes] = []
         size = 0
         try:
@@ -157,20 +159,13 @@ class AiohttpEngine:
                 size += len(chunk)
                 if size > limit:
                     raise too_large(request, response.status, headers, limit, "read so far: more")
-                chunks.append(chunk)
+                chunks.append(decoder.feed(chunk))
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise _as_httpx(exc, request) from exc
-        body = b"".join(chunks)
-        if headers.get("content-encoding", "identity").strip().lower() not in ("", "identity"):
-            # Rare for these APIs: httpx's own decoders, chunk by chunk within the same limit
-            # (a small compressed answer may decode to far more).
-            encoded = httpx.Response(
-                response.status, headers=response.raw_headers, stream=_Body(body), request=request
-            )
-            body = await read_body(encoded, limit)
-            headers.pop("content-encoding", None)
+        # Decoded: what the session reads is the body itself.
+        if headers.pop("content-encoding", None) is not None:
             headers.pop("content-length", None)
-        return RawAnswer(response.status, headers, body)
+        return RawAnswer(response.status, headers, b"".join(chunks))
 
 
 class _Body(httpx.AsyncByteStream):

@@ -28,7 +28,13 @@ import tenacity
 
 from . import _telemetry
 from ._auth import Auth
-from ._bounded import MAX_ANSWER_BYTES, AnswerTooLarge, read_body, redirect_error
+from ._bounded import (
+    ACCEPTED_ENCODINGS,
+    MAX_ANSWER_BYTES,
+    AnswerTooLarge,
+    read_body,
+    redirect_error,
+)
 from ._engine import AiohttpEngine, header_dict
 from ._errors import (
     EcsError,
@@ -85,6 +91,12 @@ def _service_date(headers: Mapping[str, str]) -> datetime | None:
     value = headers.get("date")
     if not value:
         return None
+    return _parsed_date(value)
+
+
+# The same Date comes back on every answer within a second: parsed once.
+@functools.lru_cache(maxsize=64)
+def _parsed_date(value: str) -> datetime | None:
     try:
         parsed = email.utils.parsedate_to_datetime(value)
         parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
@@ -95,7 +107,14 @@ def _service_date(headers: Mapping[str, str]) -> datetime | None:
 
 
 def _echoed_version(headers: Mapping[str, str]) -> APIVersion | None:
-    standard = headers.get("openstack-api-version", "")
+    return _parsed_echo(
+        headers.get("openstack-api-version", ""), headers.get("x-openstack-nova-api-version")
+    )
+
+
+# A service echoes the same version on every answer: read once.
+@functools.lru_cache(maxsize=64)
+def _parsed_echo(standard: str, legacy: str | None) -> APIVersion | None:
     for entry in reversed(standard.split(",")):
         service, _, value = entry.strip().partition(" ")
         if service.lower() == "compute":
@@ -103,7 +122,6 @@ def _echoed_version(headers: Mapping[str, str]) -> APIVersion | None:
                 return parse_version(value.strip())
             except EcsError:
                 return None
-    legacy = headers.get("x-openstack-nova-api-version")
     if legacy:
         try:
             return parse_version(legacy.split(",")[-1].strip())
@@ -369,6 +387,13 @@ def _parsed_url(url: str) -> httpx.URL:
     return httpx.URL(url)
 
 
+@functools.lru_cache(maxsize=4096)
+def _url_text(url: str) -> str:
+    """The URL as httpx writes it on the wire (normalized, percent-encoded), worked out once."""
+    return str(_parsed_url(url))
+
+
+@functools.lru_cache(maxsize=4096)
 def _request_kind(method: str, url: str) -> str:
     """A short name for what a request does, for the client's counters."""
     path = url.split("?", 1)[0].rstrip("/")
@@ -765,6 +790,8 @@ class Session:
     ) -> Answer:
         client = self._http()
         headers = dict(wire_version_header(version))
+        # What the answer may be encoded with: what read_body decodes within its size limit.
+        headers["Accept-Encoding"] = ACCEPTED_ENCODINGS
         content: bytes | None = None
         if json_body is not None:
             content = _JSON.encode(json_body).encode()
@@ -810,7 +837,8 @@ class Session:
                 ):
                     if self._engine is not None:
                         auth = self._auth if authenticated else None
-                        _, answer = await self._engine.send(request, auth)
+                        text = _url_text(url) if params is None else None
+                        _, answer = await self._engine.send(request, auth, text)
                         status, headers, raw = answer.status, answer.headers, answer.body
                     else:
                         response = await self._send_unredirected(client, request, authenticated)

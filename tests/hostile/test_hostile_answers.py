@@ -6,8 +6,11 @@ limit, and the service's text must reach no terminal or log line unescaped.
 
 from __future__ import annotations
 
+import gzip
 import io
+import json
 import tracemalloc
+import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -92,6 +95,74 @@ async def test_an_endless_answer_is_cut_at_max_answer_bytes(where: str) -> None:
         finally:
             tracemalloc.stop()
     assert peak < 16 * limit  # read while streaming: never the whole (endless) body
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+async def test_a_compressed_answer_is_read_and_a_compressed_bomb_is_cut(encoding: str) -> None:
+    """A service may compress its answers: they read as any other. One that decompresses to more
+    than max_answer_bytes is refused as it is decoded, however small it is on the wire."""
+    limit = 256 * 1024
+
+    def compress(data: bytes) -> bytes:
+        return gzip.compress(data) if encoding == "gzip" else zlib.compress(data)
+
+    good = json.dumps({"server": {"id": SERVER_ID, "status": "ACTIVE", "name": "zipped"}})
+    bomb = b'{"server": {"id": "' + b"0" * (64 * limit) + b'"}}'
+    async with hostile_server() as server:
+        play_compute(server)
+        compressed = (*JSON, ("Content-Encoding", encoding))
+        server.route(
+            "GET",
+            f"/v2.1/{PROJECT}/servers/",
+            lambda r: Reply(200, compressed, compress(good.encode())),
+        )
+        async with AsyncEcsClient(
+            f"{server.url}/v2.1/{PROJECT}",
+            auth=auth_of("token", server),
+            settings=ClientSettings(max_answer_bytes=limit),
+        ) as ecs:
+            read = await ecs.get_server(SERVER_ID)
+            assert read.name == "zipped"
+            small = compress(bomb)
+            assert len(small) < limit  # small on the wire
+            server.route(
+                "GET", f"/v2.1/{PROJECT}/servers/", lambda r: Reply(200, compressed, small)
+            )
+            tracemalloc.start()
+            try:
+                with pytest.raises(ResponseError, match=f"larger than {limit} bytes"):
+                    await ecs.get_server(SERVER_ID)
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+    assert peak < 16 * limit  # decoded chunk by chunk: never the whole bomb
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("encoding", "body", "said"),
+    [
+        ("br", b"\x0b\x02\x80{}\x03", "which was not asked for"),
+        ("gzip", b"not gzip at all", "cannot be decoded"),
+        ("deflate", b"\xff\xfe garbage", "cannot be decoded"),
+    ],
+)
+async def test_an_answer_in_an_encoding_not_asked_for_or_broken_is_a_response_error(
+    encoding: str, body: bytes, said: str
+) -> None:
+    async with hostile_server() as server:
+        play_compute(server)
+        reply = Reply(200, (*JSON, ("Content-Encoding", encoding)), body)
+        server.route("GET", f"/v2.1/{PROJECT}/servers/", lambda r: reply)
+        async with AsyncEcsClient(
+            f"{server.url}/v2.1/{PROJECT}", auth=auth_of("token", server)
+        ) as ecs:
+            with pytest.raises(ResponseError, match=said):
+                await ecs.get_server(SERVER_ID)
+    asked = [r for r in server.seen if "/servers/" in r.path]
+    assert asked
+    assert all(r.headers.get("accept-encoding") == "gzip, deflate" for r in asked)
 
 
 @pytest.mark.anyio
