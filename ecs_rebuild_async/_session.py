@@ -130,6 +130,11 @@ def _parsed_echo(standard: str, legacy: str | None) -> APIVersion | None:
     return None
 
 
+_AIOHTTP_NOT_SENT = frozenset(
+    {"ClientConnectorError", "ClientConnectorDNSError", "ConnectionTimeoutError"}
+)
+
+
 def _maybe_sent(exc: httpx.TransportError) -> bool:
     """Whether a failed request may have reached the service.
 
@@ -138,7 +143,9 @@ def _maybe_sent(exc: httpx.TransportError) -> bool:
     """
     cause = exc.__cause__
     if cause is not None and type(cause).__module__.startswith("aiohttp"):
-        return type(cause).__name__ not in ("ClientConnectorError", "ClientConnectorDNSError")
+        # No connection, or none in time (connecting, the TLS handshake, a pooled one): the
+        # request never left.
+        return not any(kind.__name__ in _AIOHTTP_NOT_SENT for kind in type(cause).__mro__)
     return not isinstance(
         exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol)
     )
@@ -197,10 +204,11 @@ def transport_failure(exc: BaseException) -> tuple[str, BaseException | None]:
         for cause in causes:
             if isinstance(cause, kind):
                 return reason, cause
-    if any(isinstance(cause, httpx.TimeoutException) for cause in causes):
-        return "timeout", None
+    # Before timeouts: httpx-aiohttp names a dropped connection a ConnectTimeout.
     if any(type(cause).__name__ == "ServerDisconnectedError" for cause in causes):
         return "reset", None
+    if any(isinstance(cause, httpx.TimeoutException) for cause in causes):
+        return "timeout", None
     return "other", next((c for c in causes if isinstance(c, OSError)), None)
 
 
@@ -362,6 +370,9 @@ def default_engine(
     connector = aiohttp.TCPConnector(limit=settings.max_connections, keepalive_timeout=5.0, ssl=tls)
     # Proxies from the environment are not used, as on the httpx-aiohttp path.
     connections = aiohttp.ClientSession(connector=connector, trust_env=False)
+    # aiohttp sends an idempotent request (a GET) once more by itself after a lost connection:
+    # every repeat is the session's to decide (retry_attempts, the rebuild's reconciliation).
+    connections._retry_connection = False
     engine = AiohttpEngine(
         connections,
         connect_timeout=settings.connect_timeout,
