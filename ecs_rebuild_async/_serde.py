@@ -209,6 +209,28 @@ _SERVER_KNOWN_KEYS = frozenset(
     if field.name != "extra"
 )
 
+
+# The optional fields' hooks, each registered for its exact type: cattrs' generic handling of
+# ``X | None`` looks the inner hook up again for every field of every server (a third of the
+# time a server took to read; a fleet reads each of its servers two or three times).
+def _optional(hook: Any) -> Any:
+    def structure(value: object, type_: object) -> Any:
+        return None if value is None else hook(value, type_)
+
+    return structure
+
+
+for _inner, _hook in (
+    (str, _strict_str),
+    (int, _strict_int),
+    (bool, _strict_bool),
+    (datetime, lambda value, _: parse_timestamp(value)),
+    (tuple[str, ...], _str_tuple),
+    (Flavor, lambda value, _: converter.structure(value, Flavor)),
+    (Fault, lambda value, _: _structure_fault(value, Fault)),
+):
+    _register_exact(_inner | None, _optional(_hook))
+
 _server_overrides: dict[str, Any] = {
     name: override(rename=wire) for name, wire in _SERVER_RENAMES.items()
 }
@@ -221,22 +243,26 @@ _structure_server_fields = make_dict_structure_fn(
 def _structure_server(value: object, _: object) -> Server:
     if not isinstance(value, dict):
         raise TypeError(f"a server must be an object, got {type(value).__name__}")
+    cleaned = value
     # Empty strings mean "not set" for these fields at some microversions and clouds.
-    cleaned = {
-        key: (None if item == "" and key in _EMPTY_MEANS_NONE else item)
-        for key, item in value.items()
-    }
+    if any(value.get(key) == "" for key in _EMPTY_MEANS_NONE):
+        cleaned = {
+            key: (None if item == "" and key in _EMPTY_MEANS_NONE else item)
+            for key, item in value.items()
+        }
     # The rebuild answer names it user_data (2.57+); a GET, OS-EXT-SRV-ATTR:user_data (admin).
     if "user_data" not in cleaned and _ADMIN_USER_DATA in cleaned:
-        cleaned["user_data"] = cleaned[_ADMIN_USER_DATA]
-    server = _structure_server_fields(cleaned, Server)
+        cleaned = {**cleaned, "user_data": cleaned[_ADMIN_USER_DATA]}
+    server: Server = _structure_server_fields(cleaned, Server)
     extra = {
         key: item
         for key, item in value.items()
         if key not in _SERVER_KNOWN_KEYS and key != _ADMIN_USER_DATA
     }
     if extra:
-        server = attrs.evolve(server, extra=extra)
+        # Set as attrs' own __init__ sets a frozen field: attrs.evolve would build the whole
+        # server a second time for it.
+        object.__setattr__(server, "extra", extra)
     return server
 
 
