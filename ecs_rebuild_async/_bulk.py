@@ -270,6 +270,7 @@ class BulkRun:
         check_run_options(concurrency, policy)
         self._targets = targets
         self._run_one = run_one
+        self._mark_submitted = self._submitted  # bound once, shared by every server in flight
         self._run_back = roll_back_one or run_one
         self._read_before = read_before
         self._concurrency = concurrency
@@ -459,7 +460,7 @@ class BulkRun:
                 # evidence taken close to the request (a rollout may start a server hours
                 # after the first). A rebuild an earlier driver sent has its read recorded.
                 before = None if resumed else await self._before(server_id)
-                mark = functools.partial(self._submitted, server_id)  # one object, no closure
+                mark = functools.partial(self._mark_submitted, server_id)  # no closure
                 running = self._run_one(server_id, request, before, mark)
                 # Not kept here while the server is waited for: the wait keeps what it needs.
                 del before

@@ -64,6 +64,23 @@ from ._settings import ClientSettings
 
 __all__ = ["AsyncEcsClient", "OutcomeCallback", "options_from_config"]
 
+
+class _Submission:
+    """Whether a rebuild was (or may have been) accepted, told on to the caller's callback.
+    An object rather than a closure: a fleet holds one per server in flight."""
+
+    __slots__ = ("forward", "maybe_submitted")
+
+    def __init__(self, forward: Callable[[bool], None] | None) -> None:
+        self.forward = forward
+        self.maybe_submitted = False
+
+    def __call__(self, value: bool) -> None:
+        self.maybe_submitted = value
+        if self.forward is not None:
+            self.forward(value)
+
+
 # How many accepted rebuilds a client remembers for a later wait_for_rebuild.
 _ACCEPTED_KEPT = 10_000
 # How long (seconds) a fleet listing's states stand for each server's state before its rebuild;
@@ -205,6 +222,9 @@ class AsyncEcsClient:
         )
         compute = self._compute
         self._poller = FleetPoller(compute.fetch_for_poller, compute.list_changed, self._settings)
+        # Bound once: every wait in flight would otherwise hold bound methods of its own.
+        self._fetch_for_poller = compute.fetch_for_poller
+        self._keep_tracker = self._keep
         self._accepted: dict[str, RebuildTracker] = {}
         self._ops = Operations(
             post_rebuild=compute.post_rebuild,
@@ -497,10 +517,10 @@ class AsyncEcsClient:
         return wait_for_rebuild(
             tracker,
             poller=self._poller,
-            fetch_one=self._compute.fetch_for_poller,
+            fetch_one=self._fetch_for_poller,
             timeout=timeout,
             on_event=on_event,
-            keep=self._keep,
+            keep=self._keep_tracker,
             stated_timeout=stated_timeout,
         )
 
@@ -547,14 +567,7 @@ class AsyncEcsClient:
     ) -> Server:
         check_server_id(server_id)
         deadline = anyio.current_time() + timeout
-        maybe_submitted = False
-
-        def mark(value: bool) -> None:
-            nonlocal maybe_submitted
-            maybe_submitted = value
-            if mark_submitted is not None:
-                mark_submitted(value)
-
+        mark = _Submission(mark_submitted)
         accepted: Accepted | None = None
         with anyio.move_on_after(timeout):
             await self._compute.checked_version(request)
@@ -580,7 +593,7 @@ class AsyncEcsClient:
             if on_accepted is not None:
                 await on_accepted(accepted)
         if accepted is None:
-            if maybe_submitted:
+            if mark.maybe_submitted:
                 raise RebuildOutcomeUnknown(
                     f"cannot tell whether server {server_id} is being rebuilt: the timeout of "
                     f"{timeout:g}s passed while reconciling an unclear answer; it was not sent "
