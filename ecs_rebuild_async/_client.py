@@ -225,6 +225,7 @@ class AsyncEcsClient:
         # Bound once: every wait in flight would otherwise hold bound methods of its own.
         self._fetch_for_poller = compute.fetch_for_poller
         self._keep_tracker = self._keep
+        self._prove_finished = self._rebuild_finished
         self._accepted: dict[str, RebuildTracker] = {}
         self._ops = Operations(
             post_rebuild=compute.post_rebuild,
@@ -420,6 +421,9 @@ class AsyncEcsClient:
             image=request.image_ref,
         )
 
+    async def _rebuild_finished(self, tracker: RebuildTracker) -> bool:
+        return await self._compute.rebuild_finished(tracker.server_id, tracker.before_updated)
+
     def _keep(self, tracker: RebuildTracker) -> None:
         """Remember what is known of an accepted rebuild until a wait ends it."""
         if tracker.terminal:
@@ -522,6 +526,7 @@ class AsyncEcsClient:
             on_event=on_event,
             keep=self._keep_tracker,
             stated_timeout=stated_timeout,
+            prove=self._prove_finished,
         )
 
     async def rebuild_and_wait(

@@ -20,9 +20,16 @@ import anyio
 
 from ._coverage import Listing
 from ._errors import InvalidRequest, NotFound, ResponseError
+from ._lifecycle import ActionFinding, judge_actions
 from ._microversion import LIBRARY_MAX, APIVersion, VersionRange, negotiate
 from ._models import Dialect, RebuildRequest, Server
-from ._serde import ServerPage, request_to_wire, server_from_wire, server_page_from_wire
+from ._serde import (
+    ServerPage,
+    parse_timestamp,
+    request_to_wire,
+    server_from_wire,
+    server_page_from_wire,
+)
 from ._session import Session
 from ._settings import ClientSettings
 
@@ -32,6 +39,8 @@ _REGEX_SPECIAL = re.compile(r"[.^$*+?{}\[\]\\|()]")
 
 # How many checked requests are remembered (a fleet usually shares one).
 _CHECKED_KEPT = 1024
+# Request ids of accepted rebuilds kept per client (one per server, the oldest forgotten first).
+_REQUEST_IDS_KEPT = 16384
 # A read answered with another server's body is asked again this many times.
 _MIXED_UP_RETRIES = 2
 
@@ -70,6 +79,9 @@ class ComputeApi:
         self.dialect = dialect
         self._checked: dict[int, tuple[weakref.ref[RebuildRequest], APIVersion | None]] = {}
         self._clock: tuple[datetime, float] | None = None
+        # The request id of the last rebuild accepted for each server: Nova records it on the
+        # rebuild's instance action, which it names exactly (see rebuild_finished).
+        self._rebuild_request_ids: dict[str, str] = {}
 
     # -- versions --
 
@@ -172,6 +184,62 @@ class ComputeApi:
         if not isinstance(actions, list):
             raise ResponseError("the instance actions answer has no 'instanceActions' list")
         return actions
+
+    async def rebuild_finished(self, server_id: str, before_updated: datetime | None) -> bool:
+        """Whether the server's instance actions show this client's last rebuild of it
+        finished: its ``compute_rebuild_instance`` event (shown to non-admins from 2.51) ended
+        with Success.
+
+        The action is the one recorded under the request id of the rebuild's 202 (Nova's own);
+        where the service names it otherwise, the newest rebuild action, if it began after the
+        whole second of the read before (``before_updated``). False whenever that cannot be
+        read: this is a proof looked for, never a failure."""
+        request_id = self._rebuild_request_ids.get(server_id)
+        if request_id is not None:
+            try:
+                return await self._action_finished(server_id, request_id)
+            except NotFound:
+                pass  # the service's request ids are not its actions' (a gateway's)
+        actions = await self.list_actions(server_id)
+        for action in actions:  # newest first, as Nova lists them
+            if not isinstance(action, Mapping) or action.get("action") != "rebuild":
+                continue
+            try:
+                started: datetime | None = parse_timestamp(action.get("start_time"))
+            except (TypeError, ValueError):
+                started = None
+            finding, _ = judge_actions([("rebuild", started)], before_updated)
+            listed = action.get("request_id")
+            if finding is ActionFinding.OURS and isinstance(listed, str) and listed:
+                return await self._action_finished(server_id, listed)
+            return False  # only the newest rebuild can be this one
+        return False
+
+    def _remember_rebuild(self, server_id: str, request_id: str | None) -> None:
+        if request_id:
+            self._rebuild_request_ids[server_id] = request_id
+            while len(self._rebuild_request_ids) > _REQUEST_IDS_KEPT:
+                self._rebuild_request_ids.pop(next(iter(self._rebuild_request_ids)))
+
+    async def _action_finished(self, server_id: str, request_id: str) -> bool:
+        answer = await self.session.request(
+            "GET",
+            f"{_server_path(server_id)}/os-instance-actions/{quote(request_id, safe='')}",
+            version=await self.read_version(),
+        )
+        detail = answer.body.get("instanceAction") if isinstance(answer.body, dict) else None
+        if not isinstance(detail, dict) or detail.get("action") != "rebuild":
+            return False
+        events = detail.get("events")
+        if not isinstance(events, list):
+            return False
+        return any(
+            isinstance(event, dict)
+            and event.get("event") == "compute_rebuild_instance"
+            and event.get("finish_time") not in (None, "")
+            and event.get("result") == "Success"
+            for event in events
+        )
 
     async def server_pages(
         self, params: dict[str, str], *, wanted: Container[str] | None = None
@@ -313,6 +381,9 @@ class ComputeApi:
     ) -> tuple[Server | None, datetime | None, str | None]:
         """As :meth:`post_rebuild`, with the request id of the answer (for the journal)."""
         version = await self.checked_version(request)
+        # Forgotten before it is sent: should this answer be lost, an earlier rebuild's request
+        # id must not stand for this one.
+        self._rebuild_request_ids.pop(server_id, None)
         try:
             answer = await self.session.request(
                 "POST",
@@ -324,9 +395,11 @@ class ComputeApi:
         except ResponseError as exc:
             if exc.status is not None and 200 <= exc.status < 300:
                 # Accepted; the unreadable body proves nothing more.
+                self._remember_rebuild(server_id, exc.request_id)
                 return None, None, exc.request_id
             raise
         self.remember_clock(answer.date)
+        self._remember_rebuild(server_id, answer.request_id)
         if answer.body is None:
             return None, answer.date, answer.request_id
         try:

@@ -144,6 +144,15 @@ RULES: Final[tuple[Rule, ...]] = (
         "a `Date` ahead of the compute clock by less than the rebuild's duration minus 1 s "
         "(beyond, `seen-running` proves it); behind it, the read before guards",
     ),
+    Rule(
+        "instance-action",
+        "done",
+        "the server's instance actions show a rebuild started after the whole second of the "
+        "read before the rebuild, whose `compute_rebuild_instance` event finished with "
+        "`Success` (read only when the read is settled and no other rule holds: a rebuild to "
+        "the image the server already ran that ended within the second it was accepted)",
+        "any: compares database times only",
+    ),
 )
 
 
@@ -267,6 +276,8 @@ class RebuildTracker:
     last: Server | None = None
     #: The terminal verdict, once reached; every later observation returns it unchanged.
     final: Verdict | None = None
+    #: The instance actions showed this rebuild's compute event finished with success.
+    action_finished: bool = False
 
     @classmethod
     def start(
@@ -301,6 +312,11 @@ class RebuildTracker:
         if accepted is None or tracker._stale_reason(accepted) is not None:
             return tracker
         return tracker._absorb(accepted)
+
+    def knowing_it_finished(self) -> RebuildTracker:
+        """This tracker, told that the instance actions show this rebuild finished with success
+        (see :func:`judge_actions`, and the ``instance-action`` rule)."""
+        return attrs.evolve(self, started=True, action_finished=True)
 
     def knowing_acceptance(self, accepted_at: datetime) -> RebuildTracker:
         """This tracker, told when the service accepted the rebuild (if it did not know)."""
@@ -471,6 +487,10 @@ def _changed_after_acceptance(tracker: RebuildTracker, server: Server) -> bool:
     return tracker.before_updated is None or updated > tracker.before_updated
 
 
+def _finished_by_action(tracker: RebuildTracker, server: Server) -> bool:
+    return tracker.action_finished
+
+
 _STALENESS: Final[tuple[tuple[str, Callable[[RebuildTracker, Server], str | None]], ...]] = (
     ("other-image", _other_image),
     ("older-than-seen", _older_than_seen),
@@ -480,6 +500,7 @@ _PROOFS: Final[tuple[tuple[str, Callable[[RebuildTracker, Server], bool]], ...]]
     ("new-image", _new_image),
     ("seen-running", _seen_running),
     ("changed-after-acceptance", _changed_after_acceptance),
+    ("instance-action", _finished_by_action),
 )
 
 

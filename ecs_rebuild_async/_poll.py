@@ -60,6 +60,8 @@ _LISTING_REFUSED = (BadRequest, Forbidden, NotFound)
 _LISTING_FAILURES_TOLERATED = 3
 # Reads of single servers in flight at once within one tick (the session bounds the total).
 _READS_AT_ONCE = 32
+# A wait whose reads look done without proof asks the instance actions at most this often.
+_PROOF_EVERY = 2.0
 
 
 @attrs.frozen
@@ -76,6 +78,8 @@ FetchOne = Callable[[str], Awaitable[Server | None]]
 #: listing, for those ids
 ListChanged = Callable[[datetime | None, Collection[str]], Awaitable[Listing]]
 EventCallback = Callable[[RebuildEvent], object]
+#: Whether the instance actions prove the tracker's rebuild finished (see the rule).
+ProveFinished = Callable[[RebuildTracker], Awaitable[bool]]
 
 
 def _fingerprint(observation: Observation) -> tuple[object, ...]:
@@ -311,6 +315,7 @@ class _Wait:
     __slots__ = (
         "keep",
         "last_phase",
+        "last_proof_at",
         "last_seen",
         "last_verdict",
         "on_event",
@@ -333,6 +338,27 @@ class _Wait:
         self.last_verdict: Verdict | None = None
         self.unknown_logged: set[str] | None = None  # made when first needed: most never are
         self.last_phase: Phase | None = None
+        self.last_proof_at: float | None = None
+
+    async def look_for_proof(self, prove: ProveFinished) -> bool:
+        """When the last read looks done but no rule proves it is from after the rebuild: ask
+        the instance actions (at most every few seconds); True once that proves it done."""
+        verdict, seen = self.last_verdict, self.last_seen
+        if verdict is None or not verdict.unproven or seen is None:
+            return False
+        now = anyio.current_time()
+        if self.last_proof_at is not None and now - self.last_proof_at < _PROOF_EVERY:
+            return False
+        self.last_proof_at = now
+        try:
+            finished = await prove(self.tracker)
+        except EcsError as exc:  # a proof looked for, not this wait's failure
+            logger.info("server %s: instance actions unreadable (%s)", seen.id, exc)
+            return False
+        if not finished:
+            return False
+        self.tracker = self.tracker.knowing_it_finished()
+        return self.judge(Observation(seen))
 
     def judge(self, observation: Observation) -> bool:
         """Take one observation; True once the rebuild is proven done (raises if it failed)."""
@@ -401,6 +427,7 @@ async def wait_for_rebuild(
     on_event: EventCallback | None = None,
     keep: Callable[[RebuildTracker], object] | None = None,
     stated_timeout: float | None = None,
+    prove: ProveFinished | None = None,
 ) -> Server:
     """Wait until ``tracker`` proves the rebuild done (the final Server) or failed (raises).
 
@@ -421,7 +448,10 @@ async def wait_for_rebuild(
                 while True:
                     observation = await poller.next_observation(watch, seen)
                     seen = watch.generation
-                    if wait.judge(observation):
+                    done = wait.judge(observation)
+                    if not done and prove is not None:
+                        done = await wait.look_for_proof(prove)
+                    if done:
                         assert wait.last_seen is not None  # judge says done only once seen
                         return wait.last_seen
         finally:

@@ -25,6 +25,7 @@ from ecs_rebuild_async import (
     NotFound,
     RebuildOutcomeUnknown,
     RebuildRequest,
+    RebuildTimeout,
     ServerStatus,
     TokenAuth,
 )
@@ -402,3 +403,83 @@ async def test_an_unreadable_ca_bundle_is_a_clear_error_before_anything_is_sent(
         await ecs.__aenter__()
     assert caught.value.field == "verify"
     assert "no-such-ca.pem" in str(caught.value)
+
+
+# -- the instance-action proof ----------------------------------------------------------------
+
+
+def action_detail(request_id: str, finish: str | None, result: str | None) -> dict[str, Any]:
+    return {
+        "instanceAction": {
+            "action": "rebuild",
+            "request_id": request_id,
+            "start_time": "2026-11-29T12:00:00.000000",
+            "events": [
+                {
+                    "event": "compute_rebuild_instance",
+                    "start_time": "2026-11-29T12:00:00.000000",
+                    "finish_time": finish,
+                    "result": result,
+                }
+            ],
+        }
+    }
+
+
+CASES = [
+    # This rebuild's action, its compute event done: proven.
+    (("2026-11-29T12:00:00.000000",), "2026-11-29T12:00:00.400000", "Success", True),
+    # Its event not finished, or finished with an error: not proven.
+    (("2026-11-29T12:00:00.000000",), None, None, False),
+    (("2026-11-29T12:00:00.000000",), "2026-11-29T12:00:00.400000", "Error", False),
+    # Only an older rebuild (before the read before): not this one.
+    (("2026-11-29T10:59:59.000000",), "2026-11-29T11:00:00.000000", "Success", False),
+    # A rebuild in the very second of the read before: could be either, not proven.
+    (("2026-11-29T11:00:00.500000",), "2026-11-29T11:00:00.900000", "Success", False),
+]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("starts", "finish", "result", "proven", "named"),
+    # By its request id the 202 names this rebuild's action: no older one to mistake for it.
+    [(*case, named) for case in CASES for named in (True, False) if not named or case[3] or
+     case[0][0] >= "2026-11-29T12"],
+)  # fmt: skip
+async def test_a_same_image_rebuild_seen_only_settled_is_done_only_on_its_own_finished_action(
+    router: respx.MockRouter, starts: tuple[str, ...], finish: str | None, result: str | None,
+    proven: bool, named: bool,
+) -> None:  # fmt: skip
+    """Every read after the 202 shows the server as it was (same image, settled, `updated` in
+    the second of the acceptance), so no read can prove the end: only the instance actions can.
+    The action is the one under the 202's request id (Nova's); where the service's request ids
+    are not its actions' (the detail is 404), the newest rebuild, if it began after the read
+    before. Proven only when that action's compute event finished with Success."""
+    posted = "req-0" if named else "req-gateway"
+    router.post(ACTION_URL).respond(  # a body that proves nothing
+        202, json={}, headers={"Date": DATE, "x-openstack-request-id": posted}
+    )
+    router.get(SERVER_URL).side_effect = [
+        httpx.Response(200, json=server_body(), headers=DATED),  # the read before
+        *(
+            httpx.Response(200, json=server_body(updated="2026-11-29T12:00:00Z"), headers=DATED)
+            for _ in range(400)
+        ),
+    ]
+    listing = router.get(ACTIONS_URL).respond(200, json=instance_actions(*starts), headers=DATED)
+    router.get(f"{ACTIONS_URL}/req-gateway").respond(
+        404, json={"itemNotFound": {"code": 404, "message": "Action not found"}}
+    )
+    detail = router.get(f"{ACTIONS_URL}/req-0").respond(
+        200, json=action_detail("req-0", finish, result), headers=DATED
+    )
+    async with client() as ecs:
+        if proven:
+            done = await ecs.rebuild_and_wait(SERVER_ID, RebuildRequest(image_ref=IMAGE), timeout=2)
+            assert done.status is ServerStatus.ACTIVE
+            assert detail.call_count >= 1
+        else:
+            with pytest.raises(RebuildTimeout, match="looks rebuilt"):
+                await ecs.rebuild_and_wait(SERVER_ID, RebuildRequest(image_ref=IMAGE), timeout=1)
+    assert post_count(router) == 1
+    assert listing.called is not named  # by its request id, the action needs no listing

@@ -667,14 +667,40 @@ def test_adversarial_fleets_never_get_a_false_ok(backend: str, figures: list[str
 
 
 @pytest.mark.anyio
-async def test_a_same_image_rebuild_ended_unseen_in_its_second_is_not_called_unfinished() -> None:
-    """The one rebuild that cannot be proven: to the image the server already runs, ended
-    within the second it was accepted, never seen running by a read. The wait ends at its
-    deadline, never with a false ok, and its error says what is known, not "did not finish"."""
+async def test_a_same_image_rebuild_ended_unseen_in_its_second_is_proven_by_instance_action() -> (
+    None
+):
+    """A rebuild to the image the server already runs, ended within the second it was accepted
+    and never seen running by a read, leaves no trace a read can show: the instance actions
+    prove it (the rebuild that began after the read before, its compute event a Success)."""
     fake = FakeCompute(time_scale=0, rebuild_seconds=0.3)
     server_id = fake.add_server(image_id=IMAGE_A)
     fake.advance(math.ceil(fake.now()) - fake.now() + 0.05)  # early in a whole second
     async with client_for(fake) as ecs:
+        await ecs.rebuild(server_id, RebuildRequest(image_ref=IMAGE_A))
+        fake.advance(0.3)  # ended, in the same second, before any read
+        with anyio.fail_after(GUARD):
+            done = await ecs.wait_for_rebuild(server_id, timeout=5)
+    assert fake.truth(server_id).rebuilds == 1
+    assert done.status is ServerStatus.ACTIVE
+    assert done.task_state is None
+    assert fake.stats.requests[("GET", "instance_action")] >= 1
+
+
+@pytest.mark.anyio
+async def test_the_same_rebuild_without_readable_events_is_not_called_unfinished() -> None:
+    """The same rebuild where the instance actions show no events (below 2.51): the wait ends
+    at its deadline, never with a false ok, and its error says what is known."""
+    fake = FakeCompute(time_scale=0, rebuild_seconds=0.3)
+    server_id = fake.add_server(image_id=IMAGE_A)
+    fake.advance(math.ceil(fake.now()) - fake.now() + 0.05)  # early in a whole second
+    async with AsyncEcsClient(
+        fake.compute_url,
+        auth=TokenAuth(fake.token),
+        transport=fake.transport(),
+        microversion="2.50",
+        settings=ClientSettings(**FAST),
+    ) as ecs:
         await ecs.rebuild(server_id, RebuildRequest(image_ref=IMAGE_A))
         fake.advance(0.3)  # ended, in the same second, before any read
         with anyio.fail_after(GUARD), pytest.raises(RebuildTimeout) as caught:
@@ -694,7 +720,13 @@ async def test_rebuild_and_wait_says_the_same_when_its_rebuild_cannot_be_proven(
     server_id = fake.add_server(image_id=IMAGE_A)
     fake.advance(math.ceil(fake.now()) - fake.now() + 0.05)  # early in a whole second
     caught: list[RebuildTimeout] = []
-    async with client_for(fake) as ecs:
+    async with AsyncEcsClient(
+        fake.compute_url,
+        auth=TokenAuth(fake.token),
+        transport=fake.transport(),
+        microversion="2.50",  # instance actions without events: nothing else can prove it
+        settings=ClientSettings(**FAST),
+    ) as ecs:
 
         async def rebuild_and_wait() -> None:
             try:

@@ -125,3 +125,24 @@ async def test_a_server_stopped_after_the_fleet_listing_ends_shutoff_ok(target: 
     )
     shown = await target.raw_server(second, None)
     assert (shown["status"], shown["image"]["id"]) == ("SHUTOFF", wanted)
+
+
+async def test_rebuilds_to_the_image_the_server_runs_are_each_proven_done(target: Any) -> None:
+    """Rebuilt to the image it already runs, three times in a row: Nova's fake driver ends each
+    within moments, often within the second it was accepted, where no read can tell the end
+    from the start. Each call ends done (proven by a read or by the rebuild's instance action),
+    never by timing out, and Nova records exactly one rebuild per call."""
+    server_id = target.take_server()
+    image = target.need("image")
+    async with target.client() as ecs:
+        await ecs.rebuild_and_wait(
+            server_id, RebuildRequest(image_ref=image), timeout=target.wait_timeout
+        )
+        before = await rebuild_actions(target, server_id)
+        for _ in range(3):
+            done = await ecs.rebuild_and_wait(
+                server_id, RebuildRequest(image_ref=image), timeout=target.wait_timeout
+            )
+            assert (done.status, done.task_state) == (ServerStatus.ACTIVE, None)
+            assert done.image_id == image
+    assert await rebuild_actions(target, server_id) == before + 3
