@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 import struct
+from collections.abc import Awaitable, Callable
 
 import anyio
 import pytest
@@ -18,6 +19,26 @@ from ecs_rebuild_async import AsyncEcsClient, ClientSettings, TokenAuth, Transpo
 
 PROJECT = "0123456789abcdef0123456789abcdef"
 SERVER_ID = "5d1c7f9e-2b3a-4c6d-8e0f-1a2b3c4d5e6f"
+
+
+async def read_a_server_from(
+    handler: Callable[[SocketStream], Awaitable[None]], scheme: str, **settings: float
+) -> TransportError:
+    """``get_server`` against a loopback listener that hands each connection to ``handler``;
+    the TransportError it must end in."""
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    async with listener, anyio.create_task_group() as group:
+        group.start_soon(listener.serve, handler)
+        async with AsyncEcsClient(
+            f"{scheme}://127.0.0.1:{port}/v2.1/{PROJECT}",
+            auth=TokenAuth("a-token"),
+            settings=ClientSettings(retry_attempts=1, request_timeout=5, **settings),
+        ) as ecs:
+            with anyio.fail_after(30), pytest.raises(TransportError) as caught:
+                await ecs.get_server(SERVER_ID)
+        group.cancel_scope.cancel()
+    return caught.value
 
 
 @pytest.mark.anyio
@@ -37,21 +58,10 @@ async def test_a_request_whose_connection_is_dropped_reaches_the_service_once(ho
             raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         await stream.aclose()
 
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
-    port = listener.extra(anyio.abc.SocketAttribute.local_port)
-    async with listener, anyio.create_task_group() as group:
-        group.start_soon(listener.serve, drop)
-        async with AsyncEcsClient(
-            f"http://127.0.0.1:{port}/v2.1/{PROJECT}",
-            auth=TokenAuth("a-token"),
-            settings=ClientSettings(retry_attempts=1, request_timeout=5),
-        ) as ecs:
-            with anyio.fail_after(30), pytest.raises(TransportError) as caught:
-                await ecs.get_server(SERVER_ID)
-        group.cancel_scope.cancel()
+    failure = await read_a_server_from(drop, "http")
     assert len(received) == 1, received
-    assert caught.value.maybe_sent
-    assert caught.value.reason in ("reset", "other")
+    assert failure.maybe_sent
+    assert failure.reason in ("reset", "other")
 
 
 @pytest.mark.anyio
@@ -64,18 +74,7 @@ async def test_a_tls_handshake_that_never_ends_is_a_request_not_sent() -> None:
         silent.append(stream)
         await anyio.sleep_forever()
 
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
-    port = listener.extra(anyio.abc.SocketAttribute.local_port)
-    async with listener, anyio.create_task_group() as group:
-        group.start_soon(listener.serve, hold)
-        async with AsyncEcsClient(
-            f"https://127.0.0.1:{port}/v2.1/{PROJECT}",
-            auth=TokenAuth("a-token"),
-            settings=ClientSettings(retry_attempts=1, connect_timeout=0.5, request_timeout=5),
-        ) as ecs:
-            with anyio.fail_after(30), pytest.raises(TransportError) as caught:
-                await ecs.get_server(SERVER_ID)
-        group.cancel_scope.cancel()
+    failure = await read_a_server_from(hold, "https", connect_timeout=0.5)
     assert silent  # the connection was accepted: only the handshake never ended
-    assert not caught.value.maybe_sent
-    assert "(not sent)" in str(caught.value)
+    assert not failure.maybe_sent
+    assert "(not sent)" in str(failure)
