@@ -340,16 +340,21 @@ class _Wait:
         self.last_phase: Phase | None = None
         self.last_proof_at: float | None = None
 
+    def wants_proof(self) -> bool:
+        """The last read looks done but no rule proves it is from after the rebuild, and the
+        instance actions were not asked in the last few seconds. (Checked before each ask, so
+        that an observation that needs none makes no coroutine: this runs for every one.)"""
+        verdict = self.last_verdict
+        if verdict is None or not verdict.unproven or self.last_seen is None:
+            return False
+        last = self.last_proof_at
+        return last is None or anyio.current_time() - last >= _PROOF_EVERY
+
     async def look_for_proof(self, prove: ProveFinished) -> bool:
-        """When the last read looks done but no rule proves it is from after the rebuild: ask
-        the instance actions (at most every few seconds); True once that proves it done."""
-        verdict, seen = self.last_verdict, self.last_seen
-        if verdict is None or not verdict.unproven or seen is None:
-            return False
-        now = anyio.current_time()
-        if self.last_proof_at is not None and now - self.last_proof_at < _PROOF_EVERY:
-            return False
-        self.last_proof_at = now
+        """Ask the instance actions (when :meth:`wants_proof`); True once they prove it done."""
+        seen = self.last_seen
+        assert seen is not None  # wants_proof holds
+        self.last_proof_at = anyio.current_time()
         try:
             finished = await prove(self.tracker)
         except EcsError as exc:  # a proof looked for, not this wait's failure
@@ -449,7 +454,7 @@ async def wait_for_rebuild(
                     observation = await poller.next_observation(watch, seen)
                     seen = watch.generation
                     done = wait.judge(observation)
-                    if not done and prove is not None:
+                    if not done and prove is not None and wait.wants_proof():
                         done = await wait.look_for_proof(prove)
                     if done:
                         assert wait.last_seen is not None  # judge says done only once seen
