@@ -74,9 +74,10 @@ class BoundedDecoder:
         self._request, self._status, self._headers, self._limit = request, status, headers, limit
         encoding = headers.get("content-encoding", "").strip().lower()
         self._size = 0
-        self._raw_deflate = False
         self._started = False
-        self._deflate = encoding == "deflate"
+        # "deflate" is sent raw by some servers, zlib-wrapped by others (as httpx reads it):
+        # until its first bytes decode, a zlib-wrapped reading may give way to a raw one.
+        self._may_read_raw = encoding == "deflate"
         if encoding in ("", "identity"):
             self._inflater: Any = None
         elif encoding in ("gzip", "x-gzip"):
@@ -101,10 +102,9 @@ class BoundedDecoder:
             try:
                 piece = self._inflater.decompress(data, room)
             except zlib.error:
-                if self._started or self._raw_deflate or not self._deflate:
+                if self._started or not self._may_read_raw:
                     raise self._unreadable() from None
-                # "deflate" is sent raw by some servers, zlib-wrapped by others (as httpx reads it).
-                self._raw_deflate = True
+                self._may_read_raw = False
                 self._inflater = zlib.decompressobj(-zlib.MAX_WBITS)
                 continue
             self._started = True
