@@ -10,6 +10,12 @@ leaves nothing running. Every tick moves each server it served to its next due t
 waiter that ticks always yields to the event loop before it ticks, so no service answer (no
 ``Date``, an empty listing, a paging fault) can make the poller spin.
 
+A tick wakes only the waits whose server it showed changed: the others sleep on their own
+server's event, so that a tick of a fleet of 10,000 waits costs the servers that changed, not
+10,000 task switches. The waiter that leads keeps ticking until its own server changes; when it
+leaves (its answer, its deadline, a cancellation), it wakes one sleeping waiter, which leads
+from then on.
+
 A read that fails for one server alone (an unreadable record, another server's body) is that
 server's observation: its waits raise the typed error, and no other wait sees it.
 
@@ -103,7 +109,9 @@ class _Watch:
         "seen_at",
         "server_id",
         "since",
+        "sleepers",
         "waiters",
+        "wakeup",
     )
 
     def __init__(
@@ -118,6 +126,8 @@ class _Watch:
         self.next_due = first_due
         self.interval: float | None = None
         self.waiters = 0
+        self.sleepers = 0  # waiters asleep on ``wakeup`` right now
+        self.wakeup: anyio.Event | None = None  # made when a waiter first sleeps on it
 
     def offer(self, observation: Observation, now: float) -> None:
         self.covered = True
@@ -125,6 +135,13 @@ class _Watch:
         if self.latest is None or _fingerprint(self.latest) != _fingerprint(observation):
             self.latest = observation
             self.generation += 1
+            self.wake()
+
+    def wake(self) -> None:
+        wakeup = self.wakeup
+        if wakeup is not None:
+            self.wakeup = None  # the next sleep makes a new one
+            wakeup.set()
 
 
 class FleetPoller:
@@ -137,7 +154,10 @@ class FleetPoller:
         self._list_changed = list_changed
         self._settings = settings
         self._watches: dict[str, _Watch] = {}
-        self._ticking: anyio.Event | None = None
+        self._leading = False  # a waiter is ticking (it leads until its own server changes)
+        # The watches with a waiter asleep, in the order they fell asleep: the one to wake
+        # when the leader leaves is found without a scan of every watch.
+        self._sleeping: dict[_Watch, None] = {}
         # The service time the next listing must look from, and the local time it was set.
         self._bound: datetime | None = None
         self._bound_at = 0.0
@@ -165,28 +185,55 @@ class FleetPoller:
     async def next_observation(self, watch: _Watch, seen_generation: int) -> Observation:
         """The next observation of ``watch`` newer than ``seen_generation``.
 
-        One waiter at a time performs the tick (it is the leader while ``_ticking`` is set);
-        the others wait for that tick to end, then look at their own server. A leader that is
-        cancelled still ends its tick, so another waiter takes over.
+        One waiter at a time performs the ticks (it leads while ``_leading`` is set); the
+        others sleep until a tick changes their own server. A leader that is cancelled still
+        ends its tick; whoever leaves without leading, or stops leading, wakes a sleeper if no
+        one leads, so that a tick is always coming while anyone waits.
         """
-        while True:
-            if watch.generation > seen_generation and watch.latest is not None:
-                return watch.latest
-            ticking = self._ticking
-            if ticking is not None:
-                await ticking.wait()
-                continue
-            ticking = self._ticking = anyio.Event()
-            try:
-                await self._sleep_until_due()
-                await self._tick()
-            except _TRANSIENT as exc:
-                logger.warning("polling failed (%s); trying again at the next tick", exc)
-                for pending in list(self._watches.values()):
-                    self._advance(pending)
-            finally:
-                self._ticking = None
-                ticking.set()
+        try:
+            while not (watch.generation > seen_generation and watch.latest is not None):
+                if self._leading:
+                    await self._sleep(watch)
+                else:
+                    await self._lead(watch, seen_generation)
+            return watch.latest
+        finally:
+            if not self._leading:
+                self._wake_a_leader()
+
+    async def _lead(self, watch: _Watch, seen_generation: int) -> None:
+        self._leading = True
+        try:
+            while not (watch.generation > seen_generation and watch.latest is not None):
+                try:
+                    await self._sleep_until_due()
+                    await self._tick()
+                except _TRANSIENT as exc:
+                    logger.warning("polling failed (%s); trying again at the next tick", exc)
+                    for pending in list(self._watches.values()):
+                        self._advance(pending)
+        finally:
+            self._leading = False
+
+    async def _sleep(self, watch: _Watch) -> None:
+        wakeup = watch.wakeup
+        if wakeup is None:
+            wakeup = watch.wakeup = anyio.Event()
+        watch.sleepers += 1
+        self._sleeping[watch] = None
+        try:
+            await wakeup.wait()
+        finally:
+            watch.sleepers -= 1
+            if watch.sleepers == 0:
+                self._sleeping.pop(watch, None)
+
+    def _wake_a_leader(self) -> None:
+        """No one leads: wake the waiters of one sleeping watch; the first to run leads. (A
+        sleeper woken so that is cancelled before it runs comes back here on its way out.)"""
+        for sleeping in self._sleeping:
+            sleeping.wake()
+            return
 
     async def _sleep_until_due(self) -> None:
         # Always a checkpoint, even when a server is already due: a tick that answered at once
