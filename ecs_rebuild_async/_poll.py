@@ -25,6 +25,7 @@ gone), ``ListChanged`` lists the servers changed since a service time.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import random
@@ -127,7 +128,10 @@ class _Watch:
         self.interval: float | None = None
         self.waiters = 0
         self.sleepers = 0  # waiters asleep on ``wakeup`` right now
-        self.wakeup: anyio.Event | None = None  # made when a waiter first sleeps on it
+        # What they sleep on, made when the first one falls asleep: on asyncio, a bare future
+        # each (an anyio Event holds an asyncio Event and its deque, about 1 KB, and a fleet
+        # holds one per server in flight); on trio, an anyio Event.
+        self.wakeup: list[asyncio.Future[None]] | anyio.Event | None = None
 
     def offer(self, observation: Observation, now: float) -> None:
         self.covered = True
@@ -139,9 +143,45 @@ class _Watch:
 
     def wake(self) -> None:
         wakeup = self.wakeup
-        if wakeup is not None:
-            self.wakeup = None  # the next sleep makes a new one
+        if wakeup is None:
+            return
+        self.wakeup = None  # the next sleep makes a new one
+        if isinstance(wakeup, list):
+            for future in wakeup:
+                if not future.done():
+                    future.set_result(None)
+        else:
             wakeup.set()
+
+    async def sleep(self) -> None:
+        """Until :meth:`wake` (or a cancellation)."""
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:  # not asyncio: trio
+            loop = None
+        self.sleepers += 1
+        try:
+            if loop is None:
+                event = self.wakeup
+                if not isinstance(event, anyio.Event):
+                    event = self.wakeup = anyio.Event()
+                await event.wait()
+                return
+            future: asyncio.Future[None] = loop.create_future()
+            futures = self.wakeup
+            if not isinstance(futures, list):
+                futures = self.wakeup = []
+            futures.append(future)
+            try:
+                await future
+            finally:
+                if self.wakeup is futures:
+                    # Cancelled before any wake: the next wake has nothing to do with it.
+                    futures.remove(future)
+                    if not futures:
+                        self.wakeup = None
+        finally:
+            self.sleepers -= 1
 
 
 class FleetPoller:
@@ -216,15 +256,10 @@ class FleetPoller:
             self._leading = False
 
     async def _sleep(self, watch: _Watch) -> None:
-        wakeup = watch.wakeup
-        if wakeup is None:
-            wakeup = watch.wakeup = anyio.Event()
-        watch.sleepers += 1
         self._sleeping[watch] = None
         try:
-            await wakeup.wait()
+            await watch.sleep()
         finally:
-            watch.sleepers -= 1
             if watch.sleepers == 0:
                 self._sleeping.pop(watch, None)
 
