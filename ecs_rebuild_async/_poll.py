@@ -33,6 +33,7 @@ from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime, timedelta
 
 import anyio
+import anyio.lowlevel
 import attrs
 
 from . import _telemetry
@@ -198,6 +199,10 @@ class FleetPoller:
         # The watches with a waiter asleep, in the order they fell asleep: the one to wake
         # when the leader leaves is found without a scan of every watch.
         self._sleeping: dict[_Watch, None] = {}
+        # While the leader sleeps until the next tick: when that sleep ends, and what cuts it
+        # short (a new wait due sooner).
+        self._sleep_ends: float | None = None
+        self._rescheduled: anyio.Event | None = None
         # The service time the next listing must look from, and the local time it was set.
         self._bound: datetime | None = None
         self._bound_at = 0.0
@@ -214,6 +219,15 @@ class FleetPoller:
             now = anyio.current_time()
             first = now + self._settings.poll_first_delay
             existing = self._watches[server_id] = _Watch(server_id, since, now, first)
+            if (
+                self._rescheduled is not None
+                and self._sleep_ends is not None
+                and first < self._sleep_ends
+            ):
+                # The leader sleeps until a later tick (the others' grown intervals): this
+                # server's first look is due sooner, so that sleep is cut short.
+                self._sleep_ends = None
+                self._rescheduled.set()
         existing.waiters += 1
         return existing
 
@@ -273,8 +287,21 @@ class FleetPoller:
     async def _sleep_until_due(self) -> None:
         # Always a checkpoint, even when a server is already due: a tick that answered at once
         # (an in-process service, a tick with nothing to do) never keeps the event loop.
-        due = min((w.next_due for w in self._watches.values()), default=anyio.current_time())
-        await anyio.sleep(max(0.0, due - anyio.current_time()))
+        while True:
+            now = anyio.current_time()
+            due = min((w.next_due for w in self._watches.values()), default=now)
+            if due <= now:
+                await anyio.lowlevel.checkpoint()
+                return
+            rescheduled = self._rescheduled = anyio.Event()
+            self._sleep_ends = due
+            try:
+                with anyio.move_on_after(due - now):
+                    await rescheduled.wait()
+            finally:
+                self._sleep_ends = None
+            if not rescheduled.is_set():
+                return
 
     def _advance(self, watch: _Watch) -> None:
         settings = self._settings
@@ -422,13 +449,16 @@ class _Wait:
         self.last_phase: Phase | None = None
         self.last_proof_at: float | None = None
 
-    def wants_proof(self) -> bool:
+    def wants_proof(self, *, final: bool = False) -> bool:
         """The last read looks done but no rule proves it is from after the rebuild, and the
-        instance actions were not asked in the last few seconds. (Checked before each ask, so
-        that an observation that needs none makes no coroutine: this runs for every one.)"""
+        instance actions were not asked in the last few seconds (``final``: however recently).
+        (Checked before each ask, so that an observation that needs none makes no coroutine:
+        this runs for every one.)"""
         verdict = self.last_verdict
         if verdict is None or not verdict.unproven or self.last_seen is None:
             return False
+        if final:
+            return True
         last = self.last_proof_at
         return last is None or anyio.current_time() - last >= _PROOF_EVERY
 
@@ -543,10 +573,15 @@ async def wait_for_rebuild(
                         return wait.last_seen
         finally:
             poller.unregister(watch)
-        # The deadline passed: one last read, bounded, before giving up.
+        # The deadline passed: one last read, bounded, before giving up; and when that read
+        # looks done without proof (no tick came in time: a slow listing, say), one last look
+        # at the instance actions within the same budget.
         final_budget = max(1.0, min(10.0, timeout * 0.1)) if math.isfinite(timeout) else 10.0
         with anyio.move_on_after(final_budget):
-            if wait.judge(Observation(await fetch_one(tracker.server_id))):
+            done = wait.judge(Observation(await fetch_one(tracker.server_id)))
+            if not done and prove is not None and wait.wants_proof(final=True):
+                done = await wait.look_for_proof(prove)
+            if done:
                 assert wait.last_seen is not None
                 return wait.last_seen
         raise wait.timed_out(timeout if stated_timeout is None else stated_timeout)

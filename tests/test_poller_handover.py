@@ -18,7 +18,7 @@ from ecs_rebuild_async import (
     ServerStatus,
     TokenAuth,
 )
-from ecs_rebuild_async.testing import DEFAULT_IMAGES, FakeCompute
+from ecs_rebuild_async.testing import DEFAULT_IMAGES, FakeCompute, InjectedFault
 
 NEW_IMAGE = DEFAULT_IMAGES["ubuntu-24.04"]
 REQUEST = RebuildRequest(image_ref=NEW_IMAGE)
@@ -112,3 +112,64 @@ async def test_a_wait_that_times_out_while_leading_hands_the_ticks_on() -> None:
     assert isinstance(results[stuck], RebuildTimeout)
     for server_id in others:
         assert getattr(results[server_id], "status", None) is ServerStatus.ACTIVE, server_id
+
+
+@pytest.mark.anyio
+async def test_a_wait_that_joins_a_leader_asleep_for_a_long_interval_is_looked_at_in_time() -> None:
+    # A waits alone for a rebuild that never ends: its next read is 20 s away. B joins just
+    # after one of A's reads, for a rebuild that ends at once; B's first look is due at once,
+    # and must not wait out A's interval (nor end at its own deadline, by its last read).
+    fake = FakeCompute(slow_spawn_seconds=1e7)
+    slow = fake.add_server()
+    fast = fake.add_server(rebuild_seconds=0.01)
+    settings = ClientSettings(poll_first_delay=0.05, poll_interval=20, poll_interval_max=20)
+    async with AsyncEcsClient(
+        fake.compute_url, auth=TokenAuth(fake.token), transport=fake.transport(), settings=settings
+    ) as ecs:
+        await ecs.rebuild(slow, RebuildRequest(image_ref=fake.slow_image))
+        with anyio.fail_after(DEADLINE):
+            async with anyio.create_task_group() as group:
+                group.start_soon(ecs.wait_for_rebuild, slow)
+                await anyio.sleep(0.5)  # A has read its server and sleeps out its interval
+                started = anyio.current_time()
+                server = await ecs.rebuild_and_wait(
+                    fast, RebuildRequest(image_ref=NEW_IMAGE), timeout=15
+                )
+                took = anyio.current_time() - started
+                group.cancel_scope.cancel()
+    assert server.status is ServerStatus.ACTIVE
+    assert fake.truth(fast).image_id == NEW_IMAGE
+    # Waiting out A's interval would take 20 s; the deadline's last read, 15 s.
+    assert took < 10.0, took
+
+
+@pytest.mark.anyio
+async def test_a_slow_listing_leaves_same_image_rebuilds_proven_at_their_deadline() -> None:
+    # One listing answer takes 6 s (within request_timeout): no tick comes for anyone
+    # meanwhile. Rebuilds to the image each server already runs, ended at once, can only be
+    # proven by a tick or their instance actions: at its deadline each wait reads its server
+    # and asks its instance actions, and ends done, not "looks rebuilt".
+    fake = FakeCompute()
+    ids = [fake.add_server(rebuild_seconds=0.01) for _ in range(6)]
+    async with AsyncEcsClient(
+        fake.compute_url, auth=TokenAuth(fake.token), transport=fake.transport(), settings=SETTINGS
+    ) as ecs:
+        for server_id in ids:
+            await ecs.rebuild(server_id, RebuildRequest(image_ref=fake.default_image))
+        slow = InjectedFault("latency", seconds=6, real=True)
+        fake.faults.script("GET", "servers_detail", [slow])
+        results: dict[str, object] = {}
+
+        async def wait(server_id: str, timeout: float) -> None:
+            try:
+                results[server_id] = await ecs.wait_for_rebuild(server_id, timeout=timeout)
+            except RebuildTimeout as exc:
+                results[server_id] = exc
+
+        with anyio.fail_after(DEADLINE):
+            async with anyio.create_task_group() as group:
+                for index, server_id in enumerate(ids):
+                    group.start_soon(wait, server_id, 12.0 if index == 0 else 1.5)
+    for server_id in ids:
+        assert getattr(results[server_id], "status", None) is ServerStatus.ACTIVE, results
+        assert fake.rebuilds_accepted(server_id) == 1
