@@ -4,6 +4,7 @@ a tick coming for every wait still in flight."""
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 
@@ -32,6 +33,16 @@ SETTINGS = ClientSettings(
 )
 # Seconds of real time far beyond what any wait here needs: reaching it is a failure.
 DEADLINE = 60.0
+
+
+async def wait_into(
+    results: dict[str, object], ecs: AsyncEcsClient, server_id: str, timeout: float
+) -> None:
+    """Wait for ``server_id``; its Server, or the RebuildTimeout it ended in, into ``results``."""
+    try:
+        results[server_id] = await ecs.wait_for_rebuild(server_id, timeout=timeout)
+    except RebuildTimeout as exc:
+        results[server_id] = exc
 
 
 @pytest.mark.anyio
@@ -94,12 +105,7 @@ async def test_a_wait_that_times_out_while_leading_hands_the_ticks_on() -> None:
     ) as ecs:
         await ecs.rebuild(stuck, RebuildRequest(image_ref=fake.slow_image))
         results: dict[str, object] = {}
-
-        async def wait(server_id: str, timeout: float) -> None:
-            try:
-                results[server_id] = await ecs.wait_for_rebuild(server_id, timeout=timeout)
-            except RebuildTimeout as exc:
-                results[server_id] = exc
+        wait = functools.partial(wait_into, results, ecs)
 
         with anyio.fail_after(DEADLINE):
             async with anyio.create_task_group() as group:
@@ -159,12 +165,7 @@ async def test_a_slow_listing_leaves_same_image_rebuilds_proven_at_their_deadlin
         slow = InjectedFault("latency", seconds=6, real=True)
         fake.faults.script("GET", "servers_detail", [slow])
         results: dict[str, object] = {}
-
-        async def wait(server_id: str, timeout: float) -> None:
-            try:
-                results[server_id] = await ecs.wait_for_rebuild(server_id, timeout=timeout)
-            except RebuildTimeout as exc:
-                results[server_id] = exc
+        wait = functools.partial(wait_into, results, ecs)
 
         with anyio.fail_after(DEADLINE):
             async with anyio.create_task_group() as group:
