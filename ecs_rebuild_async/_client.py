@@ -458,7 +458,9 @@ class AsyncEcsClient:
             tracker = RebuildTracker.start(server_id, before=None, accepted_at=since)
         elif since is not None:
             tracker = tracker.knowing_acceptance(since)
-        return await self._wait(tracker, limit, on_event)
+        waiting = self._wait(tracker, limit, on_event)
+        del tracker  # the wait keeps its own, newer one: this frame holds no older one
+        return await waiting
 
     def _checked_timeout(self, timeout: object) -> float:
         """The timeout in seconds (the default for None); InvalidRequest for anything else
@@ -554,9 +556,12 @@ class AsyncEcsClient:
                 field="before",
             )
         with _telemetry.rebuild(server_id, outcome_kind):
-            return await self._rebuild_and_wait(
+            running = self._rebuild_and_wait(
                 server_id, request, before, None, timeout=limit, on_event=on_event
             )
+            # Not held here for the whole wait: the wait keeps what it needs of it.
+            before = None
+            return await running
 
     async def _rebuild_and_wait(
         self,
@@ -695,6 +700,9 @@ class AsyncEcsClient:
                 [sid for sid, _ in targets if sid not in known]
             )
             befores.update(known)
+            # Each server's read is dropped once its rebuild is sent (``read_before`` pops it):
+            # no other reference to them stays alive for the whole run.
+            del known
             return await run_bulk(
                 targets,
                 run_one,
@@ -830,6 +838,7 @@ class AsyncEcsClient:
             fresh = durable.not_started([server_id for server_id, _ in targets])
             befores, listed_at = await self._read_fleet([s for s in fresh if s not in known])
             befores.update(known)
+            del known  # as in rebuild_many: read_before drops each one once it is used
             ops = durable.operations(
                 self._ops, self._compute.post_rebuild_answer, self._compute.service_now
             )

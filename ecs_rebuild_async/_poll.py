@@ -557,8 +557,12 @@ async def wait_for_rebuild(
     if keep is not None:
         keep(tracker)
     wait = _Wait(tracker, on_event, keep)
-    with _telemetry.waiting(poller, tracker.server_id):
-        watch = poller.register(tracker.server_id, tracker.accepted_at)
+    server_id, accepted_at = tracker.server_id, tracker.accepted_at
+    # From here on the wait's tracker is ``wait.tracker``: this frame, alive for the whole
+    # wait, does not hold the first one (and the server read before the rebuild with it).
+    del tracker
+    with _telemetry.waiting(poller, server_id):
+        watch = poller.register(server_id, accepted_at)
         try:
             seen = 0
             with anyio.move_on_after(timeout):
@@ -578,7 +582,7 @@ async def wait_for_rebuild(
         # at the instance actions within the same budget.
         final_budget = max(1.0, min(10.0, timeout * 0.1)) if math.isfinite(timeout) else 10.0
         with anyio.move_on_after(final_budget):
-            done = wait.judge(Observation(await fetch_one(tracker.server_id)))
+            done = wait.judge(Observation(await fetch_one(server_id)))
             if not done and prove is not None and wait.wants_proof(final=True):
                 done = await wait.look_for_proof(prove)
             if done:

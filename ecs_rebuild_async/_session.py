@@ -841,11 +841,10 @@ class Session:
                 # even if the caller is cancelled meanwhile (bounded by the request timeout):
                 # only then is it known whether the service carried it out. httpx's timeouts
                 # bound each read, not the whole answer, so one dripped a byte at a time is
-                # bounded here, as a whole, by ``request_timeout``.
-                with (
-                    anyio.CancelScope(shield=not idempotent),
-                    anyio.move_on_after(self._settings.request_timeout) as whole,
-                ):
+                # bounded here, as a whole, by ``request_timeout``. (One scope does both: a
+                # shield keeps out the cancellations from outside, not its own deadline.)
+                deadline = anyio.current_time() + self._settings.request_timeout
+                with anyio.CancelScope(shield=not idempotent, deadline=deadline) as whole:
                     if self._engine is not None:
                         auth = self._auth if authenticated else None
                         text = _url_text(url) if params is None else None
