@@ -78,6 +78,7 @@ class ComputeApi:
         self.pinned = pinned
         self.dialect = dialect
         self._checked: dict[int, tuple[weakref.ref[RebuildRequest], APIVersion | None]] = {}
+        self._read_version: tuple[VersionRange | None, APIVersion | None] | None = None
         self._clock: tuple[datetime, float] | None = None
         # The request id of the last rebuild accepted for each server: Nova records it on the
         # rebuild's instance action, which it names exactly (see rebuild_finished).
@@ -115,7 +116,15 @@ class ComputeApi:
         return version
 
     async def read_version(self) -> APIVersion | None:
-        return await self.negotiate(None)
+        """The microversion of a read: worked out again only when the service's versions (or
+        their discovery) change, since every read of every wait asks for it."""
+        service = await self.session.service_versions()
+        known = self._read_version
+        if known is not None and known[0] is service:
+            return known[1]
+        version = negotiate((), service, pinned=self.pinned, library_max=LIBRARY_MAX)
+        self._read_version = (service, version)
+        return version
 
     async def rebuild_url(self, server_id: str) -> str:
         base = await self.session.compute_url()

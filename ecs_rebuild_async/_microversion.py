@@ -27,7 +27,7 @@ __all__ = [
 _VERSION = re.compile(r"([1-9][0-9]{0,8})\.([1-9][0-9]{0,8}|0)")
 
 
-@attrs.frozen(order=True)
+@attrs.frozen
 class APIVersion:
     """A compute API microversion such as 2.54. Ordered; ``str()`` gives ``"2.54"``."""
 
@@ -36,6 +36,28 @@ class APIVersion:
 
     def __str__(self) -> str:
         return f"{self.major}.{self.minor}"
+
+    # Ordered by hand: attrs' order methods build two tuples through generic helpers on every
+    # comparison, and every request compares versions a few times.
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, APIVersion):
+            return NotImplemented
+        return (self.major, self.minor) < (other.major, other.minor)
+
+    def __le__(self, other: object) -> bool:
+        if not isinstance(other, APIVersion):
+            return NotImplemented
+        return (self.major, self.minor) <= (other.major, other.minor)
+
+    def __gt__(self, other: object) -> bool:
+        if not isinstance(other, APIVersion):
+            return NotImplemented
+        return (self.major, self.minor) > (other.major, other.minor)
+
+    def __ge__(self, other: object) -> bool:
+        if not isinstance(other, APIVersion):
+            return NotImplemented
+        return (self.major, self.minor) >= (other.major, other.minor)
 
 
 def parse_version(text: object) -> APIVersion:

@@ -160,3 +160,22 @@ def test_field_table_matches_the_contract() -> None:
         "reimage_boot_volume": (APIVersion(2, 93), None),
         "no_reimage_boot_volume": (APIVersion(2, 1), APIVersion(2, 93)),
     } == FIELD_VERSIONS
+
+
+@pytest.mark.parametrize("left", [(2, 1), (2, 53), (2, 100), (3, 0)])
+@pytest.mark.parametrize("right", [(2, 1), (2, 9), (2, 53), (3, 0)])
+def test_versions_order_by_major_then_minor(left: tuple[int, int], right: tuple[int, int]) -> None:
+    a, b = APIVersion(*left), APIVersion(*right)
+    assert (a < b, a <= b, a > b, a >= b, a == b) == (
+        left < right,
+        left <= right,
+        left > right,
+        left >= right,
+        left == right,
+    )
+    assert max(a, b) == APIVersion(*max(left, right))
+
+
+def test_a_version_does_not_order_against_text() -> None:
+    with pytest.raises(TypeError):
+        assert APIVersion(2, 1) < "2.2"  # type: ignore[operator]
