@@ -14,6 +14,7 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 import attrs
 import httpx
 from anyio.streams.memory import MemoryObjectReceiveStream
@@ -408,6 +409,10 @@ class AsyncEcsClient:
         self._keep(self._track(server_id, request, before, accepted))
         if accepted.server is None:
             return await self.get_server(server_id)
+        # A cancellation that came while the answer was awaited (the POST is shielded) takes
+        # effect here, once the acceptance is kept for a later wait_for_rebuild: the caller's
+        # own timeout (asyncio.timeout, wait_for) still ends this call, not a later await.
+        await anyio.lowlevel.checkpoint()
         return accepted.server
 
     def _track(

@@ -17,7 +17,7 @@ import socket
 import ssl
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -322,6 +322,42 @@ def tls_verification(verify: bool | str) -> bool | ssl.SSLContext:
                 f"cannot read the CA bundle {verify!r}: {exc.strerror or exc}", field="verify"
             ) from None
     return verify
+
+
+_Exchanged = tuple[int, dict[str, str], bytes, bool]
+
+
+async def _answered_despite_native_cancellation(exchange: Awaitable[_Exchanged]) -> _Exchanged:
+    """Await ``exchange`` to its end even if this asyncio task is cancelled natively meanwhile
+    (``asyncio.timeout``, ``asyncio.wait_for``, ``Task.cancel()``), then let the cancellation go
+    on at the next await.
+
+    anyio's shield keeps out anyio's cancellations only: a native one reaches inside it, and
+    would drop a rebuild on the wire whose answer says whether the service carried it out. The
+    exchange runs in a task of its own (``asyncio.shield``) and bounds itself; the cancellation
+    is requested again once its answer has been taken in, so that the caller still gets its
+    ``TimeoutError`` or ``CancelledError``, and what the answer said is recorded first.
+    """
+    task = asyncio.ensure_future(exchange)
+    cancelled = False
+    try:
+        while True:
+            try:
+                return await asyncio.shield(task)
+            except asyncio.CancelledError:
+                if task.cancelled():
+                    raise  # the exchange itself was cancelled: nothing to wait for
+                cancelled = True
+    finally:
+        if cancelled:
+            current = asyncio.current_task()
+            if current is not None:
+                # One cancellation taken, one asked again: the task's count of pending
+                # cancellations (what asyncio.timeout reads) stays as it was.
+                uncancel = getattr(current, "uncancel", None)  # Python 3.11+
+                if uncancel is not None:
+                    uncancel()
+                current.cancel()
 
 
 def running_under_asyncio() -> bool:
@@ -841,24 +877,16 @@ class Session:
                 # even if the caller is cancelled meanwhile (bounded by the request timeout):
                 # only then is it known whether the service carried it out. httpx's timeouts
                 # bound each read, not the whole answer, so one dripped a byte at a time is
-                # bounded here, as a whole, by ``request_timeout``. (One scope does both: a
-                # shield keeps out the cancellations from outside, not its own deadline.)
-                deadline = anyio.current_time() + self._settings.request_timeout
-                with anyio.CancelScope(shield=not idempotent, deadline=deadline) as whole:
-                    if self._engine is not None:
-                        auth = self._auth if authenticated else None
-                        text = _url_text(url) if params is None else None
-                        _, answer = await self._engine.send(request, auth, text)
-                        status, headers, raw = answer.status, answer.headers, answer.body
-                    else:
-                        response = await self._send_unredirected(client, request, authenticated)
-                        try:
-                            raw = await read_body(response, self._settings.max_answer_bytes)
-                        finally:
-                            with anyio.CancelScope(shield=True):
-                                await response.aclose()
-                        status, headers = response.status_code, _header_dict(response.headers)
-                if whole.cancelled_caught:
+                # bounded here, as a whole, by ``request_timeout``.
+                exchanging = self._exchange(client, request, url, params, authenticated)
+                if idempotent:
+                    status, headers, raw, timed_out = await exchanging
+                else:
+                    with anyio.CancelScope(shield=True):
+                        if running_under_asyncio():
+                            exchanging = _answered_despite_native_cancellation(exchanging)
+                        status, headers, raw, timed_out = await exchanging
+                if timed_out:
                     raise httpx.ReadTimeout(
                         f"no whole answer within request_timeout "
                         f"({self._settings.request_timeout:g} s)",
@@ -895,6 +923,31 @@ class Session:
                 f"{method} {url} failed: {type(exc).__name__}", maybe_sent=True
             ) from None
         return self._read(method, url, status, headers, raw, version, time.perf_counter() - started)
+
+    async def _exchange(
+        self,
+        client: httpx.AsyncClient,
+        request: httpx.Request,
+        url: str,
+        params: Mapping[str, str] | None,
+        authenticated: bool,
+    ) -> _Exchanged:
+        """The request on the wire and its whole answer: status, headers, body, and whether
+        ``request_timeout`` ran out first (then the rest is empty)."""
+        with anyio.move_on_after(self._settings.request_timeout):
+            if self._engine is not None:
+                auth = self._auth if authenticated else None
+                text = _url_text(url) if params is None else None
+                _, answer = await self._engine.send(request, auth, text)
+                return answer.status, answer.headers, answer.body, False
+            response = await self._send_unredirected(client, request, authenticated)
+            try:
+                raw = await read_body(response, self._settings.max_answer_bytes)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await response.aclose()
+            return response.status_code, _header_dict(response.headers), raw, False
+        return 0, {}, b"", True
 
     async def _send_unredirected(
         self, client: httpx.AsyncClient, request: httpx.Request, authenticated: bool

@@ -1,10 +1,15 @@
 """Cancelling a bulk run at any point: nothing left running, no connection left open, and the
-report of submitted rebuilds is exactly what the service accepted."""
+report of submitted rebuilds is exactly what the service accepted. A single rebuild cancelled
+by asyncio itself while its POST is on the wire: the answer is awaited, then the cancellation
+goes on."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+from collections.abc import Coroutine
+from typing import Any
 
 import anyio
 import pytest
@@ -137,3 +142,62 @@ async def test_cancelling_a_stream_midway_stops_the_run_and_reports_it() -> None
     assert report.finished < len(ids)
     assert report.submitted == accepted_ids(fake, ids)
     assert running_tasks() - baseline == set()
+
+
+async def _cancelled_natively(how: str, call: Coroutine[Any, Any, object]) -> None:
+    """Await ``call`` under asyncio's own cancellation, cut after 0.1 s."""
+    if how == "asyncio.timeout":
+        async with asyncio.timeout(0.1):
+            await call
+    else:
+        await asyncio.wait_for(call, 0.1)
+
+
+@pytest.mark.skipif(not hasattr(asyncio, "timeout"), reason="asyncio.timeout is new in Python 3.11")
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # asyncio's own cancellation: asyncio only
+@pytest.mark.parametrize("tcp", [False, True], ids=["in-process", "tcp"])
+@pytest.mark.parametrize("how", ["asyncio.timeout", "asyncio.wait_for"])
+@pytest.mark.parametrize("call", ["rebuild", "rebuild_and_wait"])
+@pytest.mark.anyio
+async def test_a_rebuild_on_the_wire_is_awaited_under_asyncio_cancellation(
+    anyio_backend: str, tcp: bool, how: str, call: str
+) -> None:
+    # The service takes the rebuild at once and answers it 0.5 s later; the caller's own
+    # asyncio timeout (0.1 s) comes while the answer is awaited.
+    fake = FakeCompute(rebuild_seconds=0.2)
+    sid = fake.add_server(name="native")
+    fake.advance(30)
+    fake.faults.script("POST", "rebuild", [InjectedFault("latency", seconds=0.5, real=True)])
+    request = RebuildRequest(image_ref=NEW_IMAGE)
+    async with contextlib.AsyncExitStack() as stack:
+        transport = None
+        if tcp:
+            await stack.enter_async_context(fake.serve_tcp())
+        else:
+            transport = fake.transport()
+        ecs = await stack.enter_async_context(
+            AsyncEcsClient(
+                fake.compute_url, auth=TokenAuth(fake.token), transport=transport, settings=FAST
+            )
+        )
+        await ecs.get_server(sid)  # the version document is read: the cut falls on the POST
+        started = anyio.current_time()
+        running = (
+            ecs.rebuild(sid, request)
+            if call == "rebuild"
+            else ecs.rebuild_and_wait(sid, request, timeout=60)
+        )
+        with pytest.raises(TimeoutError):
+            await _cancelled_natively(how, running)
+        # The answer was awaited (not dropped on the wire), and the caller still got its
+        # timeout, with no cancellation left over for its next await.
+        assert anyio.current_time() - started >= 0.45
+        assert fake.rebuilds_accepted(sid) == 1
+        task = asyncio.current_task()
+        assert task is not None
+        assert task.cancelling() == 0
+        await asyncio.sleep(0)
+        # The acceptance was kept: the wait that follows knows it and proves the end.
+        done = await ecs.wait_for_rebuild(sid, timeout=30)
+        assert done.image_id == NEW_IMAGE
+        assert fake.rebuilds_accepted(sid) == 1
