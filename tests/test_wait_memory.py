@@ -4,6 +4,7 @@ server, so the server read before each rebuild must not stay alive for the whole
 from __future__ import annotations
 
 import gc
+import importlib.metadata
 import weakref
 
 import anyio
@@ -18,14 +19,25 @@ from ecs_rebuild_async import (
 )
 from ecs_rebuild_async.testing import DEFAULT_IMAGES, FakeCompute
 
+
+def _trio_keeps_frame_locals() -> bool:
+    version = importlib.metadata.version("trio").split(".")
+    return (int(version[0]), int(version[1])) < (0, 28)
+
+
 SETTINGS = ClientSettings(poll_first_delay=0.01, poll_interval=0.02, poll_interval_max=0.05)
 
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("bulk", [False, True], ids=["rebuild_and_wait", "rebuild_many"])
 async def test_the_server_read_before_is_not_held_while_its_rebuild_is_waited_for(
-    bulk: bool,
+    bulk: bool, anyio_backend: str
 ) -> None:
+    if anyio_backend == "trio" and _trio_keeps_frame_locals():
+        pytest.skip(
+            "trio before 0.28 reads frame.f_locals for its KeyboardInterrupt protection, and "
+            "the snapshot it leaves on a frame holds that frame's arguments until the frame ends"
+        )
     # Rebuilds that last far longer than the test: every wait is in flight when it looks.
     fake = FakeCompute(rebuild_seconds=3600)
     ids = fake.add_servers(2, prefix="memory")
