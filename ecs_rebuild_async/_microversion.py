@@ -6,6 +6,7 @@ Pure data and functions; no I/O. The ranges come from Nova's rebuild schemas
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 
@@ -27,6 +28,7 @@ __all__ = [
 _VERSION = re.compile(r"([1-9][0-9]{0,8})\.([1-9][0-9]{0,8}|0)")
 
 
+@functools.total_ordering
 @attrs.frozen
 class APIVersion:
     """A compute API microversion such as 2.54. Ordered; ``str()`` gives ``"2.54"``."""
@@ -37,27 +39,13 @@ class APIVersion:
     def __str__(self) -> str:
         return f"{self.major}.{self.minor}"
 
-    # Ordered by hand: attrs' order methods build two tuples through generic helpers on every
-    # comparison, and every request compares versions a few times.
+    # Ordered by hand (functools fills in the other comparisons): attrs' order methods build
+    # two tuples through generic helpers on every comparison, and every request compares
+    # versions a few times.
     def __lt__(self, other: object) -> bool:
         if not isinstance(other, APIVersion):
             return NotImplemented
         return (self.major, self.minor) < (other.major, other.minor)
-
-    def __le__(self, other: object) -> bool:
-        if not isinstance(other, APIVersion):
-            return NotImplemented
-        return (self.major, self.minor) <= (other.major, other.minor)
-
-    def __gt__(self, other: object) -> bool:
-        if not isinstance(other, APIVersion):
-            return NotImplemented
-        return (self.major, self.minor) > (other.major, other.minor)
-
-    def __ge__(self, other: object) -> bool:
-        if not isinstance(other, APIVersion):
-            return NotImplemented
-        return (self.major, self.minor) >= (other.major, other.minor)
 
 
 def parse_version(text: object) -> APIVersion:
