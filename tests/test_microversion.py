@@ -178,4 +178,4 @@ def test_versions_order_by_major_then_minor(left: tuple[int, int], right: tuple[
 
 def test_a_version_does_not_order_against_text() -> None:
     with pytest.raises(TypeError):
-        assert APIVersion(2, 1) < "2.2"  # type: ignore[operator]
+        assert APIVersion(2, 1) < "2.2"  # type: ignore[operator]  # the error under test
