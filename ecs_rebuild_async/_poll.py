@@ -246,10 +246,17 @@ class FleetPoller:
         """
         try:
             while not (watch.generation > seen_generation and watch.latest is not None):
-                if self._leading:
-                    await self._sleep(watch)
-                else:
+                if not self._leading:
                     await self._lead(watch, seen_generation)
+                    continue
+                # Asleep until a tick changes this server, or the leader leaves. Inline, not a
+                # coroutine of its own: a fleet holds one such frame per server in flight.
+                self._sleeping[watch] = None
+                try:
+                    await watch.sleep()
+                finally:
+                    if watch.sleepers == 0:
+                        self._sleeping.pop(watch, None)
             return watch.latest
         finally:
             if not self._leading:
@@ -268,14 +275,6 @@ class FleetPoller:
                         self._advance(pending)
         finally:
             self._leading = False
-
-    async def _sleep(self, watch: _Watch) -> None:
-        self._sleeping[watch] = None
-        try:
-            await watch.sleep()
-        finally:
-            if watch.sleepers == 0:
-                self._sleeping.pop(watch, None)
 
     def _wake_a_leader(self) -> None:
         """No one leads: wake the waiters of one sleeping watch; the first to run leads. (A

@@ -12,6 +12,7 @@ import base64
 import sys
 from collections.abc import Container, Mapping
 from datetime import datetime, timezone
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -27,6 +28,7 @@ from ._models import (
     Fault,
     Flavor,
     ImageRef,
+    Link,
     PersonalityFile,
     RebuildRequest,
     Server,
@@ -100,16 +102,32 @@ converter.register_unstructure_hook(datetime, lambda value: value.isoformat())
 converter.register_structure_hook(ServerStatus, _structure_status)
 
 
+#: The one empty mapping every server without metadata shares (read-only, so it can be).
+_NO_ITEMS: Mapping[str, str] = MappingProxyType({})
+
+
 def _mapping_of_str(value: object, _: object) -> Mapping[str, str]:
     if not isinstance(value, dict):
         raise TypeError(f"expected an object, got {type(value).__name__}")
+    if not value:
+        return _NO_ITEMS
     return {_strict_str(k, None): _strict_str(v, None) for k, v in value.items()}
 
 
 def _links(value: object, _: object) -> tuple[Mapping[str, Any], ...]:
     if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
         raise TypeError("expected a list of link objects")
-    return tuple(value)
+    return tuple(_link(item) for item in value)
+
+
+def _link(item: dict[str, Any]) -> Mapping[str, Any]:
+    """A link of exactly ``href`` and ``rel``, both text, as a compact Link (its ``rel`` shared
+    by every server); any other as the service wrote it."""
+    if len(item) == 2:
+        href, rel = item.get("href"), item.get("rel")
+        if type(href) is str and type(rel) is str:
+            return Link(href, sys.intern(rel) if len(rel) <= _INTERN_UP_TO else rel)
+    return item
 
 
 def _str_tuple(value: object, _: object) -> tuple[str, ...]:

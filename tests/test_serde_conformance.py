@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import copy
 import json
+import pickle
 from collections.abc import Mapping
 from datetime import timezone
 from pathlib import Path
@@ -335,3 +337,34 @@ def test_v275_addresses_carry_mac_and_type() -> None:
     assert server.vm_state == sample["server"]["OS-EXT-STS:vm_state"]
     assert server.launched_at is not None
     assert server.launched_at.tzinfo is not None
+
+
+@pytest.mark.parametrize("relative", SERVER_SAMPLES)
+def test_links_read_as_the_service_wrote_them(relative: str) -> None:
+    """Links are kept compactly but read, compare, print and pickle like the service's dicts."""
+    raw = load_sample(relative)["server"]
+    server = server_from_wire(copy.deepcopy(raw))
+    assert list(server.links) == raw.get("links", [])
+    assert [dict(link) for link in server.links] == raw.get("links", [])
+    for link, wire in zip(server.links, raw.get("links", []), strict=True):
+        assert isinstance(link, Mapping)
+        assert link["href"] == wire["href"]
+        assert link.get("rel") == wire["rel"]
+        assert link.get("type") == wire.get("type")
+        assert ast.literal_eval(repr(link)) == wire
+        assert pickle.loads(pickle.dumps(link)) == wire
+        assert json.loads(json.dumps(dict(link))) == wire
+    if server.image is not None and isinstance(raw.get("image"), dict):
+        assert list(server.image.links) == raw["image"].get("links", [])
+
+
+def test_a_link_with_more_than_href_and_rel_is_kept_whole() -> None:
+    sample = copy.deepcopy(load_sample("nova/servers/v2.98/server-get-resp.json"))
+    typed = {"href": "https://glance.example/images/x", "rel": "alternate", "type": "x/y"}
+    odd = {"href": 5, "rel": "self"}
+    sample["server"]["links"] = [typed, odd]
+    server = server_from_wire(sample)
+    assert list(server.links) == [typed, odd]
+    assert server.links[0]["type"] == "x/y"
+    with pytest.raises(KeyError):
+        server_from_wire(load_sample("nova/servers/v2.98/server-get-resp.json")).links[0]["type"]
