@@ -11,6 +11,7 @@ import cProfile
 import gc
 import io
 import json
+import os
 import pstats
 import resource
 import sys
@@ -41,7 +42,7 @@ class _Meter:
 
     def __init__(self, profile: bool) -> None:
         self.profiler = cProfile.Profile() if profile else None
-        self.wall = self.cpu = self.gc = 0.0
+        self.wall = self.cpu = self.gc = self.user = self.system = 0.0
         self._gc_started = 0.0
 
     def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
@@ -54,6 +55,7 @@ class _Meter:
         gc.collect()
         gc.callbacks.append(self._on_gc)
         self._wall, self._cpu = time.perf_counter(), time.process_time()
+        self._times = os.times()
         if self.profiler is not None:
             self.profiler.enable()
         return self
@@ -63,6 +65,9 @@ class _Meter:
             self.profiler.disable()
         self.wall = time.perf_counter() - self._wall
         self.cpu = time.process_time() - self._cpu
+        times = os.times()
+        self.user = times.user - self._times.user
+        self.system = times.system - self._times.system
         gc.callbacks.remove(self._on_gc)
 
     def top(self, limit: int = 25, sort: str = "tottime") -> str | None:
@@ -143,9 +148,11 @@ async def _ours_single(job: Job) -> dict[str, Any]:
     return {
         "wall": meter.wall,
         "cpu": meter.cpu,
+        "user": meter.user,
+        "system": meter.system,
         "gc": meter.gc,
         "counts": counts,
-        "profile": meter.top(),
+        "profile": meter.top(limit=job.get("limit", 25), sort=job.get("sort", "tottime")),
     }
 
 
@@ -340,6 +347,8 @@ def _sdk_single(job: Job) -> dict[str, Any]:
     return {
         "wall": meter.wall,
         "cpu": meter.cpu,
+        "user": meter.user,
+        "system": meter.system,
         "counts": _delta(dict(counts), before),
         "profile": meter.top(),
     }

@@ -19,7 +19,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import attrs
@@ -324,10 +324,11 @@ def tls_verification(verify: bool | str) -> bool | ssl.SSLContext:
     return verify
 
 
+_T = TypeVar("_T")
 _Exchanged = tuple[int, dict[str, str], bytes, bool]
 
 
-async def _answered_despite_native_cancellation(exchange: Awaitable[_Exchanged]) -> _Exchanged:
+async def _answered_despite_native_cancellation(exchange: Awaitable[_T]) -> _T:
     """Await ``exchange`` to its end even if this asyncio task is cancelled natively meanwhile
     (``asyncio.timeout``, ``asyncio.wait_for``, ``Task.cancel()``), then let the cancellation go
     on at the next await.
@@ -568,6 +569,10 @@ class Session:
         self._versions_known = False
         self.pacer = Pacer(settings)
         self.counts: dict[str, int] = {}
+        # Requests that must not run twice (a rebuild) on the wire right now, and what closing
+        # the client waits on until there are none: their answers say what the service did.
+        self._unrepeatable_on_wire = 0
+        self._unrepeatable_done: anyio.Event | None = None
 
     @property
     def settings(self) -> ClientSettings:
@@ -604,11 +609,28 @@ class Session:
         self._client_headers = dict(self._client.headers.items())
 
     async def aclose(self) -> None:
+        """Close the connections, once every rebuild on the wire has its answer (each within
+        ``request_timeout`` of being sent): closing under one would cut it unanswered, and only
+        its answer says whether the service carried it out."""
+        if self._unrepeatable_on_wire:
+            drained = self._drained()
+            with anyio.CancelScope(shield=True):
+                if running_under_asyncio():
+                    drained = _answered_despite_native_cancellation(drained)
+                await drained
         client, self._client = self._client, None
         self._engine = None  # its connections are the transport's, closed with the client
         if client is not None and client is not self._given_client:
             with anyio.CancelScope(shield=True):
                 await client.aclose()
+
+    async def _drained(self) -> None:
+        # Each one bounds itself by request_timeout; this bound only guards against a bug.
+        with anyio.move_on_after(self._settings.request_timeout + 1.0):
+            while self._unrepeatable_on_wire:
+                if self._unrepeatable_done is None:
+                    self._unrepeatable_done = anyio.Event()
+                await self._unrepeatable_done.wait()
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
@@ -882,10 +904,17 @@ class Session:
                 if idempotent:
                     status, headers, raw, timed_out = await exchanging
                 else:
-                    with anyio.CancelScope(shield=True):
-                        if running_under_asyncio():
-                            exchanging = _answered_despite_native_cancellation(exchanging)
-                        status, headers, raw, timed_out = await exchanging
+                    self._unrepeatable_on_wire += 1
+                    try:
+                        with anyio.CancelScope(shield=True):
+                            if running_under_asyncio():
+                                exchanging = _answered_despite_native_cancellation(exchanging)
+                            status, headers, raw, timed_out = await exchanging
+                    finally:
+                        self._unrepeatable_on_wire -= 1
+                        if not self._unrepeatable_on_wire and self._unrepeatable_done is not None:
+                            self._unrepeatable_done.set()
+                            self._unrepeatable_done = None
                 if timed_out:
                     raise httpx.ReadTimeout(
                         f"no whole answer within request_timeout "
@@ -935,12 +964,23 @@ class Session:
         """The request on the wire and its whole answer: status, headers, body, and whether
         ``request_timeout`` ran out first (then the rest is empty)."""
         with anyio.move_on_after(self._settings.request_timeout):
-            if self._engine is not None:
-                auth = self._auth if authenticated else None
-                text = _url_text(url) if params is None else None
-                _, answer = await self._engine.send(request, auth, text)
-                return answer.status, answer.headers, answer.body, False
-            response = await self._send_unredirected(client, request, authenticated)
+            engine = self._engine
+            try:
+                if engine is not None:
+                    auth = self._auth if authenticated else None
+                    text = _url_text(url) if params is None else None
+                    _, answer = await engine.send(request, auth, text)
+                    return answer.status, answer.headers, answer.body, False
+                response = await self._send_unredirected(client, request, authenticated)
+            except RuntimeError:
+                # httpx and aiohttp refuse to send on a closed client: the client was closed
+                # while this request waited for its turn (a reconciliation after a rebuild's
+                # answer that closing waited for), so it was never sent.
+                if self._client is not client:
+                    raise EcsError(
+                        f"{request.method} {url} was not sent: the client was closed"
+                    ) from None
+                raise
             try:
                 raw = await read_body(response, self._settings.max_answer_bytes)
             finally:

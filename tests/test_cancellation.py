@@ -12,12 +12,14 @@ from collections.abc import Coroutine
 from typing import Any
 
 import anyio
+import attrs
 import pytest
 
 from ecs_rebuild_async import (
     AsyncEcsClient,
     BulkReport,
     ClientSettings,
+    RebuildOutcomeUnknown,
     RebuildRequest,
     TokenAuth,
 )
@@ -201,3 +203,80 @@ async def test_a_rebuild_on_the_wire_is_awaited_under_asyncio_cancellation(
         done = await ecs.wait_for_rebuild(sid, timeout=30)
         assert done.image_id == NEW_IMAGE
         assert fake.rebuilds_accepted(sid) == 1
+
+
+async def _rebuild_outliving_the_client(
+    fake: FakeCompute, sid: str, tcp: bool, settings: ClientSettings
+) -> tuple[list[object], float]:
+    """Start a rebuild in a task that outlives the client's ``async with``, close the client
+    while its POST is on the wire; what the rebuild ended with, and how long closing took."""
+    ended: list[object] = []
+    request = RebuildRequest(image_ref=NEW_IMAGE)
+    async with contextlib.AsyncExitStack() as stack:
+        transport = None
+        if tcp:
+            await stack.enter_async_context(fake.serve_tcp())
+        else:
+            transport = fake.transport()
+        async with anyio.create_task_group() as group:
+            async with AsyncEcsClient(
+                fake.compute_url, auth=TokenAuth(fake.token), transport=transport, settings=settings
+            ) as ecs:
+                await ecs.get_server(sid)  # the version document is read: only the POST is left
+
+                async def rebuild() -> None:
+                    try:
+                        ended.append(await ecs.rebuild(sid, request))
+                    except Exception as exc:  # what it ended with is the test's finding
+                        ended.append(exc)
+
+                group.start_soon(rebuild)
+                while fake.rebuilds_accepted(sid) == 0:  # noqa: ASYNC110 - the fake sets no event
+                    await anyio.sleep(0.01)
+                closing = anyio.current_time()
+            took = anyio.current_time() - closing
+    return ended, took
+
+
+@pytest.mark.parametrize("tcp", [False, True], ids=["in-process", "tcp"])
+@pytest.mark.anyio
+async def test_closing_the_client_awaits_a_rebuild_on_the_wire(tcp: bool) -> None:
+    # The service takes the rebuild at once and answers it 0.5 s later; the client is closed
+    # meanwhile, by a caller whose rebuild runs in a task of its own.
+    fake = FakeCompute(rebuild_seconds=0.2)
+    sid = fake.add_server(name="closing")
+    fake.advance(30)
+    fake.faults.script("POST", "rebuild", [InjectedFault("latency", seconds=0.5, real=True)])
+    ended, took = await _rebuild_outliving_the_client(fake, sid, tcp, FAST)
+    # Closing waited for the answer, and the rebuild learnt that the service accepted it.
+    assert took >= 0.3
+    assert len(ended) == 1
+    server = ended[0]
+    assert not isinstance(server, BaseException), repr(server)
+    assert getattr(server, "id", None) == sid
+    assert fake.rebuilds_accepted(sid) == 1
+
+
+@pytest.mark.parametrize("tcp", [False, True], ids=["in-process", "tcp"])
+@pytest.mark.anyio
+async def test_closing_the_client_waits_for_a_silent_rebuild_no_longer_than_request_timeout(
+    tcp: bool,
+) -> None:
+    fake = FakeCompute(rebuild_seconds=0.2)
+    sid = fake.add_server(name="silent")
+    fake.advance(30)
+    fake.faults.script("POST", "rebuild", [InjectedFault("latency", seconds=30, real=True)])
+    settings = attrs.evolve(FAST, request_timeout=0.5)
+    with anyio.fail_after(10):
+        ended, took = await _rebuild_outliving_the_client(fake, sid, tcp, settings)
+    assert took < 0.5 + 1.0
+    assert len(ended) == 1
+    # Never answered: the service did take it, and the rebuild never says otherwise. Either
+    # reconciliation proved it (the in-process transport still answers the reads after the
+    # close), or the outcome is unknown, because closing stopped those reads.
+    outcome = ended[0]
+    if isinstance(outcome, BaseException):
+        assert isinstance(outcome, RebuildOutcomeUnknown), repr(outcome)
+    else:
+        assert getattr(outcome, "id", None) == sid
+    assert fake.rebuilds_accepted(sid) == 1
