@@ -5,6 +5,7 @@ from ._bulk import BulkReport
 from ._client import AsyncEcsClient
 from ._errors import (
     BadRequest,
+    ClientClosed,
     Conflict,
     EcsError,
     Forbidden,
@@ -50,6 +51,7 @@ __all__ = [
     "Auth",
     "BadRequest",
     "BulkReport",
+    "ClientClosed",
     "ClientSettings",
     "Conflict",
     "Dialect",

@@ -38,6 +38,7 @@ import attrs
 from . import _telemetry
 from ._errors import (
     BadRequest,
+    ClientClosed,
     Conflict,
     EcsError,
     InvalidRequest,
@@ -240,10 +241,12 @@ def check_run_options(concurrency: object, policy: object) -> None:
 
 
 def _error_outcome(server_id: str, error: EcsError, submitted: bool) -> RebuildOutcome:
+    # The client closed under a submitted rebuild's wait: interrupted, as by a cancellation.
+    closed = isinstance(error, ClientClosed) and submitted
     return RebuildOutcome(
         server_id=server_id,
         ok=False,
-        kind=outcome_kind(error),
+        kind=OutcomeKind.CANCELLED if closed else outcome_kind(error),
         server=getattr(error, "server", None),
         error=error,
         submitted=submitted,

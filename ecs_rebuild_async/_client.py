@@ -34,6 +34,7 @@ from ._compute import ComputeApi, check_server_id
 from ._config import ClientConfig, config_from_cloud, config_from_env
 from ._durable import JournalStore, journal_at, journaled_run, open_durable, recorded_policy
 from ._errors import (
+    ClientClosed,
     EcsError,
     InvalidRequest,
     MicroversionError,
@@ -638,7 +639,13 @@ class AsyncEcsClient:
         # The wait keeps what it needs: this frame, alive while it waits, holds no older
         # tracker or 202 body (a fleet holds one such frame per server in flight).
         del tracker, accepted, before
-        return await wait
+        try:
+            return await wait
+        except ClientClosed:
+            raise ClientClosed(
+                f"server {server_id}: its rebuild was accepted, but the client was closed before "
+                "the wait proved it finished (wait_for_rebuild on an open client can still)"
+            ) from None
 
     # -- fleets --
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BadRequest",
+    "ClientClosed",
     "Conflict",
     "EcsError",
     "Forbidden",
@@ -193,6 +194,14 @@ class RateLimited(ServiceError):
 
 class ServerError(ServiceError):
     """5xx: the service failed."""
+
+
+class ClientClosed(EcsError):
+    """The client was closed while a call still needed it: nothing more was sent on it.
+
+    A rebuild it had sent before may have been accepted (closing waits for the answer of every
+    rebuild on the wire): a fleet's outcome says so with ``submitted`` (kind ``cancelled``).
+    """
 
 
 class RebuildFailed(EcsError):

@@ -37,6 +37,7 @@ from ._bounded import (
 )
 from ._engine import AiohttpEngine, header_dict
 from ._errors import (
+    ClientClosed,
     EcsError,
     InvalidRequest,
     RateLimited,
@@ -573,6 +574,7 @@ class Session:
         # the client waits on until there are none: their answers say what the service did.
         self._unrepeatable_on_wire = 0
         self._unrepeatable_done: anyio.Event | None = None
+        self._closed = False  # closed after being open: a request then is a ClientClosed
 
     @property
     def settings(self) -> ClientSettings:
@@ -588,6 +590,7 @@ class Session:
     async def open(self) -> None:
         if self._client is not None:
             return
+        self._closed = False
         if self._given_client is not None:
             self._client = self._given_client
             return
@@ -612,13 +615,22 @@ class Session:
         """Close the connections, once every rebuild on the wire has its answer (each within
         ``request_timeout`` of being sent): closing under one would cut it unanswered, and only
         its answer says whether the service carried it out."""
-        if self._unrepeatable_on_wire:
-            drained = self._drained()
-            with anyio.CancelScope(shield=True):
-                if running_under_asyncio():
-                    drained = _answered_despite_native_cancellation(drained)
-                await drained
+        closing = self._close()
+        if not self._unrepeatable_on_wire:
+            await closing
+            return
+        with anyio.CancelScope(shield=True):
+            if running_under_asyncio():
+                closing = _answered_despite_native_cancellation(closing)
+            await closing
+        # A cancellation that came while closing waited (the caller's deadline, anyio's or
+        # asyncio's) takes effect here, once the client is closed: not at a later await.
+        await anyio.lowlevel.checkpoint()
+
+    async def _close(self) -> None:
+        await self._drained()
         client, self._client = self._client, None
+        self._closed = self._closed or client is not None
         self._engine = None  # its connections are the transport's, closed with the client
         if client is not None and client is not self._given_client:
             with anyio.CancelScope(shield=True):
@@ -634,6 +646,8 @@ class Session:
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
+            if self._closed:
+                raise ClientClosed("the client was closed: nothing more is sent on it")
             raise EcsError("the client is not open: use 'async with AsyncEcsClient(...) as ecs'")
         return self._client
 
@@ -977,7 +991,7 @@ class Session:
                 # while this request waited for its turn (a reconciliation after a rebuild's
                 # answer that closing waited for), so it was never sent.
                 if self._client is not client:
-                    raise EcsError(
+                    raise ClientClosed(
                         f"{request.method} {url} was not sent: the client was closed"
                     ) from None
                 raise

@@ -12,12 +12,14 @@ from collections.abc import Coroutine
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import attrs
 import pytest
 
 from ecs_rebuild_async import (
     AsyncEcsClient,
     BulkReport,
+    ClientClosed,
     ClientSettings,
     RebuildOutcomeUnknown,
     RebuildRequest,
@@ -280,3 +282,137 @@ async def test_closing_the_client_waits_for_a_silent_rebuild_no_longer_than_requ
     else:
         assert getattr(outcome, "id", None) == sid
     assert fake.rebuilds_accepted(sid) == 1
+
+
+def _closing_fake(answer_after: float) -> tuple[FakeCompute, list[str]]:
+    """Three servers whose rebuild is taken at once and answered ``answer_after`` s later."""
+    fake = FakeCompute(rebuild_seconds=0.2)
+    ids = [fake.add_server(name=f"closing-{i}") for i in range(3)]
+    fake.advance(30)
+    fake.faults.script(
+        "POST", "rebuild", [InjectedFault("latency", seconds=answer_after, real=True)] * 3
+    )
+    return fake, ids
+
+
+@pytest.mark.parametrize("tcp", [False, True], ids=["in-process", "tcp"])
+@pytest.mark.anyio
+async def test_a_deadline_that_passes_while_closing_waits_still_ends_the_block(tcp: bool) -> None:
+    fake, ids = _closing_fake(1.0)
+    ended: list[object] = []
+    async with contextlib.AsyncExitStack() as stack:
+        transport = None
+        if tcp:
+            await stack.enter_async_context(fake.serve_tcp())
+        else:
+            transport = fake.transport()
+        ecs = AsyncEcsClient(
+            fake.compute_url, auth=TokenAuth(fake.token), transport=transport, settings=FAST
+        )
+        async with anyio.create_task_group() as group:
+
+            async def rebuild() -> None:
+                ended.append(await ecs.rebuild(ids[0], RebuildRequest(image_ref=NEW_IMAGE)))
+
+            async def leave_the_client_under_a_deadline() -> None:
+                with anyio.fail_after(0.4):
+                    async with ecs:
+                        group.start_soon(rebuild)
+                        await anyio.sleep(0.2)  # the POST is on the wire: leave the client
+
+            started = anyio.current_time()
+            with pytest.raises(TimeoutError):
+                await leave_the_client_under_a_deadline()
+            # The deadline ended the block, once closing had the rebuild's answer.
+            assert anyio.current_time() - started >= 0.9
+            await anyio.lowlevel.checkpoint()  # no cancellation left over for the next await
+    assert [getattr(server, "id", None) for server in ended] == [ids[0]]
+    assert fake.rebuilds_accepted(ids[0]) == 1
+
+
+@pytest.mark.skipif(not hasattr(asyncio, "timeout"), reason="asyncio.timeout is new in Python 3.11")
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # asyncio's own cancellation: asyncio only
+@pytest.mark.parametrize("call", ["rebuild", "rebuild_many"])
+@pytest.mark.anyio
+async def test_asyncio_timeout_around_a_closing_client_raises_and_leaves_the_rebuilds_alone(
+    anyio_backend: str, call: str
+) -> None:
+    fake, ids = _closing_fake(1.0)
+    ecs = AsyncEcsClient(
+        fake.compute_url, auth=TokenAuth(fake.token), transport=fake.transport(), settings=FAST
+    )
+    request = RebuildRequest(image_ref=NEW_IMAGE)
+    started: list[asyncio.Future[object]] = []
+
+    async def leave_the_client_under_a_deadline() -> None:
+        async with asyncio.timeout(0.4), ecs:
+            work = (
+                ecs.rebuild(ids[0], request)
+                if call == "rebuild"
+                else ecs.rebuild_many(ids, request)
+            )
+            started.append(asyncio.ensure_future(work))
+            await asyncio.sleep(0.2)
+
+    with pytest.raises(TimeoutError):
+        await leave_the_client_under_a_deadline()
+    (running,) = started
+    task = asyncio.current_task()
+    assert task is not None
+    assert task.cancelling() == 0
+    await asyncio.sleep(0)  # no stray cancellation for the caller
+    # The task nobody cancelled is not cancelled; it ends with what the service said.
+    result = await running
+    if call == "rebuild":
+        assert getattr(result, "id", None) == ids[0]
+    else:
+        assert isinstance(result, list)
+        assert [o.kind.value for o in result] == ["cancelled"] * 3
+        assert all(o.submitted for o in result)
+    assert [fake.rebuilds_accepted(sid) for sid in ids] == [1] * (3 if call != "rebuild" else 1) + (
+        [0, 0] if call == "rebuild" else []
+    )
+
+
+@pytest.mark.parametrize("tcp", [False, True], ids=["in-process", "tcp"])
+@pytest.mark.anyio
+async def test_a_wait_outliving_its_client_ends_in_client_closed_saying_it_was_accepted(
+    tcp: bool,
+) -> None:
+    fake, ids = _closing_fake(0.5)
+    ended: dict[str, object] = {}
+    request = RebuildRequest(image_ref=NEW_IMAGE)
+    async with contextlib.AsyncExitStack() as stack:
+        transport = None
+        if tcp:
+            await stack.enter_async_context(fake.serve_tcp())
+        else:
+            transport = fake.transport()
+        async with (
+            anyio.create_task_group() as group,
+            AsyncEcsClient(
+                fake.compute_url, auth=TokenAuth(fake.token), transport=transport, settings=FAST
+            ) as ecs,
+        ):
+
+            async def one() -> None:
+                try:
+                    ended["one"] = await ecs.rebuild_and_wait(ids[0], request, timeout=30)
+                except Exception as exc:  # what it ended with is the test's finding
+                    ended["one"] = exc
+
+            async def fleet() -> None:
+                ended["fleet"] = await ecs.rebuild_many(ids[1:], request, timeout=30)
+
+            group.start_soon(one)
+            group.start_soon(fleet)
+            while sum(fake.rebuilds_accepted(sid) for sid in ids) < 3:  # noqa: ASYNC110 - the fake sets no event
+                await anyio.sleep(0.01)
+    single = ended["one"]
+    assert isinstance(single, ClientClosed), repr(single)
+    assert "accepted" in str(single)
+    outcomes = ended["fleet"]
+    assert isinstance(outcomes, list)
+    assert [(o.kind.value, o.submitted) for o in outcomes] == [("cancelled", True)] * 2
+    assert all(isinstance(o.error, ClientClosed) for o in outcomes)
+    assert [fake.rebuilds_accepted(sid) for sid in ids] == [1, 1, 1]

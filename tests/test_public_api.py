@@ -13,6 +13,7 @@ EXPECTED = [
     "Auth",
     "BadRequest",
     "BulkReport",
+    "ClientClosed",
     "ClientSettings",
     "Conflict",
     "Dialect",
