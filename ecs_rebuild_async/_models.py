@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final, Literal, TypeVar
 
@@ -29,7 +29,6 @@ __all__ = [
     "Fault",
     "Flavor",
     "ImageRef",
-    "Link",
     "OutcomeKind",
     "PersonalityFile",
     "RebuildEvent",
@@ -149,40 +148,6 @@ class Fault:
     code: int | None = None
     details: str | None = None
     created: datetime | None = None
-
-
-class Link(Mapping[str, str]):
-    """One link as the service wrote it, ``{"href": ..., "rel": ...}``, read like that dict.
-
-    A plain dict of two keys takes about four times the memory, and a fleet keeps four links
-    per server in flight (the server's two, its image's and its flavor's). A link with other
-    keys (``type``) is kept as the service's own dict.
-    """
-
-    __slots__ = ("href", "rel")
-
-    def __init__(self, href: str, rel: str) -> None:
-        self.href = href
-        self.rel = rel
-
-    def __getitem__(self, key: str) -> str:
-        if key == "href":
-            return self.href
-        if key == "rel":
-            return self.rel
-        raise KeyError(key)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(("href", "rel"))
-
-    def __len__(self) -> int:
-        return 2
-
-    def __repr__(self) -> str:
-        return repr({"href": self.href, "rel": self.rel})
-
-    def __reduce__(self) -> tuple[type[Link], tuple[str, str]]:
-        return (Link, (self.href, self.rel))
 
 
 @attrs.frozen

@@ -31,6 +31,7 @@ import math
 import random
 from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime, timedelta
+from typing import cast
 
 import anyio
 import anyio.lowlevel
@@ -154,35 +155,36 @@ class _Watch:
         else:
             wakeup.set()
 
-    async def sleep(self) -> None:
-        """Until :meth:`wake` (or a cancellation)."""
-        try:
-            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:  # not asyncio: trio
-            loop = None
+    def fall_asleep(self) -> Awaitable[None]:
+        """What one waiter awaits until :meth:`wake` (or a cancellation); :meth:`woke` after.
+
+        On asyncio the future itself, awaited without a coroutine around it (a fleet holds one
+        sleeping waiter per server in flight); on trio the anyio Event's ``wait()``.
+        """
         self.sleepers += 1
         try:
-            if loop is None:
-                event = self.wakeup
-                if not isinstance(event, anyio.Event):
-                    event = self.wakeup = anyio.Event()
-                await event.wait()
-                return
-            future: asyncio.Future[None] = loop.create_future()
-            futures = self.wakeup
-            if not isinstance(futures, list):
-                futures = self.wakeup = []
-            futures.append(future)
-            try:
-                await future
-            finally:
-                if self.wakeup is futures:
-                    # Cancelled before any wake: the next wake has nothing to do with it.
-                    futures.remove(future)
-                    if not futures:
-                        self.wakeup = None
-        finally:
-            self.sleepers -= 1
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not asyncio: trio
+            event = self.wakeup
+            if not isinstance(event, anyio.Event):
+                event = self.wakeup = anyio.Event()
+            return event.wait()
+        future: asyncio.Future[None] = loop.create_future()
+        futures = self.wakeup
+        if not isinstance(futures, list):
+            futures = self.wakeup = []
+        futures.append(future)
+        return future
+
+    def woke(self, sleep: Awaitable[None]) -> None:
+        """After awaiting what :meth:`fall_asleep` gave, woken or cancelled."""
+        self.sleepers -= 1
+        futures = self.wakeup
+        if isinstance(futures, list) and any(f is sleep for f in futures):
+            # Cancelled before any wake: the next wake has nothing to do with it.
+            futures.remove(cast("asyncio.Future[None]", sleep))
+            if not futures:
+                self.wakeup = None
 
 
 class FleetPoller:
@@ -252,9 +254,11 @@ class FleetPoller:
                 # Asleep until a tick changes this server, or the leader leaves. Inline, not a
                 # coroutine of its own: a fleet holds one such frame per server in flight.
                 self._sleeping[watch] = None
+                sleep = watch.fall_asleep()
                 try:
-                    await watch.sleep()
+                    await sleep
                 finally:
+                    watch.woke(sleep)
                     if watch.sleepers == 0:
                         self._sleeping.pop(watch, None)
             return watch.latest

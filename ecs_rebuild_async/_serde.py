@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import base64
 import sys
-from collections.abc import Container, Mapping
+from collections.abc import Callable, Container, Mapping
 from datetime import datetime, timezone
-from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar, cast
 from urllib.parse import parse_qs, urlsplit
 
 import attrs
@@ -28,7 +27,6 @@ from ._models import (
     Fault,
     Flavor,
     ImageRef,
-    Link,
     PersonalityFile,
     RebuildRequest,
     Server,
@@ -102,32 +100,67 @@ converter.register_unstructure_hook(datetime, lambda value: value.isoformat())
 converter.register_structure_hook(ServerStatus, _structure_status)
 
 
-#: The one empty mapping every server without metadata shares (read-only, so it can be).
-_NO_ITEMS: Mapping[str, str] = MappingProxyType({})
-
-
 def _mapping_of_str(value: object, _: object) -> Mapping[str, str]:
     if not isinstance(value, dict):
         raise TypeError(f"expected an object, got {type(value).__name__}")
-    if not value:
-        return _NO_ITEMS
     return {_strict_str(k, None): _strict_str(v, None) for k, v in value.items()}
 
 
 def _links(value: object, _: object) -> tuple[Mapping[str, Any], ...]:
     if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
         raise TypeError("expected a list of link objects")
-    return tuple(_link(item) for item in value)
+    for item in value:
+        # One shared copy of "self", "bookmark": a fleet keeps a few links per server.
+        rel = item.get("rel")
+        if type(rel) is str and len(rel) <= _INTERN_UP_TO:
+            item["rel"] = sys.intern(rel)
+    return tuple(value)
 
 
-def _link(item: dict[str, Any]) -> Mapping[str, Any]:
-    """A link of exactly ``href`` and ``rel``, both text, as a compact Link (its ``rel`` shared
-    by every server); any other as the service wrote it."""
-    if len(item) == 2:
-        href, rel = item.get("href"), item.get("rel")
-        if type(href) is str and type(rel) is str:
-            return Link(href, sys.intern(rel) if len(rel) <= _INTERN_UP_TO else rel)
-    return item
+_T = TypeVar("_T")
+
+#: Images and flavors already read, by what the service wrote: servers of one image or flavor
+#: share one (frozen) ImageRef or Flavor rather than a copy each, since a fleet keeps a server
+#: per wait in flight. Bounded: cleared when full.
+_SHARED: dict[tuple[type, Any], Any] = {}
+_SHARED_MAX = 1024
+
+
+def _frozen(value: object, depth: int = 0) -> Any:
+    """A hashable image of a small JSON value (objects as sorted items, arrays as tuples), or
+    None when it is too deep or holds anything else: such a value is not shared."""
+    if value is None or type(value) in (str, int, bool):
+        return value
+    if depth > 3:
+        return None
+    if type(value) is dict:
+        items = []
+        for key, item in value.items():
+            frozen = _frozen(item, depth + 1)
+            if frozen is None and item is not None:
+                return None
+            items.append((key, frozen))
+        return ("{}", tuple(sorted(items)))
+    if type(value) is list:
+        frozen_items = tuple(_frozen(item, depth + 1) for item in value)
+        if any(f is None and i is not None for f, i in zip(frozen_items, value, strict=True)):
+            return None
+        return ("[]", frozen_items)
+    return None
+
+
+def _shared(cls: type[_T], value: object, structure: Callable[[], _T]) -> _T:
+    """The ``cls`` read from ``value``: one already read from the same JSON, else a new one."""
+    key = _frozen(value)
+    if key is None:
+        return structure()
+    found = _SHARED.get((cls, key))
+    if found is None:
+        found = structure()
+        if len(_SHARED) >= _SHARED_MAX:
+            _SHARED.clear()
+        _SHARED[cls, key] = found
+    return cast(_T, found)
 
 
 def _str_tuple(value: object, _: object) -> tuple[str, ...]:
@@ -154,6 +187,10 @@ def _structure_image(value: object, _: object) -> ImageRef | None:
         return None
     if not isinstance(value, dict):
         raise TypeError(f"image must be an object or '', got {type(value).__name__}")
+    return _shared(ImageRef, value, lambda: _new_image(value))
+
+
+def _new_image(value: dict[str, Any]) -> ImageRef:
     return ImageRef(
         id=_strict_str(value.get("id"), None),
         links=_links(value.get("links", []), None),
@@ -178,9 +215,10 @@ def _structure_fault(value: Any, type_: Any) -> Fault:
 
 
 converter.register_structure_hook(Fault, _structure_fault)
+_structure_flavor_fields = make_dict_structure_fn(Flavor, converter)
 converter.register_structure_hook(
     Flavor,
-    make_dict_structure_fn(Flavor, converter),
+    lambda value, type_: _shared(Flavor, value, lambda: _structure_flavor_fields(value, type_)),
 )
 converter.register_structure_hook(
     Address,
