@@ -129,8 +129,10 @@ _SHARED_MAX = 1024
 def _frozen(value: object, depth: int = 0) -> Any:
     """A hashable image of a small JSON value (objects as sorted items, arrays as tuples), or
     None when it is too deep or holds anything else: such a value is not shared."""
-    if value is None or type(value) in (str, int, bool):
+    if value is None or type(value) in (str, int):
         return value
+    if type(value) is bool:
+        return ("bool", value)  # not the same as 1 or 0, which compare equal to it
     if depth > 3:
         return None
     if type(value) is dict:

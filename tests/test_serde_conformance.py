@@ -13,7 +13,15 @@ from typing import Any
 
 import pytest
 
-from ecs_rebuild_async import ECS, NOVA, APIVersion, PersonalityFile, RebuildRequest, ServerStatus
+from ecs_rebuild_async import (
+    ECS,
+    NOVA,
+    APIVersion,
+    PersonalityFile,
+    RebuildRequest,
+    ResponseError,
+    ServerStatus,
+)
 from ecs_rebuild_async._microversion import parse_version
 from ecs_rebuild_async._serde import request_to_wire, server_from_wire, server_page_from_wire
 
@@ -372,6 +380,15 @@ def test_servers_of_one_image_and_flavor_share_them_and_only_then() -> None:
     assert third.flavor.vcpus == 64
     assert first.flavor is not None
     assert first.flavor.vcpus != 64
+
+
+def test_a_flavor_is_not_shared_with_one_whose_json_only_compares_equal() -> None:
+    sample = load_sample("nova/servers/v2.98/server-get-resp.json")
+    server_from_wire(copy.deepcopy(sample))  # its flavor (vcpus 1) is now known
+    odd = copy.deepcopy(sample)
+    odd["server"]["flavor"]["vcpus"] = True  # equal to 1 in Python, not an integer in JSON
+    with pytest.raises(ResponseError):
+        server_from_wire(odd)
 
 
 def test_a_link_with_more_than_href_and_rel_is_kept_whole() -> None:
