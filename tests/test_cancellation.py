@@ -8,12 +8,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 import anyio
 import anyio.lowlevel
 import attrs
+import httpx
 import pytest
 
 from ecs_rebuild_async import (
@@ -148,6 +149,16 @@ async def test_cancelling_a_stream_midway_stops_the_run_and_reports_it() -> None
     assert running_tasks() - baseline == set()
 
 
+@contextlib.asynccontextmanager
+async def _served(fake: FakeCompute, tcp: bool) -> AsyncIterator[httpx.AsyncBaseTransport | None]:
+    """The fake over TCP (the client then needs no transport) or in process (its transport)."""
+    if tcp:
+        async with fake.serve_tcp():
+            yield None
+    else:
+        yield fake.transport()
+
+
 async def _cancelled_natively(how: str, call: Coroutine[Any, Any, object]) -> None:
     """Await ``call`` under asyncio's own cancellation, cut after 0.1 s."""
     if how == "asyncio.timeout":
@@ -174,11 +185,7 @@ async def test_a_rebuild_on_the_wire_is_awaited_under_asyncio_cancellation(
     fake.faults.script("POST", "rebuild", [InjectedFault("latency", seconds=0.5, real=True)])
     request = RebuildRequest(image_ref=NEW_IMAGE)
     async with contextlib.AsyncExitStack() as stack:
-        transport = None
-        if tcp:
-            await stack.enter_async_context(fake.serve_tcp())
-        else:
-            transport = fake.transport()
+        transport = await stack.enter_async_context(_served(fake, tcp))
         ecs = await stack.enter_async_context(
             AsyncEcsClient(
                 fake.compute_url, auth=TokenAuth(fake.token), transport=transport, settings=FAST
@@ -215,11 +222,7 @@ async def _rebuild_outliving_the_client(
     ended: list[object] = []
     request = RebuildRequest(image_ref=NEW_IMAGE)
     async with contextlib.AsyncExitStack() as stack:
-        transport = None
-        if tcp:
-            await stack.enter_async_context(fake.serve_tcp())
-        else:
-            transport = fake.transport()
+        transport = await stack.enter_async_context(_served(fake, tcp))
         async with anyio.create_task_group() as group:
             async with AsyncEcsClient(
                 fake.compute_url, auth=TokenAuth(fake.token), transport=transport, settings=settings
@@ -301,11 +304,7 @@ async def test_a_deadline_that_passes_while_closing_waits_still_ends_the_block(t
     fake, ids = _closing_fake(1.0)
     ended: list[object] = []
     async with contextlib.AsyncExitStack() as stack:
-        transport = None
-        if tcp:
-            await stack.enter_async_context(fake.serve_tcp())
-        else:
-            transport = fake.transport()
+        transport = await stack.enter_async_context(_served(fake, tcp))
         ecs = AsyncEcsClient(
             fake.compute_url, auth=TokenAuth(fake.token), transport=transport, settings=FAST
         )
@@ -383,11 +382,7 @@ async def test_a_wait_outliving_its_client_ends_in_client_closed_saying_it_was_a
     ended: dict[str, object] = {}
     request = RebuildRequest(image_ref=NEW_IMAGE)
     async with contextlib.AsyncExitStack() as stack:
-        transport = None
-        if tcp:
-            await stack.enter_async_context(fake.serve_tcp())
-        else:
-            transport = fake.transport()
+        transport = await stack.enter_async_context(_served(fake, tcp))
         async with (
             anyio.create_task_group() as group,
             AsyncEcsClient(
