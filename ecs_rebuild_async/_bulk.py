@@ -241,8 +241,9 @@ def check_run_options(concurrency: object, policy: object) -> None:
 
 
 def _error_outcome(server_id: str, error: EcsError, submitted: bool) -> RebuildOutcome:
-    # The client closed under a submitted rebuild's wait: interrupted, as by a cancellation.
-    closed = isinstance(error, ClientClosed) and submitted
+    # The client closed before this server finished (its rebuild still waiting for its turn,
+    # or its wait): interrupted, as by a cancellation; ``submitted`` says which.
+    closed = isinstance(error, ClientClosed)
     return RebuildOutcome(
         server_id=server_id,
         ok=False,

@@ -644,7 +644,8 @@ class AsyncEcsClient:
         except ClientClosed:
             raise ClientClosed(
                 f"server {server_id}: its rebuild was accepted, but the client was closed before "
-                "the wait proved it finished (wait_for_rebuild on an open client can still)"
+                "the wait proved it finished (wait_for_rebuild on an open client can still "
+                "prove it)"
             ) from None
 
     # -- fleets --

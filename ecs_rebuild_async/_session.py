@@ -563,7 +563,15 @@ class Session:
         self._client_headers: dict[str, str] = {}
         self._interface = interface
         self._region = region
-        self._in_flight = anyio.CapacityLimiter(settings.max_in_flight)
+        # On the connections this client makes, no more requests go at once than it has
+        # connections: one waiting for a connection would wait in the pool, where closing the
+        # client can neither hold it back unsent nor wait for its answer.
+        own_pool = http_client is None and transport is None
+        self._in_flight = anyio.CapacityLimiter(
+            min(settings.max_in_flight, settings.max_connections)
+            if own_pool
+            else settings.max_in_flight
+        )
         self._discovery_lock = anyio.Lock()
         self._endpoint_lock = anyio.Lock()
         self._versions: VersionRange | None = None
@@ -575,6 +583,8 @@ class Session:
         self._unrepeatable_on_wire = 0
         self._unrepeatable_done: anyio.Event | None = None
         self._closed = False  # closed after being open: a request then is a ClientClosed
+        # Closing has begun: a rebuild still waiting for its turn is not sent (ClientClosed).
+        self._closing = False
 
     @property
     def settings(self) -> ClientSettings:
@@ -591,6 +601,7 @@ class Session:
         if self._client is not None:
             return
         self._closed = False
+        self._closing = False
         if self._given_client is not None:
             self._client = self._given_client
             return
@@ -614,7 +625,9 @@ class Session:
     async def aclose(self) -> None:
         """Close the connections, once every rebuild on the wire has its answer (each within
         ``request_timeout`` of being sent): closing under one would cut it unanswered, and only
-        its answer says whether the service carried it out."""
+        its answer says whether the service carried it out. A rebuild still waiting for its
+        turn is not sent: it ends in ``ClientClosed``, and closing does not wait on it."""
+        self._closing = self._client is not None
         closing = self._close()
         if not self._unrepeatable_on_wire:
             await closing
@@ -906,6 +919,10 @@ class Session:
         key = _request_kind(method, url)
         try:
             async with self._in_flight:
+                if not idempotent and self._closing:
+                    # Its turn came after closing began: sending it now would put a rebuild on
+                    # the wire that closing may no longer wait for.
+                    raise ClientClosed(f"{method} {url} was not sent: the client is closing")
                 # Counted once it is past the last point where a cancellation can stop it
                 # unsent, so that "requests sent" does not count one that never left.
                 self.counts[key] = self.counts.get(key, 0) + 1

@@ -101,7 +101,8 @@ class ClientSettings:
     # One HTTP request: connecting, and everything until the last byte of the answer.
     connect_timeout: float = attrs.field(default=10.0, validator=_POSITIVE_SECONDS)
     request_timeout: float = attrs.field(default=30.0, validator=_POSITIVE_SECONDS)
-    # Connections kept to the service, and requests allowed in flight at once.
+    # Connections kept to the service, and requests allowed in flight at once (on the
+    # client's own connections, no more than it has: none waits in the connection pool).
     max_connections: int = attrs.field(default=100, validator=_LIMIT)
     max_in_flight: int = attrs.field(default=200, validator=_LIMIT)
 

@@ -411,3 +411,113 @@ async def test_a_wait_outliving_its_client_ends_in_client_closed_saying_it_was_a
     assert [(o.kind.value, o.submitted) for o in outcomes] == [("cancelled", True)] * 2
     assert all(isinstance(o.error, ClientClosed) for o in outcomes)
     assert [fake.rebuilds_accepted(sid) for sid in ids] == [1, 1, 1]
+
+
+# (transport, the limit that makes rebuilds queue): requests in flight, or connections.
+_QUEUED = [
+    (False, {"max_in_flight": 2}),
+    (True, {"max_in_flight": 2}),
+    (True, {"max_connections": 2}),
+    (True, {"max_connections": 1}),
+]
+
+
+@pytest.mark.parametrize(
+    ("tcp", "limit"),
+    _QUEUED,
+    ids=["in-process-2-in-flight", "tcp-2-in-flight", "tcp-2-conns", "tcp-1-conn"],
+)
+@pytest.mark.anyio
+async def test_closing_the_client_sends_no_rebuild_still_waiting_for_its_turn(
+    tcp: bool, limit: dict[str, int]
+) -> None:
+    # Six rebuilds, each answered 1 s after the service takes it, and room for only a few on
+    # the wire at once: the client is closed while the rest wait for their turn.
+    fake = FakeCompute(rebuild_seconds=0.2)
+    ids = [fake.add_server(name=f"queued-{i}") for i in range(6)]
+    fake.advance(30)
+    fake.faults.script(
+        "POST", "rebuild", [InjectedFault("latency", seconds=1.0, real=True)] * len(ids)
+    )
+    on_the_wire = min(limit.values())
+    settings = attrs.evolve(FAST, **limit)
+    request = RebuildRequest(image_ref=NEW_IMAGE)
+    ended: dict[str, object] = {}
+    async with contextlib.AsyncExitStack() as stack:
+        transport = await stack.enter_async_context(_served(fake, tcp))
+        # The rebuilds run in tasks of a group that outlives the client: a stray
+        # cancellation from closing would cancel the whole group, and this test with it.
+        async with anyio.create_task_group() as group:
+            async with AsyncEcsClient(
+                fake.compute_url, auth=TokenAuth(fake.token), transport=transport, settings=settings
+            ) as ecs:
+                await ecs.get_server(ids[0])  # the version document is read: only POSTs are left
+
+                async def rebuild(sid: str) -> None:
+                    try:
+                        ended[sid] = await ecs.rebuild(sid, request)
+                    except Exception as exc:  # what it ended with is the test's finding
+                        ended[sid] = exc
+
+                for sid in ids:
+                    group.start_soon(rebuild, sid)
+                while sum(fake.rebuilds_accepted(sid) for sid in ids) < on_the_wire:  # noqa: ASYNC110 - the fake sets no event
+                    await anyio.sleep(0.01)
+                await anyio.sleep(0.1)
+                closing = anyio.current_time()
+            took = anyio.current_time() - closing
+    # Closing waited for the rebuilds on the wire (answered 1 s after being taken), and for
+    # nothing else: the ones still waiting were never sent.
+    assert 0.5 <= took < 1.5, took
+    accepted = [sid for sid in ids if fake.rebuilds_accepted(sid) == 1]
+    assert len(accepted) == on_the_wire
+    assert set(ended) == set(ids)
+    for sid in ids:
+        if sid in accepted:
+            assert getattr(ended[sid], "id", None) == sid, repr(ended[sid])
+        else:
+            assert isinstance(ended[sid], ClientClosed), repr(ended[sid])
+            assert "not sent" in str(ended[sid])
+            assert fake.rebuilds_accepted(sid) == 0
+
+
+@pytest.mark.parametrize("tcp", [False, True], ids=["in-process", "tcp"])
+@pytest.mark.anyio
+async def test_a_fleet_closed_under_it_reports_queued_rebuilds_as_cancelled_and_not_submitted(
+    tcp: bool,
+) -> None:
+    fake = FakeCompute(rebuild_seconds=0.2)
+    ids = [fake.add_server(name=f"fleet-queued-{i}") for i in range(6)]
+    fake.advance(30)
+    fake.faults.script(
+        "POST", "rebuild", [InjectedFault("latency", seconds=1.0, real=True)] * len(ids)
+    )
+    settings = attrs.evolve(FAST, max_in_flight=2)
+    ended: dict[str, object] = {}
+    async with contextlib.AsyncExitStack() as stack:
+        transport = await stack.enter_async_context(_served(fake, tcp))
+        async with (
+            anyio.create_task_group() as group,
+            AsyncEcsClient(
+                fake.compute_url, auth=TokenAuth(fake.token), transport=transport, settings=settings
+            ) as ecs,
+        ):
+
+            async def fleet() -> None:
+                ended["fleet"] = await ecs.rebuild_many(
+                    ids, RebuildRequest(image_ref=NEW_IMAGE), concurrency=6, timeout=30
+                )
+
+            group.start_soon(fleet)
+            while sum(fake.rebuilds_accepted(sid) for sid in ids) < 2:  # noqa: ASYNC110 - the fake sets no event
+                await anyio.sleep(0.01)
+            await anyio.sleep(0.1)
+    outcomes = ended["fleet"]
+    assert isinstance(outcomes, list)
+    taken = {sid for sid in ids if fake.rebuilds_accepted(sid) == 1}
+    assert len(taken) == 2
+    # Every server is cancelled; submitted is true for exactly the rebuilds the service took.
+    assert {o.server_id: (o.kind.value, o.submitted) for o in outcomes} == {
+        sid: ("cancelled", sid in taken) for sid in ids
+    }
+    assert all(isinstance(o.error, ClientClosed) for o in outcomes)
