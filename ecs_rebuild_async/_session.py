@@ -52,6 +52,7 @@ from ._microversion import APIVersion, VersionRange, parse_version
 from ._redact import SecretStore, install_log_scrubbing, request_secrets
 from ._serde import wire_version_header
 from ._settings import ClientSettings
+from ._slots import Slots
 from ._validation import check_endpoint, check_no_userinfo
 from ._version import __version__
 
@@ -429,6 +430,25 @@ def _header_dict(headers: httpx.Headers) -> dict[str, str]:
     return header_dict(headers.raw)
 
 
+def _retryable(exc: BaseException, idempotent: bool) -> bool:
+    """Whether a failed attempt may be made again: never a rebuild that may have been sent."""
+    if isinstance(exc, RateLimited):
+        return True
+    if isinstance(exc, TransportError):
+        if exc.reason in NOT_RETRIED_REASONS:
+            return False
+        return idempotent or not exc.maybe_sent
+    return idempotent and isinstance(exc, ServerError) and exc.status in _RETRYABLE_STATUS
+
+
+def _retry_delay(settings: ClientSettings, exc: BaseException | None, attempt: int) -> float:
+    """The pause before attempt number ``attempt`` + 1: exponential backoff, full jitter."""
+    if isinstance(exc, RateLimited):
+        return 0.0  # the pacer already holds every request for Retry-After
+    backoff = settings.backoff_initial * (2 ** (attempt - 1))
+    return random.uniform(0, min(settings.backoff_max, backoff))
+
+
 @functools.lru_cache(maxsize=4096)
 def _parsed_url(url: str) -> httpx.URL:
     """The URL, parsed once: a wait reads the same server's URL again and again, and httpx
@@ -567,7 +587,7 @@ class Session:
         # connections: one waiting for a connection would wait in the pool, where closing the
         # client can neither hold it back unsent nor wait for its answer.
         own_pool = http_client is None and transport is None
-        self._in_flight = anyio.CapacityLimiter(
+        self._in_flight = Slots(
             min(settings.max_in_flight, settings.max_connections)
             if own_pool
             else settings.max_in_flight
@@ -812,51 +832,44 @@ class Session:
             if path.startswith(("http://", "https://"))
             else self._url(await self.compute_url(), path)
         )
-        settings = self._settings
         if json_body is not None:
             request_secrets(json_body, self._secrets)
-
-        def retryable(exc: BaseException) -> bool:
-            if isinstance(exc, RateLimited):
-                return True
-            if isinstance(exc, TransportError):
-                if exc.reason in NOT_RETRIED_REASONS:
-                    return False
-                return idempotent or not exc.maybe_sent
-            return idempotent and isinstance(exc, ServerError) and exc.status in _RETRYABLE_STATUS
-
-        def delay(exc: BaseException | None, attempt_number: int) -> float:
-            if isinstance(exc, RateLimited):
-                return 0.0  # the pacer already holds every request for Retry-After
-            backoff = settings.backoff_initial * (2 ** (attempt_number - 1))
-            return random.uniform(0, min(settings.backoff_max, backoff))  # full jitter
-
-        # The first attempt goes without the retry machinery (most requests need no retry, and
-        # building it costs more CPU than the library's own work on a request); the retries
-        # after it follow the same budget, counted from the first attempt.
-        async def send_traced() -> Answer:
-            with _telemetry.http_request(method, url, version) as traced:
-                answer = await self._send_once(
-                    method, url, params=params, json_body=json_body, version=version,
-                    authenticated=authenticated, idempotent=idempotent,
-                )  # fmt: skip
-                traced.answered(answer.status, answer.request_id)
-                return answer
-
+        # The first attempt goes without the retry machinery, and makes no closure (most
+        # requests need no retry, and a fleet's rebuilds wait for their turn in this frame);
+        # the retries after it follow the same budget, counted from the first attempt.
         first_started = time.monotonic()
         try:
-            return await send_traced()
+            return await self._send_traced(
+                method, url, params, json_body, version, authenticated, idempotent
+            )
         except EcsError as exc:
             elapsed = time.monotonic() - first_started
-            if settings.retry_attempts <= 1 or elapsed >= settings.retry_budget:
+            if self._settings.retry_attempts <= 1 or elapsed >= self._settings.retry_budget:
                 raise
-            if not retryable(exc):
+            if not _retryable(exc, idempotent):
                 raise
-            await anyio.sleep(delay(exc, 1))
+            await anyio.sleep(_retry_delay(self._settings, exc, 1))
+        return await self._retried(
+            method, url, params, json_body, version, authenticated, idempotent, first_started
+        )
+
+    async def _retried(
+        self,
+        method: str,
+        url: str,
+        params: Mapping[str, str] | None,
+        json_body: Any,
+        version: APIVersion | None,
+        authenticated: bool,
+        idempotent: bool,
+        first_started: float,
+    ) -> Answer:
+        """The attempts after the first, within what is left of the retry budget."""
+        settings = self._settings
 
         def wait(state: tenacity.RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
-            return delay(exc, state.attempt_number + 1)
+            return _retry_delay(settings, exc, state.attempt_number + 1)
 
         retrying = tenacity.AsyncRetrying(
             stop=tenacity.stop_after_attempt(settings.retry_attempts - 1)
@@ -864,14 +877,34 @@ class Session:
                 max(0.0, settings.retry_budget - (time.monotonic() - first_started))
             ),
             wait=wait,
-            retry=tenacity.retry_if_exception(retryable),
+            retry=tenacity.retry_if_exception(lambda exc: _retryable(exc, idempotent)),
             sleep=anyio.sleep,
             reraise=True,
         )
         async for attempt in retrying:
             with attempt:
-                return await send_traced()
+                return await self._send_traced(
+                    method, url, params, json_body, version, authenticated, idempotent
+                )
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+
+    async def _send_traced(
+        self,
+        method: str,
+        url: str,
+        params: Mapping[str, str] | None,
+        json_body: Any,
+        version: APIVersion | None,
+        authenticated: bool,
+        idempotent: bool,
+    ) -> Answer:
+        with _telemetry.http_request(method, url, version) as traced:
+            answer = await self._send_once(
+                method, url, params=params, json_body=json_body, version=version,
+                authenticated=authenticated, idempotent=idempotent,
+            )  # fmt: skip
+            traced.answered(answer.status, answer.request_id)
+            return answer
 
     async def _send_once(
         self,
@@ -885,35 +918,6 @@ class Session:
         idempotent: bool = True,
     ) -> Answer:
         client = self._http()
-        headers = dict(wire_version_header(version))
-        # What the answer may be encoded with: what read_body decodes within its size limit.
-        headers["Accept-Encoding"] = ACCEPTED_ENCODINGS
-        content: bytes | None = None
-        if json_body is not None:
-            content = _JSON.encode(json_body).encode()
-            headers["Content-Type"] = "application/json"
-        extensions = {MAX_ANSWER_BYTES: self._settings.max_answer_bytes}
-        if self._engine is not None:
-            # The client's own headers under this request's, as build_request merges them; the
-            # rest of what it merges (a base URL, cookies, its timeouts) this client has none
-            # of, or the engine does not use. It costs three times what the request itself does.
-            request = httpx.Request(
-                method,
-                _parsed_url(url),
-                params=params,
-                headers={**self._client_headers, **headers},
-                content=content,
-                extensions=extensions,
-            )
-        else:
-            request = client.build_request(
-                method,
-                _parsed_url(url),
-                params=params,
-                headers=headers,
-                content=content,
-                extensions=extensions,
-            )
         await self.pacer.acquire()
         started = time.perf_counter()
         key = _request_kind(method, url)
@@ -923,6 +927,9 @@ class Session:
                     # Its turn came after closing began: sending it now would put a rebuild on
                     # the wire that closing may no longer wait for.
                     raise ClientClosed(f"{method} {url} was not sent: the client is closing")
+                # Built once its turn came: a fleet's rebuilds queued behind the limit hold no
+                # request each meanwhile (the garbage collector would walk them all).
+                request = self._request(client, method, url, params, json_body, version)
                 # Counted once it is past the last point where a cancellation can stop it
                 # unsent, so that "requests sent" does not count one that never left.
                 self.counts[key] = self.counts.get(key, 0) + 1
@@ -983,6 +990,45 @@ class Session:
                 f"{method} {url} failed: {type(exc).__name__}", maybe_sent=True
             ) from None
         return self._read(method, url, status, headers, raw, version, time.perf_counter() - started)
+
+    def _request(
+        self,
+        client: httpx.AsyncClient,
+        method: str,
+        url: str,
+        params: Mapping[str, str] | None,
+        json_body: Any,
+        version: APIVersion | None,
+    ) -> httpx.Request:
+        """The request as it goes on the wire (before its auth flow adds credentials)."""
+        headers = dict(wire_version_header(version))
+        # What the answer may be encoded with: what read_body decodes within its size limit.
+        headers["Accept-Encoding"] = ACCEPTED_ENCODINGS
+        content: bytes | None = None
+        if json_body is not None:
+            content = _JSON.encode(json_body).encode()
+            headers["Content-Type"] = "application/json"
+        extensions = {MAX_ANSWER_BYTES: self._settings.max_answer_bytes}
+        if self._engine is not None:
+            # The client's own headers under this request's, as build_request merges them; the
+            # rest of what it merges (a base URL, cookies, its timeouts) this client has none
+            # of, or the engine does not use. It costs three times what the request itself does.
+            return httpx.Request(
+                method,
+                _parsed_url(url),
+                params=params,
+                headers={**self._client_headers, **headers},
+                content=content,
+                extensions=extensions,
+            )
+        return client.build_request(
+            method,
+            _parsed_url(url),
+            params=params,
+            headers=headers,
+            content=content,
+            extensions=extensions,
+        )
 
     async def _exchange(
         self,

@@ -521,3 +521,46 @@ async def test_a_fleet_closed_under_it_reports_queued_rebuilds_as_cancelled_and_
         sid: ("cancelled", sid in taken) for sid in ids
     }
     assert all(isinstance(o.error, ClientClosed) for o in outcomes)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.anyio
+async def test_requests_cancelled_while_queued_for_their_turn_leave_every_slot_free(
+    seed: int,
+) -> None:
+    # Two requests in flight at once, forty queued behind them, and cancellations falling at
+    # random points: while queued, just as a slot is handed over, and on the wire.
+    rng = random.Random(seed)
+    fake = FakeCompute()
+    ids = [fake.add_server(name=f"slot-{i}") for i in range(40)]
+    fake.faults.rate("latency", 0.5, seconds=0.02, real=True, route="server")
+    settings = attrs.evolve(FAST, max_in_flight=2)
+    read: set[str] = set()
+    async with AsyncEcsClient(
+        fake.compute_url, auth=TokenAuth(fake.token), transport=fake.transport(), settings=settings
+    ) as ecs:
+        await ecs.versions()
+
+        async def read_one(sid: str, cut_after: float | None) -> None:
+            with anyio.CancelScope() as scope:
+                if cut_after is not None:
+                    scope.deadline = anyio.current_time() + cut_after
+                await ecs.get_server(sid)
+                read.add(sid)
+
+        cut = {sid: rng.choice([None, 0.0, rng.uniform(0.0, 0.3)]) for sid in ids}
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as group:
+                for sid in ids:
+                    group.start_soon(read_one, sid, cut[sid])
+        # Every uncut read was served, whatever was cut around it.
+        assert {sid for sid in ids if cut[sid] is None} <= read
+        # No slot was lost to a cancellation: both are free, and two reads that each wait on
+        # the other's company (a slow answer) run side by side.
+        fake.faults.script("GET", "server", [InjectedFault("latency", seconds=0.3, real=True)] * 2)
+        started = anyio.current_time()
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as group:
+                group.start_soon(ecs.get_server, ids[0])
+                group.start_soon(ecs.get_server, ids[1])
+        assert anyio.current_time() - started < 0.55
