@@ -602,6 +602,8 @@ class Session:
         # the client waits on until there are none: their answers say what the service did.
         self._unrepeatable_on_wire = 0
         self._unrepeatable_done: anyio.Event | None = None
+        # What closing cancels: requests waiting for their turn or a pause, reads on the wire.
+        self._stoppable: set[anyio.CancelScope] = set()
         self._closed = False  # closed after being open: a request then is a ClientClosed
         # Closing has begun: a rebuild still waiting for its turn is not sent (ClientClosed).
         self._closing = False
@@ -648,6 +650,8 @@ class Session:
         its answer says whether the service carried it out. A rebuild still waiting for its
         turn is not sent: it ends in ``ClientClosed``, and closing does not wait on it."""
         self._closing = self._client is not None
+        for waiting in list(self._stoppable):
+            waiting.cancel()
         closing = self._close()
         if not self._unrepeatable_on_wire:
             await closing
@@ -670,12 +674,45 @@ class Session:
                 await client.aclose()
 
     async def _drained(self) -> None:
+        """Until no rebuild is on the wire and every request that closing cancelled has
+        stopped (its connection closed under it, not left to the pool after it closed)."""
         # Each one bounds itself by request_timeout; this bound only guards against a bug.
         with anyio.move_on_after(self._settings.request_timeout + 1.0):
-            while self._unrepeatable_on_wire:
+            while self._unrepeatable_on_wire or self._stoppable:
                 if self._unrepeatable_done is None:
                     self._unrepeatable_done = anyio.Event()
                 await self._unrepeatable_done.wait()
+
+    def _maybe_drained(self) -> None:
+        if self._unrepeatable_on_wire or self._stoppable:
+            return
+        if self._unrepeatable_done is not None:
+            self._unrepeatable_done.set()
+            self._unrepeatable_done = None
+
+    def _stoppable_scope(self) -> anyio.CancelScope:
+        """A scope that closing the client cancels (until :meth:`_unstoppable`)."""
+        scope = anyio.CancelScope()
+        if self._closing:
+            scope.cancel()  # begun while closing waits for rebuilds on the wire: nothing is sent
+        self._stoppable.add(scope)
+        return scope
+
+    def _unstoppable(self, scope: anyio.CancelScope) -> None:
+        if scope in self._stoppable:
+            self._stoppable.discard(scope)
+            self._maybe_drained()
+
+    async def _pause(self, seconds: float) -> None:
+        """A pause between attempts, cut short by closing the client (then ClientClosed)."""
+        scope = self._stoppable_scope()
+        try:
+            with scope:
+                await anyio.sleep(seconds)
+        finally:
+            self._unstoppable(scope)
+        if scope.cancelled_caught:
+            raise ClientClosed("the client was closed while a request waited to be retried")
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
@@ -848,7 +885,7 @@ class Session:
                 raise
             if not _retryable(exc, idempotent):
                 raise
-            await anyio.sleep(_retry_delay(self._settings, exc, 1))
+            await self._pause(_retry_delay(self._settings, exc, 1))
         return await self._retried(
             method, url, params, json_body, version, authenticated, idempotent, first_started
         )
@@ -878,7 +915,7 @@ class Session:
             ),
             wait=wait,
             retry=tenacity.retry_if_exception(lambda exc: _retryable(exc, idempotent)),
-            sleep=anyio.sleep,
+            sleep=self._pause,
             reraise=True,
         )
         async for attempt in retrying:
@@ -918,47 +955,60 @@ class Session:
         idempotent: bool = True,
     ) -> Answer:
         client = self._http()
-        await self.pacer.acquire()
         started = time.perf_counter()
         key = _request_kind(method, url)
+        # Closing the client cancels this (its wait for a turn, for a pause to end, or a read
+        # on the wire), so that it neither waits on nor sends anything on a closed client; a
+        # rebuild leaves it just before it is sent, and closing then waits for its answer.
+        stopper = self._stoppable_scope()
+        sent = False
         try:
-            async with self._in_flight:
-                if not idempotent and self._closing:
-                    # Its turn came after closing began: sending it now would put a rebuild on
-                    # the wire that closing may no longer wait for.
-                    raise ClientClosed(f"{method} {url} was not sent: the client is closing")
-                # Built once its turn came: a fleet's rebuilds queued behind the limit hold no
-                # request each meanwhile (the garbage collector would walk them all).
-                request = self._request(client, method, url, params, json_body, version)
-                # Counted once it is past the last point where a cancellation can stop it
-                # unsent, so that "requests sent" does not count one that never left.
-                self.counts[key] = self.counts.get(key, 0) + 1
-                # Once a request that must not run twice is on the wire, its answer is awaited
-                # even if the caller is cancelled meanwhile (bounded by the request timeout):
-                # only then is it known whether the service carried it out. httpx's timeouts
-                # bound each read, not the whole answer, so one dripped a byte at a time is
-                # bounded here, as a whole, by ``request_timeout``.
-                exchanging = self._exchange(client, request, url, params, authenticated)
-                if idempotent:
-                    status, headers, raw, timed_out = await exchanging
-                else:
-                    self._unrepeatable_on_wire += 1
-                    try:
-                        with anyio.CancelScope(shield=True):
-                            if running_under_asyncio():
-                                exchanging = _answered_despite_native_cancellation(exchanging)
-                            status, headers, raw, timed_out = await exchanging
-                    finally:
-                        self._unrepeatable_on_wire -= 1
-                        if not self._unrepeatable_on_wire and self._unrepeatable_done is not None:
-                            self._unrepeatable_done.set()
-                            self._unrepeatable_done = None
-                if timed_out:
-                    raise httpx.ReadTimeout(
-                        f"no whole answer within request_timeout "
-                        f"({self._settings.request_timeout:g} s)",
-                        request=request,
-                    )
+            with stopper:
+                async with self._in_flight:
+                    # Paced once its turn came: a pause that began while it waited holds it too.
+                    await self.pacer.acquire()
+                    if not idempotent:
+                        if self._closing:
+                            # Its turn came after closing began: sending it now would put a
+                            # rebuild on the wire that closing may no longer wait for.
+                            raise ClientClosed(
+                                f"{method} {url} was not sent: the client is closing"
+                            )
+                        self._unstoppable(stopper)
+                    # Built once its turn came: a fleet's rebuilds queued behind the limit hold
+                    # no request each meanwhile (the garbage collector would walk them all).
+                    request = self._request(client, method, url, params, json_body, version)
+                    # Counted once it is past the last point where a cancellation can stop it
+                    # unsent, so that "requests sent" does not count one that never left.
+                    self.counts[key] = self.counts.get(key, 0) + 1
+                    sent = True
+                    # Once a request that must not run twice is on the wire, its answer is
+                    # awaited even if the caller is cancelled meanwhile (bounded by the request
+                    # timeout): only then is it known whether the service carried it out.
+                    # httpx's timeouts bound each read, not the whole answer, so one dripped a
+                    # byte at a time is bounded here, as a whole, by ``request_timeout``.
+                    exchanging = self._exchange(client, request, url, params, authenticated)
+                    if idempotent:
+                        status, headers, raw, timed_out = await exchanging
+                    else:
+                        self._unrepeatable_on_wire += 1
+                        try:
+                            with anyio.CancelScope(shield=True):
+                                if running_under_asyncio():
+                                    exchanging = _answered_despite_native_cancellation(exchanging)
+                                status, headers, raw, timed_out = await exchanging
+                        finally:
+                            self._unrepeatable_on_wire -= 1
+                            self._maybe_drained()
+                    if timed_out:
+                        raise httpx.ReadTimeout(
+                            f"no whole answer within request_timeout "
+                            f"({self._settings.request_timeout:g} s)",
+                            request=request,
+                        )
+            if stopper.cancelled_caught:
+                what = "answered" if sent else "sent"
+                raise ClientClosed(f"{method} {url} was not {what}: the client was closed")
         except httpx.TransportError as exc:
             # A failure of a request the auth flow sent first (a Keystone token request)
             # means this request never left.
@@ -989,6 +1039,8 @@ class Session:
             raise TransportError(
                 f"{method} {url} failed: {type(exc).__name__}", maybe_sent=True
             ) from None
+        finally:
+            self._unstoppable(stopper)
         return self._read(method, url, status, headers, raw, version, time.perf_counter() - started)
 
     def _request(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
@@ -564,3 +565,154 @@ async def test_requests_cancelled_while_queued_for_their_turn_leave_every_slot_f
                 group.start_soon(ecs.get_server, ids[0])
                 group.start_soon(ecs.get_server, ids[1])
         assert anyio.current_time() - started < 0.55
+
+
+@pytest.mark.parametrize("step", range(11))
+@pytest.mark.anyio
+async def test_closing_while_the_first_connection_opens_leaves_nothing_on_the_wire(
+    step: int,
+) -> None:
+    # The client is closed 0-5 ms after a rebuild starts on it: while it opens its first
+    # connection, sends the version document's GET, or reads the server. Once aclose returns,
+    # the service receives nothing more and no connection of the client is left open.
+    fake = FakeCompute(rebuild_seconds=0.2)
+    sid = fake.add_server(name="connecting")
+    fake.advance(30)
+    closed = False
+    late: list[tuple[str, str]] = []
+
+    def after_close(method: str, route: str) -> None:
+        if closed:
+            late.append((method, route))
+
+    fake.faults.hook = after_close
+    ended: list[object] = []
+    async with fake.serve_tcp():
+        ecs = AsyncEcsClient(fake.compute_url, auth=TokenAuth(fake.token), settings=FAST)
+        async with anyio.create_task_group() as group:
+            await ecs.__aenter__()
+
+            async def rebuild() -> None:
+                try:
+                    ended.append(await ecs.rebuild(sid, RebuildRequest(image_ref=NEW_IMAGE)))
+                except Exception as exc:  # what it ended with is the test's finding
+                    ended.append(exc)
+
+            group.start_soon(rebuild)
+            await anyio.sleep(step * 0.0005)
+            await ecs.aclose()
+            closed = True
+        for _ in range(100):  # the server sees a close once it reads it: at most 1 s
+            if fake.open_connections == 0:
+                break
+            await anyio.sleep(0.01)
+        assert late == []
+        assert fake.open_connections == 0
+    # The rebuild was either sent before closing began and answered, or never sent.
+    (outcome,) = ended
+    if fake.rebuilds_accepted(sid):
+        assert getattr(outcome, "id", None) == sid, repr(outcome)
+    else:
+        assert isinstance(outcome, ClientClosed), repr(outcome)
+
+
+@pytest.mark.parametrize(
+    ("tcp", "limit"),
+    [(False, {"max_in_flight": 1}), (True, {"max_in_flight": 1}), (True, {"max_connections": 1})],
+    ids=["in-process-1-in-flight", "tcp-1-in-flight", "tcp-1-conn"],
+)
+@pytest.mark.anyio
+async def test_a_retry_after_pause_holds_the_rebuilds_queued_behind_the_limit(
+    tcp: bool, limit: dict[str, int]
+) -> None:
+    # Two rebuilds, room for one request at a time: the first POST is refused with a 429 and
+    # Retry-After: 2 while the second waits for its turn. Neither goes before the pause ends.
+    fake = FakeCompute(rebuild_seconds=0.2)
+    ids = [fake.add_server(name=f"paused-{i}") for i in range(2)]
+    fake.advance(30)
+    posts: list[float] = []
+    refused: list[float] = []
+
+    def refuse_the_first(method: str, route: str) -> InjectedFault | None:
+        if (method, route) != ("POST", "rebuild"):
+            return None
+        if not refused:
+            refused.append(time.monotonic())
+            return InjectedFault("429", retry_after="2")
+        posts.append(time.monotonic())
+        return None
+
+    fake.faults.hook = refuse_the_first
+    settings = attrs.evolve(FAST, retry_after_cap=60.0, **limit)
+    request = RebuildRequest(image_ref=NEW_IMAGE)
+    async with contextlib.AsyncExitStack() as stack:
+        transport = await stack.enter_async_context(_served(fake, tcp))
+        ecs = await stack.enter_async_context(
+            AsyncEcsClient(
+                fake.compute_url, auth=TokenAuth(fake.token), transport=transport, settings=settings
+            )
+        )
+        befores = {sid: await ecs.get_server(sid) for sid in ids}
+        assert all(befores.values())
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as group:
+                for sid in ids:
+                    group.start_soon(ecs.rebuild, sid, request)
+    assert len(refused) == 1
+    assert len(posts) == 2  # the refused one again, and the other: each accepted once
+    assert min(posts) - refused[0] >= 1.9
+    assert [fake.rebuilds_accepted(sid) for sid in ids] == [1, 1]
+
+
+@pytest.mark.parametrize("tcp", [False, True], ids=["in-process", "tcp"])
+@pytest.mark.parametrize("call", ["rebuild", "rebuild_and_wait", "rebuild_many"])
+@pytest.mark.anyio
+async def test_closing_the_client_ends_a_rebuild_sitting_out_a_retry_after_pause(
+    tcp: bool, call: str
+) -> None:
+    fake = FakeCompute(rebuild_seconds=0.2)
+    sid = fake.add_server(name="pause")
+    fake.advance(30)
+    fake.faults.script("POST", "rebuild", [InjectedFault("429", retry_after="30")])
+    settings = attrs.evolve(FAST, retry_after_cap=60.0)
+    request = RebuildRequest(image_ref=NEW_IMAGE)
+    ended: list[object] = []
+    async with contextlib.AsyncExitStack() as stack:
+        transport = await stack.enter_async_context(_served(fake, tcp))
+        ecs = AsyncEcsClient(
+            fake.compute_url, auth=TokenAuth(fake.token), transport=transport, settings=settings
+        )
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as group:
+
+                async def run() -> None:
+                    try:
+                        if call == "rebuild":
+                            ended.append(await ecs.rebuild(sid, request))
+                        elif call == "rebuild_and_wait":
+                            ended.append(await ecs.rebuild_and_wait(sid, request, timeout=100))
+                        else:
+                            ended.append(await ecs.rebuild_many([sid], request, timeout=100))
+                    except Exception as exc:  # what it ended with is the test's finding
+                        ended.append(exc)
+                    ended.append(anyio.current_time())
+
+                async with ecs:
+                    group.start_soon(run)
+                    while not fake.stats.faults:  # noqa: ASYNC110 - the fake sets no event
+                        await anyio.sleep(0.005)
+                    await anyio.sleep(0.2)  # the 429 is in: the rebuild sits out its pause
+                    closed_at = anyio.current_time()
+    outcome, ended_at = ended
+    # The pause did not outlast the client: the call ended as soon as it was closed, and the
+    # rebuild the 429 refused was never sent again.
+    assert isinstance(ended_at, float)
+    assert ended_at - closed_at < 1.0
+    assert fake.rebuilds_accepted(sid) == 0
+    if call == "rebuild_many":
+        assert isinstance(outcome, list)
+        assert [(o.kind.value, o.submitted) for o in outcome] == [("cancelled", False)]
+        assert isinstance(outcome[0].error, ClientClosed)
+    else:
+        assert isinstance(outcome, ClientClosed), repr(outcome)
+        assert "not sent" in str(outcome)
