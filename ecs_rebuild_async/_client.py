@@ -595,19 +595,22 @@ class AsyncEcsClient:
                     "repair it first (or use dialect=NOVA for upstream Nova, which can)",
                     field="server_id",
                 )
-            # The session awaits the answer of a rebuild on the wire even if this task is
-            # cancelled, and ``mark`` runs as soon as it is known, so that a cancelled bulk run
-            # knows exactly which rebuilds the service accepted (or may have).
-            accepted = await submit_rebuild(
-                ops or self._ops,
-                server_id,
-                request,
-                before=before,
-                settle=self._settings.reconcile_settle,
-                on_submitted=mark,
-            )
-            if on_accepted is not None:
-                await on_accepted(accepted)
+            # A deadline that has passed already (0, or spent on the read before without an
+            # await that yielded) sends nothing; cancel scopes act only at an await.
+            if anyio.current_time() < deadline:
+                # The session awaits the answer of a rebuild on the wire even if this task is
+                # cancelled, and ``mark`` runs as soon as it is known, so that a cancelled bulk
+                # run knows exactly which rebuilds the service accepted (or may have).
+                accepted = await submit_rebuild(
+                    ops or self._ops,
+                    server_id,
+                    request,
+                    before=before,
+                    settle=self._settings.reconcile_settle,
+                    on_submitted=mark,
+                )
+                if on_accepted is not None:
+                    await on_accepted(accepted)
         if accepted is None:
             if mark.maybe_submitted:
                 raise RebuildOutcomeUnknown(

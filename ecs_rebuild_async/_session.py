@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 import anyio
+import anyio.lowlevel
 import attrs
 import httpx
 import tenacity
@@ -604,6 +605,7 @@ class Session:
         self._unrepeatable_done: anyio.Event | None = None
         # What closing cancels: requests waiting for their turn or a pause, reads on the wire.
         self._stoppable: set[anyio.CancelScope] = set()
+        self._close_finished: anyio.Event | None = None  # set once a close under way ends
         self._closed = False  # closed after being open: a request then is a ClientClosed
         # Closing has begun: a rebuild still waiting for its turn is not sent (ClientClosed).
         self._closing = False
@@ -621,6 +623,10 @@ class Session:
 
     async def open(self) -> None:
         if self._client is not None:
+            if self._closing:
+                raise ClientClosed(
+                    "the client is being closed: open it again once aclose() has returned"
+                )
             return
         self._closed = False
         self._closing = False
@@ -653,9 +659,11 @@ class Session:
         for waiting in list(self._stoppable):
             waiting.cancel()
         closing = self._close()
-        if not self._unrepeatable_on_wire:
-            await closing
+        if not (self._unrepeatable_on_wire or self._stoppable or self._close_finished):
+            await closing  # nothing to wait for: a cancelled caller still closes the client
             return
+        # Shielded, so that a caller whose scope is cancelled already (a deadline that passed,
+        # a task group cancelled around ``async with``) still closes the client whole.
         with anyio.CancelScope(shield=True):
             if running_under_asyncio():
                 closing = _answered_despite_native_cancellation(closing)
@@ -665,13 +673,22 @@ class Session:
         await anyio.lowlevel.checkpoint()
 
     async def _close(self) -> None:
-        await self._drained()
-        client, self._client = self._client, None
-        self._closed = self._closed or client is not None
-        self._engine = None  # its connections are the transport's, closed with the client
-        if client is not None and client is not self._given_client:
-            with anyio.CancelScope(shield=True):
-                await client.aclose()
+        if self._close_finished is not None:
+            # Another task is closing: this close returns once that one has closed it all.
+            await self._close_finished.wait()
+            return
+        self._close_finished = finished = anyio.Event()
+        try:
+            await self._drained()
+            client, self._client = self._client, None
+            self._closed = self._closed or client is not None
+            self._engine = None  # its connections are the transport's, closed with the client
+            if client is not None and client is not self._given_client:
+                with anyio.CancelScope(shield=True):
+                    await client.aclose()
+        finally:
+            self._close_finished = None
+            finished.set()
 
     async def _drained(self) -> None:
         """Until no rebuild is on the wire and every request that closing cancelled has
@@ -967,13 +984,14 @@ class Session:
                 async with self._in_flight:
                     # Paced once its turn came: a pause that began while it waited holds it too.
                     await self.pacer.acquire()
+                    if self._closing:
+                        # Its turn came after closing began: nothing more is sent (a rebuild
+                        # sent now would be on the wire while closing may no longer wait).
+                        raise ClientClosed(f"{method} {url} was not sent: the client is closing")
                     if not idempotent:
-                        if self._closing:
-                            # Its turn came after closing began: sending it now would put a
-                            # rebuild on the wire that closing may no longer wait for.
-                            raise ClientClosed(
-                                f"{method} {url} was not sent: the client is closing"
-                            )
+                        # A deadline or cancellation that came while it waited for its turn
+                        # (a turn that came at once does not yield) stops it here, unsent.
+                        await anyio.lowlevel.checkpoint_if_cancelled()
                         self._unstoppable(stopper)
                     # Built once its turn came: a fleet's rebuilds queued behind the limit hold
                     # no request each meanwhile (the garbage collector would walk them all).

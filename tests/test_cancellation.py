@@ -25,6 +25,7 @@ from ecs_rebuild_async import (
     ClientSettings,
     RebuildOutcomeUnknown,
     RebuildRequest,
+    RebuildTimeout,
     TokenAuth,
 )
 from ecs_rebuild_async.testing import DEFAULT_IMAGES, FakeCompute, InjectedFault
@@ -716,3 +717,112 @@ async def test_closing_the_client_ends_a_rebuild_sitting_out_a_retry_after_pause
     else:
         assert isinstance(outcome, ClientClosed), repr(outcome)
         assert "not sent" in str(outcome)
+
+
+@pytest.mark.anyio
+async def test_leaving_the_client_in_a_cancelled_scope_still_closes_it_whole() -> None:
+    # Three idle connections in the pool and a sibling's read on the wire when the scope
+    # around ``async with`` is cancelled: the client is closed all the same.
+    fake = FakeCompute()
+    ids = [fake.add_server(name=f"scoped-{i}") for i in range(2)]
+    slow = False
+    on_the_wire = anyio.Event()
+
+    def slow_reads(method: str, route: str) -> InjectedFault | None:
+        if slow and method == "GET":
+            on_the_wire.set()
+            return InjectedFault("latency", seconds=0.5, real=True)
+        return None
+
+    fake.faults.hook = slow_reads
+    read: list[object] = []
+    async with fake.serve_tcp():
+        ecs = AsyncEcsClient(fake.compute_url, auth=TokenAuth(fake.token), settings=FAST)
+
+        async def reader() -> None:
+            try:
+                read.append(await ecs.get_server(ids[0]))
+            except Exception as exc:  # what it ended with is the test's finding
+                read.append(exc)
+
+        async with anyio.create_task_group() as group:
+            with anyio.CancelScope() as scope:
+                async with ecs:
+                    async with anyio.create_task_group() as warm:
+                        for _ in range(3):
+                            warm.start_soon(ecs.get_server, ids[1])
+                    slow = True
+                    group.start_soon(reader)
+                    await on_the_wire.wait()
+                    scope.cancel()
+                    await anyio.sleep(10)
+        for _ in range(100):  # the server sees a close once it reads it: at most 1 s
+            if fake.open_connections == 0:
+                break
+            await anyio.sleep(0.01)
+        assert fake.open_connections == 0
+        (outcome,) = read
+        assert isinstance(outcome, ClientClosed), repr(outcome)
+        with pytest.raises(ClientClosed, match="nothing more is sent"):
+            await ecs.get_server(ids[1])
+        slow = False
+        # Closed whole, it opens again.
+        async with ecs:
+            server = await ecs.get_server(ids[1])
+            assert server is not None
+            assert server.id == ids[1]
+
+
+@pytest.mark.parametrize("tcp", [False, True], ids=["in-process", "tcp"])
+@pytest.mark.anyio
+async def test_a_timeout_of_zero_sends_no_rebuild(tcp: bool) -> None:
+    fake = FakeCompute(rebuild_seconds=0.2)
+    ids = [fake.add_server(name=f"zero-{i}") for i in range(3)]
+    fake.advance(30)
+    request = RebuildRequest(image_ref=NEW_IMAGE)
+    async with contextlib.AsyncExitStack() as stack:
+        transport = await stack.enter_async_context(_served(fake, tcp))
+        ecs = await stack.enter_async_context(
+            AsyncEcsClient(
+                fake.compute_url, auth=TokenAuth(fake.token), transport=transport, settings=FAST
+            )
+        )
+        befores = {sid: await ecs.get_server(sid) for sid in ids}
+        outcomes = await ecs.rebuild_many(ids[:2], request, timeout=0)
+        assert [(o.kind.value, o.submitted) for o in outcomes] == [("timed_out", False)] * 2
+        with pytest.raises(RebuildTimeout, match="nothing was sent"):
+            await ecs.rebuild_and_wait(ids[2], request, before=befores[ids[2]], timeout=0)
+    assert [fake.rebuilds_accepted(sid) for sid in ids] == [0, 0, 0]
+
+
+@pytest.mark.anyio
+async def test_two_tasks_closing_at_once_both_return_with_every_connection_closed() -> None:
+    fake = FakeCompute(rebuild_seconds=0.2)
+    ids = [fake.add_server(name=f"twice-{i}") for i in range(3)]
+    fake.advance(30)
+    fake.faults.script("POST", "rebuild", [InjectedFault("latency", seconds=0.5, real=True)])
+    open_at_return: list[int] = []
+    async with fake.serve_tcp():
+        ecs = AsyncEcsClient(fake.compute_url, auth=TokenAuth(fake.token), settings=FAST)
+        await ecs.__aenter__()
+        async with anyio.create_task_group() as warm:  # connections in the pool, idle
+            for sid in ids:
+                warm.start_soon(ecs.get_server, sid)
+        async with anyio.create_task_group() as group:
+            group.start_soon(ecs.rebuild, ids[0], RebuildRequest(image_ref=NEW_IMAGE))
+            while fake.rebuilds_accepted(ids[0]) == 0:  # noqa: ASYNC110 - the fake sets no event
+                await anyio.sleep(0.01)
+
+            async def close() -> None:
+                await ecs.aclose()
+                await anyio.sleep(0.01)  # the server reads each close
+                open_at_return.append(fake.open_connections)
+
+            group.start_soon(close)
+            group.start_soon(close)
+            await anyio.sleep(0.05)
+            # Opening a client that is being closed is refused, not silently a dead client.
+            with pytest.raises(ClientClosed, match="being closed"):
+                await ecs.__aenter__()
+    assert open_at_return == [0, 0]
+    assert fake.rebuilds_accepted(ids[0]) == 1
