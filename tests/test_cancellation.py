@@ -289,13 +289,13 @@ async def test_closing_the_client_waits_for_a_silent_rebuild_no_longer_than_requ
     assert fake.rebuilds_accepted(sid) == 1
 
 
-def _closing_fake(answer_after: float) -> tuple[FakeCompute, list[str]]:
-    """Three servers whose rebuild is taken at once and answered ``answer_after`` s later."""
+def _closing_fake(answer_after: float, count: int = 3) -> tuple[FakeCompute, list[str]]:
+    """``count`` servers whose rebuild is taken at once and answered ``answer_after`` s later."""
     fake = FakeCompute(rebuild_seconds=0.2)
-    ids = [fake.add_server(name=f"closing-{i}") for i in range(3)]
+    ids = [fake.add_server(name=f"closing-{i}") for i in range(count)]
     fake.advance(30)
     fake.faults.script(
-        "POST", "rebuild", [InjectedFault("latency", seconds=answer_after, real=True)] * 3
+        "POST", "rebuild", [InjectedFault("latency", seconds=answer_after, real=True)] * count
     )
     return fake, ids
 
@@ -435,12 +435,7 @@ async def test_closing_the_client_sends_no_rebuild_still_waiting_for_its_turn(
 ) -> None:
     # Six rebuilds, each answered 1 s after the service takes it, and room for only a few on
     # the wire at once: the client is closed while the rest wait for their turn.
-    fake = FakeCompute(rebuild_seconds=0.2)
-    ids = [fake.add_server(name=f"queued-{i}") for i in range(6)]
-    fake.advance(30)
-    fake.faults.script(
-        "POST", "rebuild", [InjectedFault("latency", seconds=1.0, real=True)] * len(ids)
-    )
+    fake, ids = _closing_fake(1.0, count=6)
     on_the_wire = min(limit.values())
     settings = attrs.evolve(FAST, **limit)
     request = RebuildRequest(image_ref=NEW_IMAGE)
@@ -488,12 +483,7 @@ async def test_closing_the_client_sends_no_rebuild_still_waiting_for_its_turn(
 async def test_a_fleet_closed_under_it_reports_queued_rebuilds_as_cancelled_and_not_submitted(
     tcp: bool,
 ) -> None:
-    fake = FakeCompute(rebuild_seconds=0.2)
-    ids = [fake.add_server(name=f"fleet-queued-{i}") for i in range(6)]
-    fake.advance(30)
-    fake.faults.script(
-        "POST", "rebuild", [InjectedFault("latency", seconds=1.0, real=True)] * len(ids)
-    )
+    fake, ids = _closing_fake(1.0, count=6)
     settings = attrs.evolve(FAST, max_in_flight=2)
     ended: dict[str, object] = {}
     async with contextlib.AsyncExitStack() as stack:
