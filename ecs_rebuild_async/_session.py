@@ -602,12 +602,12 @@ class Session:
         # Requests that must not run twice (a rebuild) on the wire right now, and what closing
         # the client waits on until there are none: their answers say what the service did.
         self._unrepeatable_on_wire = 0
-        self._unrepeatable_done: anyio.Event | None = None
+        self._drained_event: anyio.Event | None = None
         # What closing cancels: requests waiting for their turn or a pause, reads on the wire.
         self._stoppable: set[anyio.CancelScope] = set()
         self._close_finished: anyio.Event | None = None  # set once a close under way ends
         self._closed = False  # closed after being open: a request then is a ClientClosed
-        # Closing has begun: a rebuild still waiting for its turn is not sent (ClientClosed).
+        # Closing has begun: nothing more is sent, and what waits is cut (ClientClosed).
         self._closing = False
 
     @property
@@ -653,8 +653,9 @@ class Session:
     async def aclose(self) -> None:
         """Close the connections, once every rebuild on the wire has its answer (each within
         ``request_timeout`` of being sent): closing under one would cut it unanswered, and only
-        its answer says whether the service carried it out. A rebuild still waiting for its
-        turn is not sent: it ends in ``ClientClosed``, and closing does not wait on it."""
+        its answer says whether the service carried it out. Everything else is cut at once and
+        ends in ``ClientClosed``: a request still waiting for its turn or a pause (not sent),
+        a read on the wire (its connection closed before closing returns)."""
         self._closing = self._client is not None
         for waiting in list(self._stoppable):
             waiting.cancel()
@@ -696,16 +697,16 @@ class Session:
         # Each one bounds itself by request_timeout; this bound only guards against a bug.
         with anyio.move_on_after(self._settings.request_timeout + 1.0):
             while self._unrepeatable_on_wire or self._stoppable:
-                if self._unrepeatable_done is None:
-                    self._unrepeatable_done = anyio.Event()
-                await self._unrepeatable_done.wait()
+                if self._drained_event is None:
+                    self._drained_event = anyio.Event()
+                await self._drained_event.wait()
 
     def _maybe_drained(self) -> None:
         if self._unrepeatable_on_wire or self._stoppable:
             return
-        if self._unrepeatable_done is not None:
-            self._unrepeatable_done.set()
-            self._unrepeatable_done = None
+        if self._drained_event is not None:
+            self._drained_event.set()
+            self._drained_event = None
 
     def _stoppable_scope(self) -> anyio.CancelScope:
         """A scope that closing the client cancels (until :meth:`_unstoppable`)."""
