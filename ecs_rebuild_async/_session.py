@@ -622,11 +622,13 @@ class Session:
     # -- lifecycle --
 
     async def open(self) -> None:
+        # Being closed: from the moment closing begins until its connections are closed (the
+        # client is let go of before that, while its connections close).
+        if self._close_finished is not None or (self._client is not None and self._closing):
+            raise ClientClosed(
+                "the client is being closed: open it again once aclose() has returned"
+            )
         if self._client is not None:
-            if self._closing:
-                raise ClientClosed(
-                    "the client is being closed: open it again once aclose() has returned"
-                )
             return
         self._closed = False
         self._closing = False

@@ -816,3 +816,57 @@ async def test_two_tasks_closing_at_once_both_return_with_every_connection_close
                 await ecs.__aenter__()
     assert open_at_return == [0, 0]
     assert fake.rebuilds_accepted(ids[0]) == 1
+
+
+@pytest.mark.anyio
+async def test_opening_a_client_while_its_connections_close_is_refused_until_they_are(
+    anyio_backend: str,
+) -> None:
+    # Nothing on the wire, three idle connections: the client is let go of at once, and its
+    # connections close after. Opening it meanwhile is refused; once the close returned, it
+    # opens, and a close then leaves nothing open.
+    fake = FakeCompute()
+    sid = fake.add_server(name="reopen")
+    async with fake.serve_tcp():
+        ecs = AsyncEcsClient(fake.compute_url, auth=TokenAuth(fake.token), settings=FAST)
+        await ecs.__aenter__()
+        async with anyio.create_task_group() as warm:
+            for _ in range(3):
+                warm.start_soon(ecs.get_server, sid)
+        closed = anyio.Event()
+        refusals: list[str] = []
+        reopened = False
+        async with anyio.create_task_group() as group:
+
+            async def open_meanwhile() -> None:
+                nonlocal reopened
+                while not (reopened or closed.is_set()):
+                    try:
+                        await ecs.__aenter__()
+                    except ClientClosed as exc:
+                        refusals.append(str(exc))
+                        await anyio.lowlevel.checkpoint()
+                    else:
+                        reopened = True  # the close had ended (its last step is a checkpoint)
+
+            # Started before the close, it first runs once the close has begun (start_soon
+            # does not yield, and aclose marks the client closing before its first await).
+            group.start_soon(open_meanwhile)
+            await ecs.aclose()
+            closed.set()
+        assert all("being closed" in refusal for refusal in refusals)
+        if anyio_backend == "asyncio":
+            # aiohttp closes its connections over several turns of the loop: the window is
+            # always there (trio's may close them all within one, leaving none to refuse in).
+            assert refusals
+        if not reopened:
+            await ecs.__aenter__()
+        # Whenever it opened again, it is a whole client: it reads, and closes cleanly.
+        server = await ecs.get_server(sid)
+        assert server is not None
+        await ecs.aclose()
+        for _ in range(100):  # the server sees a close once it reads it: at most 1 s
+            if fake.open_connections == 0:
+                break
+            await anyio.sleep(0.01)
+        assert fake.open_connections == 0
